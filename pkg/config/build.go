@@ -1,0 +1,109 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/postback-dev/postback/pkg/guard"
+	"github.com/postback-dev/postback/pkg/limiter"
+	"github.com/postback-dev/postback/pkg/limiter/local"
+	redislimiter "github.com/postback-dev/postback/pkg/limiter/redis"
+	"github.com/postback-dev/postback/pkg/schedule"
+	"github.com/postback-dev/postback/pkg/secret"
+	"github.com/postback-dev/postback/pkg/stream"
+)
+
+// KeyFile is the keyring standalone generates in the data dir when
+// POSTBACK_SECRET_KEY is unset.
+const KeyFile = "secret.key"
+
+// Logger is a JSON slog logger at the configured level.
+func (c Config) Logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Keyring parses POSTBACK_SECRET_KEY; when it is unset and generate is true
+// (standalone), it loads or creates DataDir/secret.key (mode 0600).
+func (c Config) Keyring(generate bool) (*secret.Keyring, error) {
+	if c.SecretKey != "" {
+		k, err := secret.ParseKeyring(c.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("POSTBACK_SECRET_KEY: %w", err)
+		}
+		return k, nil
+	}
+	if !generate {
+		return nil, errors.New("POSTBACK_SECRET_KEY is required (kid:base64 of 32 bytes; generate one with `postback-standalone -gen-key`)")
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
+	}
+	k, err := secret.LoadOrCreate(filepath.Join(c.DataDir, KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("secret key file: %w", err)
+	}
+	return k, nil
+}
+
+// Allow parses POSTBACK_ALLOW_CIDRS.
+func (c Config) Allow() ([]netip.Prefix, error) {
+	a, err := guard.ParseAllow(c.AllowCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("POSTBACK_ALLOW_CIDRS: %w", err)
+	}
+	return a, nil
+}
+
+// Schedule parses POSTBACK_RETRY_SCHEDULE (empty = the seed's 15 steps).
+func (c Config) Schedule() (schedule.Schedule, error) {
+	s, err := schedule.Parse(c.RetrySchedule)
+	if err != nil {
+		return nil, fmt.Errorf("POSTBACK_RETRY_SCHEDULE: %w", err)
+	}
+	return s, nil
+}
+
+// Layout is the stream layout options.
+func (c Config) Layout() (stream.Options, error) {
+	o := stream.DefaultOptions()
+	o.Replicas = max(1, c.Replicas)
+	if strings.TrimSpace(c.Retention) != "" {
+		d, err := time.ParseDuration(c.Retention)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("POSTBACK_RETENTION: want a positive Go duration (e.g. 720h), got %q", c.Retention)
+		}
+		o.Retention = d
+	}
+	return o, nil
+}
+
+// Limiter is the Redis limiter when POSTBACK_REDIS_URL is set, else the
+// in-process one. The returned close func releases the Redis client.
+func (c Config) Limiter() (limiter.Limiter, func(), error) {
+	if c.RedisURL == "" {
+		return local.New(nil), func() {}, nil
+	}
+	opts, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		// The URL may hold a password: do not echo it.
+		return nil, nil, errors.New("POSTBACK_REDIS_URL: not a valid redis:// URL")
+	}
+	client := redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = client.Ping(ctx).Err() // reported by readiness; deliveries wait while Redis is away
+	return redislimiter.New(client), func() { _ = client.Close() }, nil
+}

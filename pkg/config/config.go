@@ -1,0 +1,107 @@
+// Package config reads Postback's configuration: the environment variables of
+// API.md, each also a command-line flag of the same name in kebab case
+// without the POSTBACK_ prefix (POSTBACK_GRPC_ADDR = --grpc-addr). A flag
+// given on the command line wins over the environment.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Config is every setting a Postback process reads.
+type Config struct {
+	GRPCAddr      string // POSTBACK_GRPC_ADDR: gRPC listener
+	HTTPAddr      string // POSTBACK_HTTP_ADDR: health, /metrics
+	NATSURL       string // POSTBACK_NATS_URL: empty = embedded server (standalone)
+	DataDir       string // POSTBACK_DATA_DIR: embedded JetStream storage, generated key
+	RedisURL      string // POSTBACK_REDIS_URL: empty = in-process limiter
+	RetrySchedule string // POSTBACK_RETRY_SCHEDULE: comma-separated Go durations
+	AllowCIDRs    string // POSTBACK_ALLOW_CIDRS: destinations opened past the network guard
+	SecretKey     string // POSTBACK_SECRET_KEY: keyring for secrets at rest
+	Tokens        string // POSTBACK_TOKENS: token=account pairs, or a file path
+	Replicas      int    // POSTBACK_STREAM_REPLICAS: stream and bucket replicas
+	Retention     string // POSTBACK_RETENTION: delivery history retention (Go duration)
+	LogLevel      string // POSTBACK_LOG_LEVEL: debug, info, warn, error
+	Targets       string // POSTBACK_TARGETS: services standalone runs (default all: gateway,renderer,sender,retry)
+}
+
+// Defaults are API.md's defaults.
+func Defaults() Config {
+	return Config{
+		GRPCAddr:  "127.0.0.1:7070",
+		HTTPAddr:  "127.0.0.1:7071",
+		DataDir:   "./data",
+		Replicas:  1,
+		Retention: "720h",
+		LogLevel:  "info",
+	}
+}
+
+type setting struct {
+	env, flag, usage string
+	str              *string
+	num              *int
+}
+
+func settings(c *Config) []setting {
+	return []setting{
+		{"POSTBACK_GRPC_ADDR", "grpc-addr", "gRPC listen address", &c.GRPCAddr, nil},
+		{"POSTBACK_HTTP_ADDR", "http-addr", "HTTP listen address for health and metrics", &c.HTTPAddr, nil},
+		{"POSTBACK_NATS_URL", "nats-url", "NATS server URL (empty: embedded server)", &c.NATSURL, nil},
+		{"POSTBACK_DATA_DIR", "data-dir", "data directory for embedded JetStream", &c.DataDir, nil},
+		{"POSTBACK_REDIS_URL", "redis-url", "Redis URL for limits (empty: in-process limiter)", &c.RedisURL, nil},
+		{"POSTBACK_RETRY_SCHEDULE", "retry-schedule", "comma-separated retry delays (empty: the 15-step default)", &c.RetrySchedule, nil},
+		{"POSTBACK_ALLOW_CIDRS", "allow-cidrs", "CIDRs opened past the network guard", &c.AllowCIDRs, nil},
+		{"POSTBACK_SECRET_KEY", "secret-key", "keyring for secrets at rest (kid:base64key,…)", &c.SecretKey, nil},
+		{"POSTBACK_TOKENS", "tokens", "API tokens: token=account pairs or a file path", &c.Tokens, nil},
+		{"POSTBACK_STREAM_REPLICAS", "stream-replicas", "replicas of streams and buckets (3 in production)", nil, &c.Replicas},
+		{"POSTBACK_RETENTION", "retention", "how long delivery history is kept", &c.Retention, nil},
+		{"POSTBACK_LOG_LEVEL", "log-level", "debug, info, warn or error", &c.LogLevel, nil},
+		{"POSTBACK_TARGETS", "targets", "services standalone runs (comma-separated; default all)", &c.Targets, nil},
+	}
+}
+
+// Load reads the environment (through getenv) and then the flags in args.
+func Load(name string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := Defaults()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	for _, s := range settings(&c) {
+		v := strings.TrimSpace(getenv(s.env))
+		if s.str != nil {
+			if v != "" {
+				*s.str = v
+			}
+			fs.StringVar(s.str, s.flag, *s.str, s.usage+" ("+s.env+")")
+			continue
+		}
+		if v != "" {
+			var n int
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+				return c, fmt.Errorf("%s: want a whole number, got %q", s.env, v)
+			}
+			*s.num = n
+		}
+		fs.IntVar(s.num, s.flag, *s.num, s.usage+" ("+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// String describes the configuration without any secret: the secret key and
+// tokens are reported only as set or not.
+func (c Config) String() string {
+	set := func(s string) string {
+		if s == "" {
+			return "unset"
+		}
+		return "set"
+	}
+	return fmt.Sprintf("grpc=%s http=%s nats=%q data=%s redis=%s schedule=%q allow=%q secret_key=%s tokens=%s",
+		c.GRPCAddr, c.HTTPAddr, c.NATSURL, c.DataDir, set(c.RedisURL), c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens))
+}

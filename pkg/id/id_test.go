@@ -1,0 +1,43 @@
+package id
+
+import (
+	"testing"
+	"time"
+)
+
+func TestNewIsPrefixedValidAndOrderedByTime(t *testing.T) {
+	t0 := time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)
+	a := New(Delivery, t0)
+	b := New(Delivery, t0.Add(time.Millisecond))
+	if !Valid(Delivery, a) || !Valid(Delivery, b) {
+		t.Fatalf("not valid: %q %q", a, b)
+	}
+	if !(a < b) {
+		t.Fatalf("ids do not sort by time: %q !< %q", a, b)
+	}
+	if New(Delivery, t0) == a {
+		t.Fatal("two random ids at the same instant are equal")
+	}
+}
+
+func TestDeriveIsStableForTheSameParts(t *testing.T) {
+	t0 := time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)
+	a := Derive(Delivery, t0, "evt_1", "ep_1")
+	if a != Derive(Delivery, t0, "evt_1", "ep_1") {
+		t.Fatal("derive is not stable")
+	}
+	if a == Derive(Delivery, t0, "evt_1", "ep_2") || a == Derive(Delivery, t0, "evt_1ep_1") {
+		t.Fatal("different parts gave the same id")
+	}
+	if !Valid(Delivery, a) {
+		t.Fatalf("derived id not valid: %q", a)
+	}
+}
+
+func TestValidRejectsWrongShapes(t *testing.T) {
+	for _, s := range []string{"", "dlv_", "ep_01ARZ3NDEKTSV4RRFFQ69G5FAV", "dlv_01arz3ndektsv4rrffq69g5fav", "dlv_01ARZ3NDEKTSV4RRFFQ69G5FA.", "dlv_01ARZ3NDEKTSV4RRFFQ69G5FAVX"} {
+		if Valid(Delivery, s) {
+			t.Errorf("Valid(%q) = true", s)
+		}
+	}
+}

@@ -1,0 +1,238 @@
+// Package stream is the only package that knows Postback's NATS layout: the
+// JetStream streams, their subjects, the KV buckets, and how messages cross
+// them with trace context. Everything is created idempotently by Ensure at
+// start-up, by every service, so no service depends on another having started.
+//
+// The layout (retention, dedupe window and why):
+//
+//	EVENTS      events.<event_type>
+//	            Work queue: a message leaves when the renderer acks it, which
+//	            it does only after every delivery of the event is durable.
+//	            Discard new: when full, Publish fails (the gateway answers
+//	            ResourceExhausted) instead of silently dropping old events.
+//	            Dedupe window (Options.EventDedupe, default 1h) serves the
+//	            publisher's idempotency keys (Nats-Msg-Id = account:key).
+//
+//	DELIVERIES  deliveries.<partition>.<endpoint_id>   new work for the sender
+//	            failed.<partition>.<endpoint_id>       failed attempts for retry
+//	            Work queue, discard new, dedupe 2m: every hop publishes with a
+//	            Nats-Msg-Id derived from the delivery id and attempt number, so
+//	            a message republished after a crash is dropped, not sent twice.
+//	            The partition token (hash of the endpoint id mod Partitions)
+//	            lets several consumers share the load while one endpoint always
+//	            lands in the same partition.
+//
+//	SCHEDULES   schedules.<delivery_id>                one pending schedule per delivery
+//	            retries.<partition>.<endpoint_id>      what a schedule fires
+//	            JetStream message schedules (nats-server >= 2.12): the retry
+//	            service (and the sender, to wait for an endpoint's limits)
+//	            publishes a definition with "Nats-Schedule: @at <RFC 3339 with
+//	            fractions>"; at that time the server publishes its body to the
+//	            retries subject and purges the definition. Nothing waits in a
+//	            process's memory: a restart of any service or of the server
+//	            loses no retry. Work queue. The server refuses discard-new on a
+//	            stream with schedules, so this stream has no message or byte
+//	            limit: it is bounded by the account's JetStream storage, where a
+//	            publish fails rather than dropping old schedules.
+//
+//	ATTEMPTS    attempts.<account_id>.<delivery_id>
+//	            History: every attempt of every delivery, limits retention with
+//	            MaxAge = Options.Retention (default 30 days), discard old. History
+//	            may age out; work never does.
+//
+//	KV postback-endpoints   ep.<account_id>.<event_type>.<endpoint_id>
+//	            Endpoint configuration, keyed so the renderer finds "this
+//	            account's endpoints for this event type" by prefix.
+//	KV postback-deliveries  <account_id>.<delivery_id>
+//	            The current state of each delivery; entries expire after
+//	            Options.Retention.
+//
+// Every consumer is a durable pull consumer with explicit ack; a message is
+// acked only after its effect is durable.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream, subject and bucket names.
+const (
+	EventsStream     = "EVENTS"
+	DeliveriesStream = "DELIVERIES"
+	SchedulesStream  = "SCHEDULES"
+	AttemptsStream   = "ATTEMPTS"
+
+	EndpointsBucket  = "postback-endpoints"
+	DeliveriesBucket = "postback-deliveries"
+
+	// Durable consumer names.
+	RendererConsumer     = "renderer"
+	SenderConsumer       = "sender"
+	SenderRetryConsumer  = "sender-retries"
+	RetryConsumer        = "retry"
+	DefaultPartitions    = 16
+	deliveryDedupeWindow = 2 * time.Minute
+)
+
+// Options size the layout.
+type Options struct {
+	// Replicas for every stream and bucket (1 standalone, 3 in production).
+	Replicas int
+	// EventDedupe is the idempotency window of Publish.
+	EventDedupe time.Duration
+	// Retention is how long attempt history and delivery records are kept.
+	Retention time.Duration
+	// MaxEvents and MaxDeliveries bound the work streams (0 = unlimited);
+	// when full, publishes fail instead of dropping data.
+	MaxEvents, MaxDeliveries int64
+	// Memory selects memory storage (tests); the default is file storage.
+	Memory bool
+}
+
+// DefaultOptions are the standalone defaults.
+func DefaultOptions() Options {
+	return Options{Replicas: 1, EventDedupe: time.Hour, Retention: 30 * 24 * time.Hour}
+}
+
+// Subjects.
+
+// EventSubject is the subject an event of the given type is published on.
+func EventSubject(eventType string) string { return "events." + eventType }
+
+// Partition is the partition token of an endpoint.
+func Partition(endpointID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(endpointID))
+	return strconv.Itoa(int(h.Sum32() % DefaultPartitions))
+}
+
+// DeliverySubject is where new work for an endpoint goes.
+func DeliverySubject(endpointID string) string {
+	return "deliveries." + Partition(endpointID) + "." + endpointID
+}
+
+// FailedSubject is where a failed attempt goes for the retry service.
+func FailedSubject(endpointID string) string {
+	return "failed." + Partition(endpointID) + "." + endpointID
+}
+
+// RetrySubject is what a schedule fires for an endpoint.
+func RetrySubject(endpointID string) string {
+	return "retries." + Partition(endpointID) + "." + endpointID
+}
+
+// ScheduleSubject holds the one pending schedule of a delivery.
+func ScheduleSubject(deliveryID string) string { return "schedules." + deliveryID }
+
+// AttemptSubject holds a delivery's attempts.
+func AttemptSubject(accountID, deliveryID string) string {
+	return "attempts." + accountID + "." + deliveryID
+}
+
+// Ensure creates or updates every stream and bucket. It is safe to call from
+// every service at every start.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.EventDedupe <= 0 {
+		o.EventDedupe = time.Hour
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	limit := func(n int64) int64 {
+		if n <= 0 {
+			return -1
+		}
+		return n
+	}
+	streams := []jetstream.StreamConfig{
+		{
+			Name: EventsStream, Subjects: []string{"events.>"},
+			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
+			MaxMsgs: limit(o.MaxEvents), Duplicates: o.EventDedupe,
+			Storage: storage, Replicas: o.Replicas,
+		},
+		{
+			Name: DeliveriesStream, Subjects: []string{"deliveries.>", "failed.>"},
+			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
+			MaxMsgs: limit(o.MaxDeliveries), Duplicates: deliveryDedupeWindow,
+			Storage: storage, Replicas: o.Replicas,
+		},
+		{
+			Name: SchedulesStream, Subjects: []string{"schedules.>", "retries.>"},
+			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardOld,
+			MaxMsgs: -1, Duplicates: deliveryDedupeWindow,
+			AllowMsgSchedules: true, AllowRollup: true,
+			Storage: storage, Replicas: o.Replicas,
+		},
+		{
+			Name: AttemptsStream, Subjects: []string{"attempts.>"},
+			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+			MaxAge: o.Retention, Duplicates: deliveryDedupeWindow,
+			Storage: storage, Replicas: o.Replicas,
+		},
+	}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: EndpointsBucket, Description: "endpoint configuration", History: 1, Storage: storage, Replicas: o.Replicas},
+		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, Storage: storage, Replicas: o.Replicas},
+	}
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// ErrFull is returned when a work stream is full (discard new).
+var ErrFull = errors.New("stream full")
+
+// consumer specs: name, stream, filter.
+type consumerSpec struct {
+	name, stream, filter string
+}
+
+var consumers = map[string]consumerSpec{
+	RendererConsumer:    {RendererConsumer, EventsStream, "events.>"},
+	SenderConsumer:      {SenderConsumer, DeliveriesStream, "deliveries.>"},
+	SenderRetryConsumer: {SenderRetryConsumer, SchedulesStream, "retries.>"},
+	RetryConsumer:       {RetryConsumer, DeliveriesStream, "failed.>"},
+}
+
+// Consumer creates (or finds) one of the durable pull consumers.
+func Consumer(ctx context.Context, js jetstream.JetStream, name string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
+	spec, ok := consumers[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown consumer %q", name)
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, spec.stream, jetstream.ConsumerConfig{
+		Durable:       spec.name,
+		FilterSubject: spec.filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: maxAckPending,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", spec.name, spec.stream, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,148 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Event is the message on events.<event_type>: what the gateway accepted.
+type Event struct {
+	ID        string         `json:"id"`
+	AccountID string         `json:"account_id"`
+	Type      string         `json:"event_type"`
+	Time      time.Time      `json:"time"`
+	Data      map[string]any `json:"data"`
+}
+
+// Header is one rendered request header carried by a Job.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Job is the message on deliveries.* and retries.*: one request to send.
+// Retries resend the rendered request (URL and body as rendered once);
+// headers, limits, rules and the enabled flag are read from the endpoint's
+// current configuration at send time. Headers carries only the values of
+// header templates, rendered with the event's data.
+type Job struct {
+	DeliveryID  string    `json:"delivery_id"`
+	AccountID   string    `json:"account_id"`
+	EndpointID  string    `json:"endpoint_id"`
+	EventID     string    `json:"event_id"`
+	EventType   string    `json:"event_type"`
+	Attempt     int       `json:"attempt"`
+	Created     time.Time `json:"created"`
+	Published   time.Time `json:"published"`
+	Method      string    `json:"method"`
+	URL         string    `json:"url"`
+	Headers     []Header  `json:"headers,omitempty"`
+	Body        []byte    `json:"body,omitempty"`
+	ContentType string    `json:"content_type,omitempty"`
+	// Slot is set when the sender has already reserved the endpoint's limits
+	// for this attempt and deferred it to that time: it is sent then without
+	// reserving again.
+	Slot time.Time `json:"slot,omitzero"`
+	// Scheduled is when a retry was planned for (zero for a first send).
+	Scheduled time.Time `json:"scheduled,omitzero"`
+	// Sent counts the requests already sent for this delivery (the 4xx rule
+	// skips retry numbers, so it is not Attempt).
+	Sent int `json:"sent,omitempty"`
+	// LastStatus and LastError are the previous attempt's, kept on the record.
+	LastStatus int    `json:"last_status,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+}
+
+// Failure is the message on failed.*: a retryable failed attempt handed to
+// the retry service.
+type Failure struct {
+	Job        Job       `json:"job"`
+	StatusCode int       `json:"status_code"`
+	Error      string    `json:"error"`
+	End        time.Time `json:"end"`
+}
+
+// Message headers Postback sets on its own messages.
+const (
+	// MsgIDHeader is JetStream's dedupe header.
+	MsgIDHeader = "Nats-Msg-Id"
+)
+
+// headerCarrier adapts nats.Header to OpenTelemetry's TextMapCarrier, so W3C
+// traceparent travels in message headers.
+type headerCarrier nats.Header
+
+func (h headerCarrier) Get(k string) string { return nats.Header(h).Get(k) }
+func (h headerCarrier) Set(k, v string)     { nats.Header(h).Set(k, v) }
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// NewMsg builds a message with the trace context of ctx in its headers and,
+// when msgID is set, the JetStream dedupe id.
+func NewMsg(ctx context.Context, subject string, data []byte, msgID string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(m.Header))
+	if msgID != "" {
+		m.Header.Set(MsgIDHeader, msgID)
+	}
+	return m
+}
+
+// Extract returns ctx carrying the trace context found in a message's headers.
+func Extract(ctx context.Context, m jetstream.Msg) context.Context {
+	h := m.Headers()
+	if h == nil {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier(h))
+}
+
+// Propagator is the W3C trace-context + baggage propagator every service
+// installs (telemetry setup does it too; this keeps tests that skip the
+// setup propagating).
+func Propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// Schedule publishes job as its delivery's one pending schedule
+// (schedules.<delivery_id>), to fire on the endpoint's retries subject at the
+// given time. The time keeps its fractions: nats-server parses RFC 3339 with
+// sub-second precision.
+func Schedule(ctx context.Context, js jetstream.JetStream, job *Job, at time.Time, msgID string) error {
+	body, err := json.Marshal(job)
+	if err != nil {
+		return fmt.Errorf("encode delivery %s: %w", job.DeliveryID, err)
+	}
+	m := NewMsg(ctx, ScheduleSubject(job.DeliveryID), body, msgID)
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", RetrySubject(job.EndpointID))
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("schedule delivery %s: %w", job.DeliveryID, err)
+	}
+	return nil
+}
+
+// CancelSchedule removes a delivery's pending schedule, if any.
+func CancelSchedule(ctx context.Context, js jetstream.JetStream, deliveryID string) error {
+	s, err := js.Stream(ctx, SchedulesStream)
+	if err != nil {
+		return fmt.Errorf("cancel schedule of %s: %w", deliveryID, err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(ScheduleSubject(deliveryID))); err != nil {
+		return fmt.Errorf("cancel schedule of %s: %w", deliveryID, err)
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/event"
+	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/render"
+	"github.com/postback-dev/postback/pkg/secret"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Page sizes of list calls.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// validationStatus turns a validation error into InvalidArgument naming the
+// field (and, for templates, the line and column).
+func validationStatus(prefix string, err error) error {
+	var fe *endpoint.FieldError
+	var re *render.FieldError
+	switch {
+	case errors.As(err, &fe), errors.As(err, &re):
+		return status.Error(codes.InvalidArgument, prefix+err.Error())
+	default:
+		return status.Errorf(codes.Internal, "validate endpoint: %v", err)
+	}
+}
+
+// clearSecrets returns the endpoint with sealed values opened, so it can be
+// validated and rendered; secret values the caller sent masked (unchanged on
+// update) are taken from the stored endpoint.
+func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
+	opened, err := endpoint.Open(e, s.keyring)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "endpoint secrets cannot be opened with the current keyring")
+	}
+	if _, err := endpoint.Validate(opened); err != nil {
+		return validationStatus("endpoint.", err)
+	}
+	return nil
+}
+
+// CreateEndpoint validates and stores a new endpoint.
+func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpointRequest) (*postbackv1.Endpoint, error) {
+	if req.Endpoint == nil {
+		return nil, invalid("endpoint", "required")
+	}
+	e := proto.Clone(req.Endpoint).(*postbackv1.Endpoint)
+	if err := s.validateForSave(e); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	e.Id = id.New(id.Endpoint, now)
+	e.CreateTime = timestamppb.New(now)
+	e.UpdateTime = e.CreateTime
+	if e.Enabled == nil {
+		e.Enabled = proto.Bool(true)
+	}
+	if err := endpoint.Seal(e, s.keyring); err != nil {
+		return nil, status.Errorf(codes.Internal, "seal secrets: %v", err)
+	}
+	if err := s.endpoints.Put(ctx, e); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	s.log.Info("endpoint created", "endpoint_id", e.Id, "account_id", e.AccountId, "event_type", e.EventType)
+	return endpoint.Masked(e, s.keyring), nil
+}
+
+// load reads an endpoint or answers NotFound.
+func (s *Server) load(ctx context.Context, field, epID string) (*postbackv1.Endpoint, error) {
+	if !id.Valid(id.Endpoint, epID) {
+		return nil, invalid(field, "want an endpoint id (ep_…), got %q", epID)
+	}
+	e, err := s.endpoints.Get(ctx, epID)
+	if errors.Is(err, stream.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "endpoint %s not found", epID)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return e, nil
+}
+
+// GetEndpoint returns one endpoint, secrets masked.
+func (s *Server) GetEndpoint(ctx context.Context, req *postbackv1.GetEndpointRequest) (*postbackv1.Endpoint, error) {
+	e, err := s.load(ctx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	return endpoint.Masked(e, s.keyring), nil
+}
+
+// ListEndpoints returns a page of endpoints ordered by id.
+func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpointsRequest) (*postbackv1.ListEndpointsResponse, error) {
+	if req.AccountId != "" && !endpoint.ValidAccount(req.AccountId) {
+		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
+	}
+	if req.EventType != "" {
+		if _, ok := event.Lookup(req.EventType); !ok {
+			return nil, invalid("event_type", "unknown event type %q", req.EventType)
+		}
+	}
+	size, err := pageSize(req.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.endpoints.List(ctx, req.AccountId, req.EventType)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	start := sort.Search(len(all), func(i int) bool { return all[i].Id > req.PageToken })
+	out := &postbackv1.ListEndpointsResponse{}
+	for _, e := range all[start:] {
+		if len(out.Endpoints) == size {
+			out.NextPageToken = out.Endpoints[size-1].Id
+			break
+		}
+		out.Endpoints = append(out.Endpoints, endpoint.Masked(e, s.keyring))
+	}
+	return out, nil
+}
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, invalid("page_size", "must be 0 or more, got %d", n)
+	case n == 0:
+		return DefaultPageSize, nil
+	case n > MaxPageSize:
+		return MaxPageSize, nil
+	}
+	return int(n), nil
+}
+
+// updatable are the fields an update mask may name.
+var updatable = map[string]bool{
+	"event_type": true, "url": true, "method": true, "headers": true, "body_format": true,
+	"body_template": true, "min_delay_seconds": true, "max_requests_per_second": true,
+	"success_response": true, "error_response": true, "timeout": true, "enabled": true,
+	"signing_secret": true,
+}
+
+// UpdateEndpoint changes the fields named in update_mask (all writable fields
+// when empty). Secret header values sent back masked keep their stored value.
+func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpointRequest) (*postbackv1.Endpoint, error) {
+	if req.Endpoint == nil {
+		return nil, invalid("endpoint", "required")
+	}
+	old, err := s.load(ctx, "endpoint.id", req.Endpoint.Id)
+	if err != nil {
+		return nil, err
+	}
+	if req.Endpoint.AccountId != "" && req.Endpoint.AccountId != old.AccountId {
+		return nil, invalid("endpoint.account_id", "cannot change")
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		for p := range updatable {
+			paths = append(paths, p)
+		}
+	}
+	e := proto.Clone(old).(*postbackv1.Endpoint)
+	in := req.Endpoint
+	for i, p := range paths {
+		if !updatable[p] {
+			return nil, invalid(fmt.Sprintf("update_mask.paths[%d]", i), "unknown or read-only field %q", p)
+		}
+		switch p {
+		case "event_type":
+			e.EventType = in.EventType
+		case "url":
+			e.Url = in.Url
+		case "method":
+			e.Method = in.Method
+		case "headers":
+			e.Headers = keepMaskedSecrets(in.Headers, old.Headers, s.keyring)
+		case "body_format":
+			e.BodyFormat = in.BodyFormat
+		case "body_template":
+			e.BodyTemplate = in.BodyTemplate
+		case "min_delay_seconds":
+			e.MinDelaySeconds = in.MinDelaySeconds
+		case "max_requests_per_second":
+			e.MaxRequestsPerSecond = in.MaxRequestsPerSecond
+		case "success_response":
+			e.SuccessResponse = in.SuccessResponse
+		case "error_response":
+			e.ErrorResponse = in.ErrorResponse
+		case "timeout":
+			e.Timeout = in.Timeout
+		case "enabled":
+			e.Enabled = in.Enabled
+			if e.Enabled == nil {
+				e.Enabled = proto.Bool(true)
+			}
+		case "signing_secret":
+			if in.SigningSecret != endpoint.Masked(old, s.keyring).SigningSecret {
+				e.SigningSecret = in.SigningSecret
+			}
+		}
+	}
+	if err := s.validateForSave(e); err != nil {
+		return nil, err
+	}
+	e.UpdateTime = timestamppb.New(s.now())
+	if err := endpoint.Seal(e, s.keyring); err != nil {
+		return nil, status.Errorf(codes.Internal, "seal secrets: %v", err)
+	}
+	if err := s.endpoints.Put(ctx, e); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	if stream.Key(e) != stream.Key(old) {
+		if err := s.endpoints.Delete(ctx, stream.Key(old)); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
+		}
+	}
+	s.log.Info("endpoint updated", "endpoint_id", e.Id, "account_id", e.AccountId, "fields", strings.Join(paths, ","))
+	return endpoint.Masked(e, s.keyring), nil
+}
+
+// keepMaskedSecrets keeps the stored (sealed) value of a secret header whose
+// new value is exactly its masked form, so a client can send back what Get
+// returned without re-entering the secret.
+func keepMaskedSecrets(in, old []*postbackv1.Header, k *secret.Keyring) []*postbackv1.Header {
+	out := make([]*postbackv1.Header, 0, len(in))
+	for _, h := range in {
+		h = proto.Clone(h).(*postbackv1.Header)
+		if h.Secret {
+			for _, o := range old {
+				if o.Secret && strings.EqualFold(o.Name, h.Name) {
+					if clear, err := k.Open(o.Value); err == nil && secret.Mask(clear) == h.Value {
+						h.Value = o.Value
+					}
+				}
+			}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// DeleteEndpoint removes an endpoint; its pending deliveries are cancelled
+// when the sender or retry service next meets them.
+func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpointRequest) (*emptypb.Empty, error) {
+	e, err := s.load(ctx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.endpoints.Delete(ctx, stream.Key(e)); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	s.log.Info("endpoint deleted", "endpoint_id", e.Id, "account_id", e.AccountId)
+	return &emptypb.Empty{}, nil
+}
+
+// PreviewEndpoint renders the request for given or sample data; sends nothing.
+func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEndpointRequest) (*postbackv1.PreviewEndpointResponse, error) {
+	if req.Endpoint == nil {
+		return nil, invalid("endpoint", "required")
+	}
+	e := req.Endpoint
+	if e.AccountId == "" {
+		e = proto.Clone(e).(*postbackv1.Endpoint)
+		e.AccountId = "preview"
+	}
+	compiled, err := endpoint.Validate(e)
+	if err != nil {
+		return nil, validationStatus("endpoint.", err)
+	}
+	typ := compiled.EventType()
+	data := typ.Sample()
+	if req.Data != nil && len(req.Data.Fields) > 0 {
+		data = req.Data.AsMap()
+		if err := typ.Validate(data); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	r, err := compiled.Render(data)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "endpoint.url: %v", err)
+	}
+	out := &postbackv1.PreviewEndpointResponse{Method: r.Method, Url: r.URL, Body: string(r.Body)}
+	for _, h := range r.Headers {
+		v := h.Value
+		if h.Secret {
+			v = secret.Mask(v)
+		}
+		out.Headers = append(out.Headers, &postbackv1.Header{Name: h.Name, Value: v, Secret: h.Secret})
+	}
+	if r.ContentType != "" {
+		out.Headers = append(out.Headers, &postbackv1.Header{Name: "Content-Type", Value: r.ContentType})
+	}
+	return out, nil
+}

@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/nats-io/nats.go/jetstream"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/event"
+	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Limits on a publish call.
+const (
+	MaxBatch          = 1000
+	MaxIdempotencyKey = 256
+)
+
+var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// invalid is an InvalidArgument naming the field.
+func invalid(field, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// prepared is a validated event ready to publish.
+type prepared struct {
+	event stream.Event
+	msgID string
+	body  []byte
+}
+
+// prepare validates one PublishRequest; field names are prefixed with prefix
+// (e.g. "events[3]." in a batch).
+func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepared, error) {
+	if !endpoint.ValidAccount(req.AccountId) {
+		return nil, invalid(prefix+"account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
+	}
+	typ, ok := event.Lookup(req.EventType)
+	if !ok {
+		return nil, invalid(prefix+"event_type", "unknown event type %q (see EventTypeService.ListEventTypes)", req.EventType)
+	}
+	if req.Data == nil {
+		return nil, invalid(prefix+"data", "required: an object of data points")
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyKey {
+		return nil, invalid(prefix+"idempotency_key", "at most %d characters", MaxIdempotencyKey)
+	}
+	if req.EventId != "" && !eventIDPattern.MatchString(req.EventId) {
+		return nil, invalid(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
+	}
+	data := req.Data.AsMap()
+	if err := typ.Validate(data); err != nil {
+		var ve *event.ValidationError
+		if errors.As(err, &ve) && prefix != "" {
+			return nil, status.Error(codes.InvalidArgument, prefix+err.Error())
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	now := s.now()
+	p := &prepared{event: stream.Event{AccountID: req.AccountId, Type: req.EventType, Time: now, Data: data}}
+	switch {
+	case req.EventId != "":
+		p.event.ID = req.EventId
+	case req.IdempotencyKey != "":
+		// The same key gives the same id, so a duplicate answers with the
+		// first event's id.
+		p.event.ID = id.Derive(id.Event, now, req.AccountId, req.IdempotencyKey)
+	default:
+		p.event.ID = id.New(id.Event, now)
+	}
+	if req.IdempotencyKey != "" {
+		p.msgID = "idem:" + req.AccountId + ":" + req.IdempotencyKey
+	}
+	body, err := json.Marshal(&p.event)
+	if err != nil {
+		return nil, invalid(prefix+"data", "cannot encode: %v", err)
+	}
+	p.body = body
+	return p, nil
+}
+
+// errCodeStoreFailed is JetStream's "storing a message failed" (10077): with
+// discard-new it means the stream is full.
+const errCodeStoreFailed = 10077
+
+// publishError maps a JetStream publish failure to a gRPC status.
+func publishError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed {
+		return status.Errorf(codes.ResourceExhausted, "event queue is full: %v", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.Unavailable, "publish event: %v", err)
+}
+
+// Publish accepts one event.
+func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*postbackv1.PublishResponse, error) {
+	p, err := s.prepare("", req)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := s.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
+	if err != nil {
+		return nil, publishError(err)
+	}
+	return &postbackv1.PublishResponse{EventId: p.event.ID, Duplicate: ack.Duplicate}, nil
+}
+
+// PublishBatch accepts many events; a bad one does not sink the rest. Valid
+// events are published asynchronously and awaited together.
+func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchRequest) (*postbackv1.PublishBatchResponse, error) {
+	if len(req.Events) > MaxBatch {
+		return nil, status.Errorf(codes.ResourceExhausted, "events: at most %d events a batch, got %d", MaxBatch, len(req.Events))
+	}
+	results := make([]*postbackv1.PublishResult, len(req.Events))
+	futures := make([]jetstream.PubAckFuture, len(req.Events))
+	for i, ev := range req.Events {
+		p, err := s.prepare(fmt.Sprintf("events[%d].", i), ev)
+		if err != nil {
+			results[i] = &postbackv1.PublishResult{Error: toStatus(err)}
+			continue
+		}
+		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
+		f, err := s.js.PublishMsgAsync(stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
+		if err != nil {
+			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			results[i].Duplicate = ack.Duplicate
+		case err := <-f.Err():
+			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return &postbackv1.PublishBatchResponse{Results: results}, nil
+}
+
+func toStatus(err error) *spb.Status {
+	return status.Convert(err).Proto()
+}
+
+// ListEventTypes returns the catalogues.
+func (s *Server) ListEventTypes(context.Context, *postbackv1.ListEventTypesRequest) (*postbackv1.ListEventTypesResponse, error) {
+	out := &postbackv1.ListEventTypesResponse{}
+	for _, t := range event.Types() {
+		et := &postbackv1.EventType{Name: t.Name, Description: t.Description}
+		for _, dp := range t.DataPoints {
+			et.DataPoints = append(et.DataPoints, &postbackv1.DataPoint{
+				Name: dp.Name, Type: postbackv1.DataPointType(int32(dp.Type) + 1), Description: dp.Description, Item: dp.Item,
+			})
+		}
+		out.EventTypes = append(out.EventTypes, et)
+	}
+	return out, nil
+}

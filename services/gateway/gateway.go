@@ -1,0 +1,155 @@
+// Package gateway is Postback's gRPC front door: it accepts events and
+// publishes them to JetStream (one subject per event type), owns endpoint
+// configuration (a NATS KV bucket), and answers delivery history, replay,
+// preview and test calls. Server reflection and grpc.health.v1 are on.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/postback-dev/postback/pkg/dispatch"
+	"github.com/postback-dev/postback/pkg/secret"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Config is what the gateway needs.
+type Config struct {
+	// GRPCAddr is the listen address ("127.0.0.1:7070"); Listener, when set, is used instead.
+	GRPCAddr string
+	Listener net.Listener
+	// NATS is an open connection; when nil, NATSURL is dialled.
+	NATS    *nats.Conn
+	NATSURL string
+	Layout  stream.Options
+	// Keyring seals secrets at rest and masks them in responses.
+	Keyring *secret.Keyring
+	// Dispatcher sends TestEndpoint's request (nil: TestEndpoint is Unavailable).
+	Dispatcher *dispatch.Dispatcher
+	Logger     *slog.Logger
+	// Ready, when set, is called with the bound gRPC address once serving.
+	Ready func(addr net.Addr)
+	// ServerOptions are extra gRPC server options (interceptors).
+	ServerOptions []grpc.ServerOption
+}
+
+// Server implements the postback.v1 services.
+type Server struct {
+	postbackv1.UnimplementedEventServiceServer
+	postbackv1.UnimplementedEventTypeServiceServer
+	postbackv1.UnimplementedEndpointServiceServer
+	postbackv1.UnimplementedDeliveryServiceServer
+
+	js         jetstream.JetStream
+	endpoints  *stream.Endpoints
+	deliveries *stream.Deliveries
+	attempts   *stream.Attempts
+	keyring    *secret.Keyring
+	dispatcher *dispatch.Dispatcher
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// NewServer binds the server to an open JetStream context (layout ensured).
+func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d *dispatch.Dispatcher, log *slog.Logger) (*Server, error) {
+	if k == nil {
+		return nil, errors.New("gateway: a keyring is required")
+	}
+	eps, err := stream.OpenEndpoints(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	dls, err := stream.OpenDeliveries(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js),
+		keyring: k, dispatcher: d, log: log, now: time.Now}, nil
+}
+
+// Register adds every postback.v1 service, health and reflection to g.
+func (s *Server) Register(g *grpc.Server, hs *health.Server) {
+	postbackv1.RegisterEventServiceServer(g, s)
+	postbackv1.RegisterEventTypeServiceServer(g, s)
+	postbackv1.RegisterEndpointServiceServer(g, s)
+	postbackv1.RegisterDeliveryServiceServer(g, s)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+}
+
+// Run serves the gateway until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	nc := cfg.NATS
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-gateway"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("gateway: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv, err := NewServer(ctx, js, cfg.Keyring, cfg.Dispatcher, log)
+	if err != nil {
+		return err
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		lis, err = net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			return fmt.Errorf("gateway: listen on %s: %w", cfg.GRPCAddr, err)
+		}
+	}
+	g := grpc.NewServer(cfg.ServerOptions...)
+	hs := health.NewServer()
+	srv.Register(g, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for name := range g.GetServiceInfo() {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	if cfg.Ready != nil {
+		cfg.Ready(lis.Addr())
+	}
+	log.Info("gateway serving", "grpc_addr", lis.Addr().String())
+	select {
+	case <-ctx.Done():
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			g.Stop()
+		}
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("gateway: serve: %w", err)
+	}
+}

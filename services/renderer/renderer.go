@@ -1,0 +1,241 @@
+// Package renderer turns each published event into one delivery per
+// subscribed endpoint: it finds the account's enabled endpoints for the event
+// type (a KV prefix lookup), renders URL, templated headers and body, records
+// the delivery as PENDING and publishes it for the sender. The event is acked
+// only when every delivery is durable; a redelivered event renders the same
+// delivery ids, and the record's create-if-absent plus the publish's
+// Nats-Msg-Id make the second pass a no-op.
+package renderer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/render"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/template"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Config is what the renderer needs.
+type Config struct {
+	NATS    *nats.Conn // an open connection; when nil, NATSURL is dialled
+	NATSURL string
+	Layout  stream.Options
+	Logger  *slog.Logger
+	// Workers is how many events are rendered at once (default 64).
+	Workers int
+}
+
+// Run renders events until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	nc := cfg.NATS
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-renderer"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("renderer: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("renderer: %w", err)
+	}
+	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
+		return fmt.Errorf("renderer: %w", err)
+	}
+	r, err := newRenderer(ctx, js, log)
+	if err != nil {
+		return err
+	}
+	c, err := stream.Consumer(ctx, js, stream.RendererConsumer, 30*time.Second, 4096)
+	if err != nil {
+		return fmt.Errorf("renderer: %w", err)
+	}
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 64
+	}
+	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
+	return stream.Work(ctx, c, workers, r.handle)
+}
+
+type renderer struct {
+	js         jetstream.JetStream
+	endpoints  *stream.Endpoints
+	deliveries *stream.Deliveries
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	compiled map[string]compiled // by endpoint key; bounded by maxCompiled
+}
+
+type compiled struct {
+	updated   time.Time
+	endpoint  *render.Endpoint
+	templated map[string]bool // header names whose value holds macros
+}
+
+const maxCompiled = 10000
+
+func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*renderer, error) {
+	eps, err := stream.OpenEndpoints(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	dls, err := stream.OpenDeliveries(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return &renderer{js: js, endpoints: eps, deliveries: dls, log: log, compiled: map[string]compiled{}}, nil
+}
+
+func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
+	var ev stream.Event
+	dec := json.NewDecoder(bytes.NewReader(m.Data()))
+	dec.UseNumber()
+	if err := dec.Decode(&ev); err != nil {
+		r.log.Error("dropping undecodable event", "subject", m.Subject(), "error", err)
+		_ = m.Term()
+		return
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		r.log.Error("event without metadata", "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := r.render(ctx, &ev, meta.Sequence.Stream); err != nil {
+		r.log.Warn("render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// render creates and publishes the deliveries of one event.
+func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) error {
+	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
+	if err != nil {
+		return err
+	}
+	var futures []jetstream.PubAckFuture
+	for _, ep := range eps {
+		if !endpoint.Enabled(ep) {
+			continue
+		}
+		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
+		now := time.Now()
+		rec := &postbackv1.Delivery{
+			Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
+			Status:     postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now),
+		}
+		job, renderErr := r.job(ep, ev, dlvID, now)
+		if renderErr != nil {
+			rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED
+			rec.Reason = renderErr.Error()
+		}
+		if err := r.deliveries.Create(ctx, rec); err != nil && !errors.Is(err, stream.ErrExists) {
+			return err
+		}
+		if renderErr != nil {
+			r.log.Info("delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "reason", renderErr.Error())
+			continue
+		}
+		body, err := json.Marshal(job)
+		if err != nil {
+			return fmt.Errorf("encode delivery %s: %w", dlvID, err)
+		}
+		f, err := r.js.PublishMsgAsync(stream.NewMsg(ctx, stream.DeliverySubject(ep.Id), body, "job:"+dlvID+":0"))
+		if err != nil {
+			return fmt.Errorf("publish delivery %s: %w", dlvID, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish delivery: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// job renders one endpoint's request for the event.
+func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*stream.Job, error) {
+	c, err := r.compile(ep)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
+	}
+	req, err := c.endpoint.Render(ev.Data)
+	if err != nil {
+		return nil, err
+	}
+	job := &stream.Job{
+		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
+		Created: now, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
+	}
+	for _, h := range req.Headers {
+		if c.templated[h.Name] && !h.Secret {
+			job.Headers = append(job.Headers, stream.Header{Name: h.Name, Value: h.Value})
+		}
+	}
+	return job, nil
+}
+
+// compile returns the endpoint's compiled templates, cached by key and
+// update time.
+func (r *renderer) compile(ep *postbackv1.Endpoint) (compiled, error) {
+	key := stream.Key(ep)
+	updated := ep.GetUpdateTime().AsTime()
+	r.mu.Lock()
+	c, ok := r.compiled[key]
+	r.mu.Unlock()
+	if ok && c.updated.Equal(updated) {
+		return c, nil
+	}
+	re, err := render.Compile(endpoint.Spec(ep))
+	if err != nil {
+		return compiled{}, err
+	}
+	c = compiled{updated: updated, endpoint: re, templated: map[string]bool{}}
+	for _, h := range ep.Headers {
+		if h.Secret {
+			continue
+		}
+		if t, err := template.Parse(h.Value, re.EventType()); err == nil {
+			if _, literal := t.Literal(); !literal {
+				c.templated[h.Name] = true
+			}
+		}
+	}
+	r.mu.Lock()
+	if len(r.compiled) >= maxCompiled {
+		clear(r.compiled)
+	}
+	r.compiled[key] = c
+	r.mu.Unlock()
+	return c, nil
+}

@@ -1,0 +1,171 @@
+// Package retry turns a failed attempt into its next step on the retry
+// schedule (DESIGN decision 7): a delayed re-delivery through a JetStream
+// message schedule, or a DEAD delivery once the last retry has failed.
+//
+// The state machine of a delivery, as the services move it:
+//
+//	PENDING --send--> SUCCEEDED
+//	        --final failure (bad URL, NXDOMAIN, guard)--> FAILED
+//	        --retryable failure--> RETRYING --(retry service)--> schedule
+//	                                        \--no retry left--> DEAD
+//	RETRYING --schedule fires, send--> (as PENDING, attempt n)
+//	any pending state --endpoint disabled or deleted--> CANCELLED
+//
+// A retry's delay counts from the end of the failed attempt. The schedule is
+// stored in JetStream (schedules.<delivery_id>, one pending per delivery),
+// never in this process's memory: if the retry service, the sender or the
+// NATS server restarts, the retry still fires once, at its time. Publishing
+// the schedule and acking the failure are idempotent (Nats-Msg-Id per
+// delivery and retry number), so a crash between them re-publishes the same
+// schedule, which the server dedupes.
+package retry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/schedule"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Config is what the retry service needs.
+type Config struct {
+	NATS     *nats.Conn // an open connection; when nil, NATSURL is dialled
+	NATSURL  string
+	Layout   stream.Options
+	Schedule schedule.Schedule // nil = the seed's 15 steps
+	Logger   *slog.Logger
+	Workers  int // default 16
+}
+
+// Run schedules retries until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Schedule == nil {
+		cfg.Schedule = schedule.Default()
+	}
+	nc := cfg.NATS
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-retry"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("retry: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	eps, err := stream.OpenEndpoints(ctx, js)
+	if err != nil {
+		return err
+	}
+	dls, err := stream.OpenDeliveries(ctx, js)
+	if err != nil {
+		return err
+	}
+	c, err := stream.Consumer(ctx, js, stream.RetryConsumer, 30*time.Second, 4096)
+	if err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	r := &retrier{js: js, endpoints: eps, deliveries: dls, schedule: cfg.Schedule, log: log}
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 16
+	}
+	log.Info("retry consuming", "schedule", cfg.Schedule.String())
+	return stream.Work(ctx, c, workers, r.handle)
+}
+
+type retrier struct {
+	js         jetstream.JetStream
+	endpoints  *stream.Endpoints
+	deliveries *stream.Deliveries
+	schedule   schedule.Schedule
+	log        *slog.Logger
+}
+
+func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
+	var f stream.Failure
+	if err := json.Unmarshal(m.Data(), &f); err != nil {
+		r.log.Error("dropping undecodable failure", "subject", m.Subject(), "error", err)
+		_ = m.Term()
+		return
+	}
+	if err := r.process(ctx, &f); err != nil {
+		r.log.Warn("retry step will be tried again", "delivery_id", f.Job.DeliveryID, "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// Next is the job of the next retry after failure f, or ok=false when the
+// delivery is dead.
+func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time, ok bool) {
+	n, delay, ok := s.Next(f.Job.Attempt, f.StatusCode)
+	if !ok {
+		return stream.Job{}, time.Time{}, false
+	}
+	job = f.Job
+	job.Attempt = n
+	job.Sent = f.Job.Sent + 1
+	job.Slot = time.Time{}
+	job.LastStatus, job.LastError = f.StatusCode, f.Error
+	job.Scheduled = f.End.Add(delay)
+	return job, job.Scheduled, true
+}
+
+func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
+	log := r.log.With("delivery_id", f.Job.DeliveryID, "endpoint_id", f.Job.EndpointID, "attempt", f.Job.Attempt)
+	rec := &postbackv1.Delivery{
+		Id: f.Job.DeliveryID, AccountId: f.Job.AccountID, EndpointId: f.Job.EndpointID, EventId: f.Job.EventID,
+		EventType: f.Job.EventType, AttemptCount: int32(f.Job.Sent + 1), LastStatusCode: int32(f.StatusCode),
+		LastError: f.Error, CreateTime: timestamppb.New(f.Job.Created), UpdateTime: timestamppb.Now(),
+	}
+	ep, err := r.endpoints.GetByKey(ctx, stream.EndpointKey(f.Job.AccountID, f.Job.EventType, f.Job.EndpointID))
+	if errors.Is(err, stream.ErrNotFound) {
+		ep, err = r.endpoints.Get(ctx, f.Job.EndpointID)
+	}
+	switch {
+	case errors.Is(err, stream.ErrNotFound):
+		rec.Status, rec.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"
+		return r.deliveries.Put(ctx, rec)
+	case err != nil:
+		return err
+	case !endpoint.Enabled(ep):
+		rec.Status, rec.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint is disabled"
+		return r.deliveries.Put(ctx, rec)
+	}
+	job, at, ok := Next(r.schedule, f)
+	if !ok {
+		rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD
+		rec.Reason = fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error)
+		log.Info("delivery dead", "reason", rec.Reason)
+		return r.deliveries.Put(ctx, rec)
+	}
+	if err := stream.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Attempt)); err != nil {
+		return err
+	}
+	rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING
+	rec.NextAttemptTime = timestamppb.New(at)
+	log.Info("retry scheduled", "retry", job.Attempt, "at", at)
+	return r.deliveries.Put(ctx, rec)
+}

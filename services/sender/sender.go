@@ -1,0 +1,293 @@
+// Package sender consumes deliveries and sends them: it reads the endpoint's
+// current configuration, waits for the endpoint's limits, sends through the
+// dispatcher, records the attempt and the delivery's state, and hands
+// retryable failures to the retry service.
+//
+// Waiting for limits: each delivery reserves its slot once (one limiter call,
+// whatever the backlog). A slot within MaxInlineWait is waited for in the
+// worker; a later slot is deferred through a JetStream message schedule that
+// fires the job back at its slot, so a long wait never holds a worker or the
+// consumer's ack-pending window, and a busy endpoint never holds up others.
+// If the limiter is unreachable the message is nak'ed with a delay: nothing
+// is sent unthrottled and nothing is lost; Ready reports the outage.
+package sender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/postback-dev/postback/pkg/dispatch"
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/limiter"
+	"github.com/postback-dev/postback/pkg/secret"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// Config is what the sender needs.
+type Config struct {
+	NATS       *nats.Conn // an open connection; when nil, NATSURL is dialled
+	NATSURL    string
+	Layout     stream.Options
+	Limiter    limiter.Limiter
+	Dispatcher *dispatch.Dispatcher
+	Keyring    *secret.Keyring
+	Logger     *slog.Logger
+	// Workers is how many requests are in flight at once (default 256).
+	Workers int
+	// MaxInlineWait is the longest limiter wait held in a worker (default 50ms).
+	MaxInlineWait time.Duration
+	// Health, when set, receives the sender's readiness (limiter reachable).
+	Health func(ready bool, reason string)
+}
+
+// Run sends deliveries until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Limiter == nil || cfg.Dispatcher == nil || cfg.Keyring == nil {
+		return errors.New("sender: Limiter, Dispatcher and Keyring are required")
+	}
+	nc := cfg.NATS
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-sender"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("sender: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	s, err := newSender(ctx, js, cfg, log)
+	if err != nil {
+		return err
+	}
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 256
+	}
+	// Ack wait must outlast the longest request (60 s) plus recording.
+	const ackWait = 2 * endpoint.MaxTimeout
+	fresh, err := stream.Consumer(ctx, js, stream.SenderConsumer, ackWait, 4*workers)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	retries, err := stream.Consumer(ctx, js, stream.SenderRetryConsumer, ackWait, 4*workers)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	log.Info("sender consuming", "workers", workers)
+	errc := make(chan error, 2)
+	go func() { errc <- stream.Work(ctx, fresh, workers, s.handle) }()
+	go func() { errc <- stream.Work(ctx, retries, workers/4+1, s.handle) }()
+	err = <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+type sender struct {
+	js         jetstream.JetStream
+	endpoints  *stream.Endpoints
+	deliveries *stream.Deliveries
+	attempts   *stream.Attempts
+	cfg        Config
+	log        *slog.Logger
+	limiterOK  atomic.Bool
+}
+
+func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*sender, error) {
+	eps, err := stream.OpenEndpoints(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	dls, err := stream.OpenDeliveries(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxInlineWait <= 0 {
+		cfg.MaxInlineWait = 50 * time.Millisecond
+	}
+	s := &sender{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log}
+	s.limiterOK.Store(true)
+	return s, nil
+}
+
+func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
+	var job stream.Job
+	if err := json.Unmarshal(m.Data(), &job); err != nil {
+		s.log.Error("dropping undecodable delivery", "subject", m.Subject(), "error", err)
+		_ = m.Term()
+		return
+	}
+	log := s.log.With("delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "attempt", job.Attempt)
+	if err := s.process(ctx, &job, log); err != nil {
+		log.Warn("delivery will be retried after a transient error", "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
+// errDeferred means the job was handed to a schedule: ack it.
+var errDeferred = errors.New("deferred")
+
+// process does one job; a returned error means "try this message again".
+func (s *sender) process(ctx context.Context, job *stream.Job, log *slog.Logger) error {
+	ep, err := s.endpoint(ctx, job)
+	if errors.Is(err, stream.ErrNotFound) {
+		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint was deleted")
+	}
+	if err != nil {
+		return err
+	}
+	if !endpoint.Enabled(ep) {
+		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint is disabled")
+	}
+	if err := s.waitForSlot(ctx, ep, job); err != nil {
+		if errors.Is(err, errDeferred) {
+			return nil
+		}
+		return err
+	}
+	opened, err := endpoint.Open(ep, s.cfg.Keyring)
+	if err != nil {
+		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, "the endpoint's secrets cannot be opened with the current keyring")
+	}
+	res := s.cfg.Dispatcher.Send(ctx, opened, job)
+	if err := s.attempts.Append(ctx, job.AccountID, res.Attempt); err != nil {
+		return err
+	}
+	switch {
+	case res.Success:
+		log.Info("postback delivered", "status_code", res.Attempt.StatusCode)
+		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, "")
+	case res.Final:
+		log.Info("postback failed for good", "reason", res.Reason)
+		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason)
+	}
+	log.Info("postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
+	if err := s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
+		return err
+	}
+	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: time.Now()}
+	f.Job.Slot = time.Time{}
+	body, err := json.Marshal(&f)
+	if err != nil {
+		return fmt.Errorf("encode failure of %s: %w", job.DeliveryID, err)
+	}
+	msgID := fmt.Sprintf("fail:%s:%d", job.DeliveryID, job.Attempt)
+	if _, err := s.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.FailedSubject(job.EndpointID), body, msgID)); err != nil {
+		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
+	}
+	return nil
+}
+
+// endpoint reads the endpoint's current configuration (by its key; by id if
+// its event type changed since the delivery was rendered).
+func (s *sender) endpoint(ctx context.Context, job *stream.Job) (*postbackv1.Endpoint, error) {
+	ep, err := s.endpoints.GetByKey(ctx, stream.EndpointKey(job.AccountID, job.EventType, job.EndpointID))
+	if errors.Is(err, stream.ErrNotFound) {
+		return s.endpoints.Get(ctx, job.EndpointID)
+	}
+	return ep, err
+}
+
+// waitForSlot reserves the endpoint's next slot (once per attempt) and waits
+// for it, in the worker when short, through a schedule when long.
+func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) error {
+	var wait time.Duration
+	if !job.Slot.IsZero() {
+		wait = time.Until(job.Slot)
+	} else {
+		lim := endpoint.Limits(ep)
+		if lim.Unlimited() {
+			return nil
+		}
+		res, err := s.cfg.Limiter.Reserve(ctx, ep.Id, lim)
+		if err != nil {
+			s.setLimiterHealth(false, err)
+			return fmt.Errorf("reserve a slot: %w", err)
+		}
+		s.setLimiterHealth(true, nil)
+		wait = res.Wait()
+		job.Slot = time.Now().Add(wait)
+	}
+	if wait <= s.cfg.MaxInlineWait {
+		if wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	if err := stream.Schedule(ctx, s.js, job, job.Slot, fmt.Sprintf("slot:%s:%d", job.DeliveryID, job.Attempt)); err != nil {
+		return err
+	}
+	rec := s.record(job, postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING, nil, "")
+	rec.NextAttemptTime = timestamppb.New(job.Slot)
+	if err := s.deliveries.Put(ctx, rec); err != nil {
+		return err
+	}
+	return errDeferred
+}
+
+func (s *sender) setLimiterHealth(ok bool, err error) {
+	if s.limiterOK.Swap(ok) == ok {
+		return
+	}
+	if s.cfg.Health != nil {
+		reason := ""
+		if err != nil {
+			reason = "limiter unreachable: " + err.Error()
+		}
+		s.cfg.Health(ok, reason)
+	}
+	if ok {
+		s.log.Info("limiter reachable again")
+	} else {
+		s.log.Error("limiter unreachable: deliveries wait", "error", err)
+	}
+}
+
+// record is the delivery's state after this job.
+func (s *sender) record(job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) *postbackv1.Delivery {
+	rec := &postbackv1.Delivery{
+		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
+		EventType: job.EventType, Status: st, AttemptCount: int32(job.Sent), Reason: reason,
+		CreateTime: timestamppb.New(job.Created), UpdateTime: timestamppb.Now(),
+	}
+	if job.LastStatus != 0 || job.LastError != "" {
+		rec.LastStatusCode, rec.LastError = int32(job.LastStatus), job.LastError
+	}
+	if at != nil {
+		rec.AttemptCount = int32(job.Sent + 1)
+		rec.LastStatusCode = at.StatusCode
+		rec.LastError = at.Error
+	}
+	return rec
+}
+
+func (s *sender) finish(ctx context.Context, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
+	return s.deliveries.Put(ctx, s.record(job, st, at, reason))
+}

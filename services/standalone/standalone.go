@@ -1,0 +1,222 @@
+// Package standalone runs all of Postback in one process: an embedded
+// nats-server (JetStream under the data dir) unless POSTBACK_NATS_URL names
+// one, an in-process limiter unless POSTBACK_REDIS_URL names a Redis, and the
+// gateway, renderer, sender and retry services wired from the same packages
+// the separate binaries use. This is what `make run` starts.
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/broker"
+	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/dispatch"
+	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/services/gateway"
+	"github.com/postback-dev/postback/services/renderer"
+	"github.com/postback-dev/postback/services/retry"
+	"github.com/postback-dev/postback/services/sender"
+)
+
+// Config is the process configuration plus hooks for tests.
+type Config struct {
+	config.Config
+	Version string
+	Logger  *slog.Logger
+	// NATSPort is the embedded server's client port (0: 4222 is not used;
+	// -1 picks a free port, which is the default).
+	NATSPort int
+	// Ready, when set, is called once every service is serving.
+	Ready func(Addrs)
+}
+
+// Addrs are where a running standalone listens.
+type Addrs struct {
+	GRPC, HTTP net.Addr
+	NATS       string
+}
+
+// Run runs everything until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = cfg.Config.Logger()
+	}
+	layout, err := cfg.Layout()
+	if err != nil {
+		return err
+	}
+	keyring, err := cfg.Keyring(true)
+	if err != nil {
+		return err
+	}
+	allow, err := cfg.Allow()
+	if err != nil {
+		return err
+	}
+	sched, err := cfg.Schedule()
+	if err != nil {
+		return err
+	}
+	lim, closeLimiter, err := cfg.Limiter()
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+	if cfg.Tokens == "" {
+		log.Warn("NO API TOKENS CONFIGURED: every gRPC call is accepted without authentication; set POSTBACK_TOKENS before exposing this process")
+	}
+
+	var nc *nats.Conn
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		}
+		port := cfg.NATSPort
+		if port == 0 {
+			port = -1
+		}
+		srv, err := broker.Start(broker.Options{Port: port, DataDir: cfg.DataDir})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		natsURL = srv.ClientURL()
+		nc, err = srv.Connect("postback-standalone")
+		if err != nil {
+			return err
+		}
+	} else {
+		nc, err = nats.Connect(natsURL, nats.Name("postback-standalone"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+		}
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := stream.Ensure(ctx, js, layout); err != nil {
+		return err
+	}
+
+	probes := health.New()
+	probes.Add("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	probes.Add("streams", func(ctx context.Context) error {
+		for _, name := range []string{stream.EventsStream, stream.DeliveriesStream, stream.SchedulesStream, stream.AttemptsStream} {
+			if _, err := js.Stream(ctx, name); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	probes.Add("limiter", lim.Ready)
+
+	dispatcher := dispatch.New(allow, cfg.Version)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		addrs    = Addrs{NATS: natsURL}
+		ready    sync.WaitGroup
+	)
+	targets, err := parseTargets(cfg.Targets)
+	if err != nil {
+		return err
+	}
+	run := func(name string, f func(context.Context) error) {
+		if name != "http" && !targets[name] {
+			if name == "gateway" {
+				ready.Done()
+			}
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", name, err)
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	ready.Add(2)
+	run("http", func(ctx context.Context) error {
+		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
+	})
+	run("gateway", func(ctx context.Context) error {
+		return gateway.Run(ctx, gateway.Config{
+			GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
+			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
+		})
+	})
+	run("renderer", func(ctx context.Context) error {
+		return renderer.Run(ctx, renderer.Config{NATS: nc, Layout: layout, Logger: log.With("service", "renderer")})
+	})
+	run("sender", func(ctx context.Context) error {
+		return sender.Run(ctx, sender.Config{NATS: nc, Layout: layout, Limiter: lim, Dispatcher: dispatcher,
+			Keyring: keyring, Logger: log.With("service", "sender")})
+	})
+	run("retry", func(ctx context.Context) error {
+		return retry.Run(ctx, retry.Config{NATS: nc, Layout: layout, Schedule: sched, Logger: log.With("service", "retry")})
+	})
+	go func() {
+		ready.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		log.Info("postback standalone ready", "grpc_addr", fmt.Sprint(addrs.GRPC), "http_addr", fmt.Sprint(addrs.HTTP), "nats_url", addrs.NATS, "targets", cfg.Targets)
+		if cfg.Ready != nil {
+			cfg.Ready(addrs)
+		}
+	}()
+	wg.Wait()
+	return firstErr
+}
+
+// Targets standalone can run, after Loki's single binary with targets.
+var allTargets = []string{"gateway", "renderer", "sender", "retry"}
+
+func parseTargets(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if strings.TrimSpace(s) == "" || s == "all" {
+		for _, t := range allTargets {
+			out[t] = true
+		}
+		return out, nil
+	}
+	for i, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(allTargets, t) {
+			return nil, fmt.Errorf("POSTBACK_TARGETS: entry %d %q is not one of %s", i+1, t, strings.Join(allTargets, ", "))
+		}
+		out[t] = true
+	}
+	return out, nil
+}
