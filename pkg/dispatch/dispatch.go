@@ -54,10 +54,22 @@ type Dispatcher struct {
 	now       func() time.Time
 }
 
+// Options configure a Dispatcher.
+type Options struct {
+	// Allow opens destinations past the network guard (POSTBACK_ALLOW_CIDRS).
+	Allow []netip.Prefix
+	// Version goes into the User-Agent.
+	Version string
+	// Resolver resolves destination names (nil = the system resolver).
+	Resolver *net.Resolver
+}
+
 // New returns a dispatcher whose connections may reach only what the network
 // guard allows (plus the allow-list).
-func New(allow []netip.Prefix, version string) *Dispatcher {
-	dialer := guard.Dialer(allow, 10*time.Second)
+func New(o Options) *Dispatcher {
+	version := o.Version
+	dialer := guard.Dialer(o.Allow, 10*time.Second)
+	dialer.Resolver = o.Resolver
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would bypass the guard's view of the destination
 		DialContext:           dialer.DialContext,
@@ -110,8 +122,13 @@ func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		return Result{Attempt: at, Final: final, Reason: reason}
 	}
 	u, err := url.Parse(job.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return fail(true, "the rendered URL is malformed or not http(s)")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fail(true, fmt.Sprintf("the rendered URL has an invalid port %q", p))
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, endpoint.Timeout(ep))
 	defer cancel()

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postback-dev/postback/pkg/guard/guardtest"
 )
 
 // NETWORK RULE: these tests only ever dial loopback. Decisions about other
@@ -324,7 +326,7 @@ func TestIsNotFound(t *testing.T) {
 // TLD against a DNS server on loopback that answers NXDOMAIN to everything:
 // the system resolver is never asked, so no packet leaves the machine.
 func TestNXDOMAINThroughTheTransport(t *testing.T) {
-	dns := startNXDOMAINServer(t)
+	dns := guardtest.NXDOMAINServer(t)
 	d := Dialer(nil, time.Second)
 	d.Resolver = &net.Resolver{
 		PreferGo: true,
@@ -345,45 +347,4 @@ func TestNXDOMAINThroughTheTransport(t *testing.T) {
 	if _, ok := IsBlocked(err); ok {
 		t.Fatal("NXDOMAIN reads as blocked")
 	}
-}
-
-// startNXDOMAINServer answers every DNS query on 127.0.0.1 (UDP) with
-// NXDOMAIN, echoing the question, and returns its address.
-func startNXDOMAINServer(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			q := buf[:n]
-			if len(q) < 12 {
-				continue
-			}
-			end := 12 // question: QNAME labels, then QTYPE and QCLASS
-			for end < len(q) && q[end] != 0 {
-				end += int(q[end]) + 1
-			}
-			end += 5
-			if end > len(q) {
-				continue
-			}
-			resp := append([]byte(nil), q[:end]...)
-			resp[2] = 0x80 | q[2]&0x01 // QR, opcode QUERY, RD copied
-			resp[3] = 0x80 | 3         // RA, RCODE NXDOMAIN
-			resp[4], resp[5] = 0, 1    // QDCOUNT 1
-			for i := 6; i < 12; i++ {  // no answers, authority or additional
-				resp[i] = 0
-			}
-			_, _ = pc.WriteTo(resp, from)
-		}
-	}()
-	return pc.LocalAddr().String()
 }

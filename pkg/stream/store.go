@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -130,9 +132,25 @@ func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
 	return keys, nil
 }
 
-// Deliveries is the delivery state bucket: <account>.<delivery_id> →
-// postbackv1.Delivery in protobuf binary.
+// Deliveries is the delivery state bucket: <account>.<delivery_id> → a
+// Record: the postbackv1.Delivery the API serves, the latest rendered Job
+// (so RetryDelivery and ReplayDeliveries can resend the same request after
+// the work queues have let it go), and the in-flight claim.
+//
+// Claims make "send once" hold between racing copies of a job (a scheduled
+// retry and a manual RetryDelivery): before sending, the sender moves the
+// record to IN_FLIGHT with a compare-and-set on its revision, naming the
+// message it is sending for; a copy that finds the record already past its
+// attempt, or claimed by another message, is dropped.
 type Deliveries struct{ kv jetstream.KeyValue }
+
+// Record is one stored delivery.
+type Record struct {
+	Delivery *postbackv1.Delivery
+	Job      *Job   // nil when the delivery never rendered
+	Claim    string // the message that holds the IN_FLIGHT claim
+	Revision uint64 // KV revision read (0 for a new record)
+}
 
 // OpenDeliveries binds the deliveries bucket (Ensure must have run).
 func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, error) {
@@ -143,54 +161,116 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	return &Deliveries{kv: kv}, nil
 }
 
-func deliveryKey(d *postbackv1.Delivery) string { return d.AccountId + "." + d.Id }
+func deliveryKey(accountID, id string) string { return accountID + "." + id }
 
-// Create stores a new delivery; ErrExists when it is already there (a
-// redelivered event renders the same delivery ids).
-func (s *Deliveries) Create(ctx context.Context, d *postbackv1.Delivery) error {
-	b, err := proto.Marshal(d)
+// encode: uvarint len + Delivery protobuf, uvarint len + claim, Job JSON.
+func (r *Record) encode() ([]byte, error) {
+	d, err := proto.Marshal(r.Delivery)
 	if err != nil {
-		return fmt.Errorf("encode delivery %s: %w", d.Id, err)
+		return nil, fmt.Errorf("encode delivery %s: %w", r.Delivery.Id, err)
 	}
-	if _, err := s.kv.Create(ctx, deliveryKey(d), b); err != nil {
+	out := binary.AppendUvarint(nil, uint64(len(d)))
+	out = append(out, d...)
+	out = binary.AppendUvarint(out, uint64(len(r.Claim)))
+	out = append(out, r.Claim...)
+	if r.Job != nil {
+		j, err := json.Marshal(r.Job)
+		if err != nil {
+			return nil, fmt.Errorf("encode delivery %s: %w", r.Delivery.Id, err)
+		}
+		out = append(out, j...)
+	}
+	return out, nil
+}
+
+func decodeRecord(b []byte, rev uint64) (*Record, error) {
+	r := &Record{Delivery: &postbackv1.Delivery{}, Revision: rev}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return nil, errors.New("decode delivery record: truncated")
+	}
+	if err := proto.Unmarshal(b[k:k+int(n)], r.Delivery); err != nil {
+		return nil, fmt.Errorf("decode delivery record: %w", err)
+	}
+	b = b[k+int(n):]
+	n, k = binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return nil, errors.New("decode delivery record: truncated claim")
+	}
+	r.Claim = string(b[k : k+int(n)])
+	if rest := b[k+int(n):]; len(rest) > 0 {
+		r.Job = &Job{}
+		if err := json.Unmarshal(rest, r.Job); err != nil {
+			return nil, fmt.Errorf("decode delivery record job: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Create stores a new record; ErrExists when it is already there (a
+// redelivered event renders the same delivery ids).
+func (s *Deliveries) Create(ctx context.Context, r *Record) error {
+	b, err := r.encode()
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Create(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return ErrExists
 		}
-		return fmt.Errorf("create delivery %s: %w", d.Id, err)
+		return fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
 	}
 	return nil
 }
 
-// Put stores the delivery's current state.
-func (s *Deliveries) Put(ctx context.Context, d *postbackv1.Delivery) error {
-	b, err := proto.Marshal(d)
+// Put stores the record unconditionally.
+func (s *Deliveries) Put(ctx context.Context, r *Record) error {
+	b, err := r.encode()
 	if err != nil {
-		return fmt.Errorf("encode delivery %s: %w", d.Id, err)
+		return err
 	}
-	if _, err := s.kv.Put(ctx, deliveryKey(d), b); err != nil {
-		return fmt.Errorf("store delivery %s: %w", d.Id, err)
+	rev, err := s.kv.Put(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b)
+	if err != nil {
+		return fmt.Errorf("store delivery %s: %w", r.Delivery.Id, err)
 	}
+	r.Revision = rev
 	return nil
 }
 
-// Get reads a delivery by account and id.
-func (s *Deliveries) Get(ctx context.Context, accountID, id string) (*postbackv1.Delivery, error) {
-	entry, err := s.kv.Get(ctx, accountID+"."+id)
+// ErrConflict is returned by Update when the record changed since it was read.
+var ErrConflict = errors.New("delivery changed concurrently")
+
+// Update stores the record only if it is still at r.Revision.
+func (s *Deliveries) Update(ctx context.Context, r *Record) error {
+	b, err := r.encode()
+	if err != nil {
+		return err
+	}
+	rev, err := s.kv.Update(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b, r.Revision)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return ErrConflict
+		}
+		return fmt.Errorf("update delivery %s: %w", r.Delivery.Id, err)
+	}
+	r.Revision = rev
+	return nil
+}
+
+// Get reads a record by account and id.
+func (s *Deliveries) Get(ctx context.Context, accountID, id string) (*Record, error) {
+	entry, err := s.kv.Get(ctx, deliveryKey(accountID, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read delivery %s: %w", id, err)
 	}
-	d := &postbackv1.Delivery{}
-	if err := proto.Unmarshal(entry.Value(), d); err != nil {
-		return nil, fmt.Errorf("decode delivery %s: %w", id, err)
-	}
-	return d, nil
+	return decodeRecord(entry.Value(), entry.Revision())
 }
 
-// Find reads a delivery by id alone (server-side filter on the id token).
-func (s *Deliveries) Find(ctx context.Context, id string) (*postbackv1.Delivery, error) {
+// Find reads a record by id alone (server-side filter on the id token).
+func (s *Deliveries) Find(ctx context.Context, id string) (*Record, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, "*."+id)
 	if err != nil {
 		return nil, fmt.Errorf("find delivery %s: %w", id, err)
@@ -206,9 +286,9 @@ func (s *Deliveries) Find(ctx context.Context, id string) (*postbackv1.Delivery,
 	return s.Get(ctx, acc, id)
 }
 
-// Each calls fn for every delivery of an account ("" = every account) until
+// Each calls fn for every record of an account ("" = every account) until
 // fn returns false.
-func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*postbackv1.Delivery) bool) error {
+func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*Record) bool) error {
 	acc := accountID
 	if acc == "" {
 		acc = "*"
@@ -223,14 +303,14 @@ func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*postba
 	}
 	for _, k := range keys {
 		a, id, _ := strings.Cut(k, ".")
-		d, err := s.Get(ctx, a, id)
+		r, err := s.Get(ctx, a, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if !fn(d) {
+		if !fn(r) {
 			return nil
 		}
 	}

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,23 +18,28 @@ import (
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-func (s *Server) loadDelivery(ctx context.Context, field, dlvID string) (*postbackv1.Delivery, error) {
+// loadRecord reads a delivery the caller may see, or answers NotFound.
+func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*stream.Record, error) {
 	if !id.Valid(id.Delivery, dlvID) {
 		return nil, invalid(field, "want a delivery id (dlv_…), got %q", dlvID)
 	}
-	d, err := s.deliveries.Find(ctx, dlvID)
-	if errors.Is(err, stream.ErrNotFound) {
+	r, err := s.deliveries.Find(ctx, dlvID)
+	if errors.Is(err, stream.ErrNotFound) || err == nil && !visible(ctx, r.Delivery.AccountId) {
 		return nil, status.Errorf(codes.NotFound, "delivery %s not found", dlvID)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	return d, nil
+	return r, nil
 }
 
 // GetDelivery returns one delivery.
 func (s *Server) GetDelivery(ctx context.Context, req *postbackv1.GetDeliveryRequest) (*postbackv1.Delivery, error) {
-	return s.loadDelivery(ctx, "id", req.Id)
+	r, err := s.loadRecord(ctx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Delivery, nil
 }
 
 // ListDeliveries returns a page of deliveries, newest first.
@@ -47,27 +54,31 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	if err != nil {
 		return nil, err
 	}
+	account, err := listScope(ctx, req.AccountId)
+	if err != nil {
+		return nil, err
+	}
 	match := func(d *postbackv1.Delivery) bool {
 		switch {
 		case req.EndpointId != "" && d.EndpointId != req.EndpointId,
 			req.EventId != "" && d.EventId != req.EventId,
 			req.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED && d.Status != req.Status,
-			inRange(d.CreateTime, req.StartTime, req.EndTime) != 0:
+			!inRange(d.CreateTime, req.StartTime, req.EndTime):
 			return false
 		}
 		return true
 	}
 	var all []*postbackv1.Delivery
-	if err := s.deliveries.Each(ctx, req.AccountId, func(d *postbackv1.Delivery) bool {
-		if match(d) {
-			all = append(all, d)
+	if err := s.deliveries.Each(ctx, account, func(r *stream.Record) bool {
+		if match(r.Delivery) && visible(ctx, r.Delivery.AccountId) {
+			all = append(all, r.Delivery)
 		}
 		return true
 	}); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	// Newest first: ids sort by creation time.
-	sortDesc(all)
+	slices.SortFunc(all, func(a, b *postbackv1.Delivery) int { return strings.Compare(b.Id, a.Id) })
 	out := &postbackv1.ListDeliveriesResponse{}
 	for _, d := range all {
 		if req.PageToken != "" && d.Id >= req.PageToken {
@@ -82,30 +93,151 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	return out, nil
 }
 
-// inRange is 0 when t is within [start, end) (either bound may be unset).
-func inRange(t, start, end *timestamppb.Timestamp) int {
+// inRange reports whether t is within [start, end) (either bound may be unset).
+func inRange(t, start, end *timestamppb.Timestamp) bool {
 	if start != nil && t.AsTime().Before(start.AsTime()) {
-		return -1
+		return false
 	}
-	if end != nil && !t.AsTime().Before(end.AsTime()) {
-		return 1
-	}
-	return 0
-}
-
-func sortDesc(ds []*postbackv1.Delivery) {
-	slices.SortFunc(ds, func(a, b *postbackv1.Delivery) int { return strings.Compare(b.Id, a.Id) })
+	return end == nil || t.AsTime().Before(end.AsTime())
 }
 
 // ListAttempts returns every attempt of a delivery.
 func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsRequest) (*postbackv1.ListAttemptsResponse, error) {
-	d, err := s.loadDelivery(ctx, "delivery_id", req.DeliveryId)
+	r, err := s.loadRecord(ctx, "delivery_id", req.DeliveryId)
 	if err != nil {
 		return nil, err
 	}
-	ats, err := s.attempts.List(ctx, d.AccountId, d.Id)
+	ats, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	return &postbackv1.ListAttemptsResponse{Attempts: ats}, nil
+}
+
+// RetryDelivery sends a delivery again now (any state but in flight).
+func (s *Server) RetryDelivery(ctx context.Context, req *postbackv1.RetryDeliveryRequest) (*postbackv1.Delivery, error) {
+	r, err := s.loadRecord(ctx, "id", req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.resend(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.Delivery, nil
+}
+
+// resend re-queues a delivery to be sent now. The job goes through the
+// delivery's schedule subject, whose one pending schedule it replaces: a
+// scheduled retry and this resend cannot both fire. If the scheduled retry
+// has already fired, both copies carry the same attempt count and the
+// sender's claim lets only one of them send.
+func (s *Server) resend(ctx context.Context, r *stream.Record) error {
+	d := r.Delivery
+	switch {
+	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT:
+		return status.Errorf(codes.FailedPrecondition, "delivery %s is in flight; try again when it has an outcome", d.Id)
+	case r.Job == nil:
+		return status.Errorf(codes.FailedPrecondition, "delivery %s never rendered (%s); fix the endpoint and publish the event again", d.Id, d.Reason)
+	}
+	job := *r.Job
+	job.Slot, job.Scheduled = time.Time{}, time.Time{}
+	job.Sent = int(d.AttemptCount)
+	if !(d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING) {
+		// A finished delivery gets one more attempt, numbered after the last.
+		job.Attempt = r.Job.Attempt + 1
+	}
+	now := s.now()
+	d.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
+	d.Reason = ""
+	d.NextAttemptTime = timestamppb.New(now)
+	d.UpdateTime = timestamppb.New(now)
+	r.Job, r.Claim = &job, ""
+	if err := s.deliveries.Update(ctx, r); err != nil {
+		if errors.Is(err, stream.ErrConflict) {
+			return status.Errorf(codes.Aborted, "delivery %s changed meanwhile; try again", d.Id)
+		}
+		return status.Errorf(codes.Unavailable, "%v", err)
+	}
+	msgID := fmt.Sprintf("manual:%s:%d:%d", d.Id, job.Sent, now.UnixNano())
+	if err := stream.Schedule(ctx, s.js, &job, now, msgID); err != nil {
+		return status.Errorf(codes.Unavailable, "%v", err)
+	}
+	s.log.Info("delivery re-queued", "delivery_id", d.Id, "account_id", d.AccountId, "attempt", job.Attempt)
+	return nil
+}
+
+// ReplayDeliveries re-queues an endpoint's DEAD (or the named statuses')
+// deliveries created in a time range.
+func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDeliveriesRequest) (*postbackv1.ReplayDeliveriesResponse, error) {
+	ep, err := s.load(ctx, "endpoint_id", req.EndpointId)
+	if err != nil {
+		return nil, err
+	}
+	statuses := req.Statuses
+	if len(statuses) == 0 {
+		statuses = []postbackv1.DeliveryStatus{postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD}
+	}
+	for i, st := range statuses {
+		switch st {
+		case postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
+			postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED:
+		default:
+			return nil, invalid(fmt.Sprintf("statuses[%d]", i), "only finished deliveries can be replayed (DEAD, FAILED, CANCELLED, SUCCEEDED), got %s", st)
+		}
+	}
+	var picked []*stream.Record
+	if err := s.deliveries.Each(ctx, ep.AccountId, func(r *stream.Record) bool {
+		d := r.Delivery
+		if d.EndpointId == ep.Id && slices.Contains(statuses, d.Status) && inRange(d.CreateTime, req.StartTime, req.EndTime) && r.Job != nil {
+			picked = append(picked, r)
+		}
+		return true
+	}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	count := 0
+	for _, r := range picked {
+		if err := s.resend(ctx, r); err != nil {
+			if status.Code(err) == codes.Aborted || status.Code(err) == codes.FailedPrecondition {
+				continue
+			}
+			return &postbackv1.ReplayDeliveriesResponse{Count: int32(count)}, err
+		}
+		count++
+	}
+	return &postbackv1.ReplayDeliveriesResponse{Count: int32(count)}, nil
+}
+
+// cancelPending cancels an endpoint's pending and retrying deliveries: their
+// schedules are purged and their records say why. A job already queued for
+// the sender is dropped there, since its record is CANCELLED.
+func (s *Server) cancelPending(ctx context.Context, ep *postbackv1.Endpoint, reason string) (int, error) {
+	var pending []*stream.Record
+	if err := s.deliveries.Each(ctx, ep.AccountId, func(r *stream.Record) bool {
+		d := r.Delivery
+		if d.EndpointId == ep.Id && (d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING) {
+			pending = append(pending, r)
+		}
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range pending {
+		if err := stream.CancelSchedule(ctx, s.js, r.Delivery.Id); err != nil {
+			return n, err
+		}
+		r.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED
+		r.Delivery.Reason = reason
+		r.Delivery.NextAttemptTime = nil
+		r.Delivery.UpdateTime = timestamppb.New(s.now())
+		if err := s.deliveries.Update(ctx, r); err != nil {
+			if errors.Is(err, stream.ErrConflict) {
+				continue // in flight or moved on; the sender and retry service check the endpoint too
+			}
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

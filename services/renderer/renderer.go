@@ -154,7 +154,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) err
 			rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED
 			rec.Reason = renderErr.Error()
 		}
-		if err := r.deliveries.Create(ctx, rec); err != nil && !errors.Is(err, stream.ErrExists) {
+		if err := r.deliveries.Create(ctx, &stream.Record{Delivery: rec, Job: job}); err != nil && !errors.Is(err, stream.ErrExists) {
 			return err
 		}
 		if renderErr != nil {

@@ -135,37 +135,61 @@ func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time,
 
 func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	log := r.log.With("delivery_id", f.Job.DeliveryID, "endpoint_id", f.Job.EndpointID, "attempt", f.Job.Attempt)
-	rec := &postbackv1.Delivery{
-		Id: f.Job.DeliveryID, AccountId: f.Job.AccountID, EndpointId: f.Job.EndpointID, EventId: f.Job.EventID,
-		EventType: f.Job.EventType, AttemptCount: int32(f.Job.Sent + 1), LastStatusCode: int32(f.StatusCode),
-		LastError: f.Error, CreateTime: timestamppb.New(f.Job.Created), UpdateTime: timestamppb.Now(),
+	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.DeliveryID)
+	if errors.Is(err, stream.ErrNotFound) {
+		log.Warn("dropping a failure whose delivery record is gone (aged out?)")
+		return nil
 	}
+	if err != nil {
+		return err
+	}
+	d := rec.Delivery
+	if d.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING || int(d.AttemptCount) != f.Job.Sent+1 {
+		// Cancelled, retried by hand, or already scheduled by an earlier
+		// pass over this same failure.
+		log.Info("failure already handled", "status", d.Status.String())
+		return nil
+	}
+	d.UpdateTime = timestamppb.Now()
 	ep, err := r.endpoints.GetByKey(ctx, stream.EndpointKey(f.Job.AccountID, f.Job.EventType, f.Job.EndpointID))
 	if errors.Is(err, stream.ErrNotFound) {
 		ep, err = r.endpoints.Get(ctx, f.Job.EndpointID)
 	}
 	switch {
 	case errors.Is(err, stream.ErrNotFound):
-		rec.Status, rec.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"
-		return r.deliveries.Put(ctx, rec)
+		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"
+		return ignoreConflict(r.deliveries.Update(ctx, rec))
 	case err != nil:
 		return err
 	case !endpoint.Enabled(ep):
-		rec.Status, rec.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint is disabled"
-		return r.deliveries.Put(ctx, rec)
+		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint is disabled"
+		return ignoreConflict(r.deliveries.Update(ctx, rec))
 	}
 	job, at, ok := Next(r.schedule, f)
 	if !ok {
-		rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD
-		rec.Reason = fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error)
-		log.Info("delivery dead", "reason", rec.Reason)
-		return r.deliveries.Put(ctx, rec)
+		d.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD
+		d.Reason = fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error)
+		d.NextAttemptTime = nil
+		log.Info("delivery dead", "reason", d.Reason)
+		return ignoreConflict(r.deliveries.Update(ctx, rec))
 	}
-	if err := stream.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Attempt)); err != nil {
+	d.NextAttemptTime = timestamppb.New(at)
+	rec.Job = &job
+	if err := r.deliveries.Update(ctx, rec); err != nil {
+		return ignoreConflict(err)
+	}
+	if err := stream.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Sent)); err != nil {
 		return err
 	}
-	rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING
-	rec.NextAttemptTime = timestamppb.New(at)
 	log.Info("retry scheduled", "retry", job.Attempt, "at", at)
-	return r.deliveries.Put(ctx, rec)
+	return nil
+}
+
+// ignoreConflict: a record changed since it was read was moved on by someone
+// else (cancelled, retried by hand); this failure is no longer its news.
+func ignoreConflict(err error) error {
+	if errors.Is(err, stream.ErrConflict) {
+		return nil
+	}
+	return err
 }

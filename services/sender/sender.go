@@ -138,8 +138,12 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	claim := m.Subject()
+	if meta, err := m.Metadata(); err == nil {
+		claim = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+	}
 	log := s.log.With("delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "attempt", job.Attempt)
-	if err := s.process(ctx, &job, log); err != nil {
+	if err := s.process(ctx, &job, claim, log); err != nil {
 		log.Warn("delivery will be retried after a transient error", "error", err)
 		_ = m.NakWithDelay(time.Second)
 		return
@@ -150,27 +154,75 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 // errDeferred means the job was handed to a schedule: ack it.
 var errDeferred = errors.New("deferred")
 
+// Terminal reports whether a delivery status is final until someone
+// retries or replays it.
+func Terminal(st postbackv1.DeliveryStatus) bool {
+	switch st {
+	case postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
+		postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// stale reports why a job must not be sent: its record has moved past it, or
+// another copy of it holds the in-flight claim.
+func stale(rec *stream.Record, job *stream.Job, claim string) string {
+	d := rec.Delivery
+	switch {
+	case int(d.AttemptCount) > job.Sent:
+		return "a later attempt was already sent"
+	case Terminal(d.Status):
+		return "the delivery is " + d.Status.String()
+	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT && rec.Claim != claim:
+		return "another copy is in flight"
+	}
+	return ""
+}
+
 // process does one job; a returned error means "try this message again".
-func (s *sender) process(ctx context.Context, job *stream.Job, log *slog.Logger) error {
+func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) error {
+	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
+	if errors.Is(err, stream.ErrNotFound) {
+		log.Warn("dropping a job whose delivery record is gone (aged out?)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if why := stale(rec, job, claim); why != "" {
+		log.Info("dropping duplicate job", "why", why)
+		return nil
+	}
 	ep, err := s.endpoint(ctx, job)
 	if errors.Is(err, stream.ErrNotFound) {
-		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint was deleted")
+		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint was deleted")
 	}
 	if err != nil {
 		return err
 	}
 	if !endpoint.Enabled(ep) {
-		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint is disabled")
+		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint is disabled")
 	}
-	if err := s.waitForSlot(ctx, ep, job); err != nil {
-		if errors.Is(err, errDeferred) {
+	if err := s.waitForSlot(ctx, ep, rec, job); err != nil {
+		if errors.Is(err, errDeferred) || errors.Is(err, stream.ErrConflict) {
 			return nil
+		}
+		return err
+	}
+	// Claim the attempt: only one copy of a job is ever sent.
+	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
+	rec.Delivery.UpdateTime = timestamppb.Now()
+	rec.Claim, rec.Job = claim, job
+	if err := s.deliveries.Update(ctx, rec); err != nil {
+		if errors.Is(err, stream.ErrConflict) {
+			return fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
 		}
 		return err
 	}
 	opened, err := endpoint.Open(ep, s.cfg.Keyring)
 	if err != nil {
-		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, "the endpoint's secrets cannot be opened with the current keyring")
+		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, "the endpoint's secrets cannot be opened with the current keyring")
 	}
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
 	if err := s.attempts.Append(ctx, job.AccountID, res.Attempt); err != nil {
@@ -179,13 +231,13 @@ func (s *sender) process(ctx context.Context, job *stream.Job, log *slog.Logger)
 	switch {
 	case res.Success:
 		log.Info("postback delivered", "status_code", res.Attempt.StatusCode)
-		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, "")
+		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, "")
 	case res.Final:
 		log.Info("postback failed for good", "reason", res.Reason)
-		return s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason)
+		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason)
 	}
 	log.Info("postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
-	if err := s.finish(ctx, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
+	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
 		return err
 	}
 	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: time.Now()}
@@ -194,7 +246,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, log *slog.Logger)
 	if err != nil {
 		return fmt.Errorf("encode failure of %s: %w", job.DeliveryID, err)
 	}
-	msgID := fmt.Sprintf("fail:%s:%d", job.DeliveryID, job.Attempt)
+	msgID := fmt.Sprintf("fail:%s:%d", job.DeliveryID, job.Sent)
 	if _, err := s.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.FailedSubject(job.EndpointID), body, msgID)); err != nil {
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
 	}
@@ -213,7 +265,7 @@ func (s *sender) endpoint(ctx context.Context, job *stream.Job) (*postbackv1.End
 
 // waitForSlot reserves the endpoint's next slot (once per attempt) and waits
 // for it, in the worker when short, through a schedule when long.
-func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) error {
+func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, rec *stream.Record, job *stream.Job) error {
 	var wait time.Duration
 	if !job.Slot.IsZero() {
 		wait = time.Until(job.Slot)
@@ -241,12 +293,16 @@ func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, job *
 		}
 		return nil
 	}
-	if err := stream.Schedule(ctx, s.js, job, job.Slot, fmt.Sprintf("slot:%s:%d", job.DeliveryID, job.Attempt)); err != nil {
+	// Record the wait first (compare-and-set: a concurrent change wins and
+	// this copy is dropped), then hand the job to its schedule.
+	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
+	rec.Delivery.NextAttemptTime = timestamppb.New(job.Slot)
+	rec.Delivery.UpdateTime = timestamppb.Now()
+	rec.Job = job
+	if err := s.deliveries.Update(ctx, rec); err != nil {
 		return err
 	}
-	rec := s.record(job, postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING, nil, "")
-	rec.NextAttemptTime = timestamppb.New(job.Slot)
-	if err := s.deliveries.Put(ctx, rec); err != nil {
+	if err := stream.Schedule(ctx, s.js, job, job.Slot, fmt.Sprintf("slot:%s:%d", job.DeliveryID, job.Sent)); err != nil {
 		return err
 	}
 	return errDeferred
@@ -270,24 +326,17 @@ func (s *sender) setLimiterHealth(ok bool, err error) {
 	}
 }
 
-// record is the delivery's state after this job.
-func (s *sender) record(job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) *postbackv1.Delivery {
-	rec := &postbackv1.Delivery{
-		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
-		EventType: job.EventType, Status: st, AttemptCount: int32(job.Sent), Reason: reason,
-		CreateTime: timestamppb.New(job.Created), UpdateTime: timestamppb.Now(),
-	}
-	if job.LastStatus != 0 || job.LastError != "" {
-		rec.LastStatusCode, rec.LastError = int32(job.LastStatus), job.LastError
-	}
+// finish records the delivery's state after this job.
+func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
+	d := rec.Delivery
+	d.Status, d.Reason, d.UpdateTime = st, reason, timestamppb.Now()
+	d.NextAttemptTime = nil
 	if at != nil {
-		rec.AttemptCount = int32(job.Sent + 1)
-		rec.LastStatusCode = at.StatusCode
-		rec.LastError = at.Error
+		d.AttemptCount = int32(job.Sent + 1)
+		d.LastStatusCode, d.LastError = at.StatusCode, at.Error
 	}
-	return rec
-}
-
-func (s *sender) finish(ctx context.Context, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
-	return s.deliveries.Put(ctx, s.record(job, st, at, reason))
+	rec.Claim, rec.Job = "", job
+	// Unconditional: the request was sent (or the outcome is decided); this
+	// is the truth about it whatever changed meanwhile.
+	return s.deliveries.Put(ctx, rec)
 }

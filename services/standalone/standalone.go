@@ -38,6 +38,9 @@ type Config struct {
 	// NATSPort is the embedded server's client port (0: 4222 is not used;
 	// -1 picks a free port, which is the default).
 	NATSPort int
+	// Resolver resolves postback destinations (nil = the system resolver);
+	// tests point it at a DNS server on loopback.
+	Resolver *net.Resolver
 	// Ready, when set, is called once every service is serving.
 	Ready func(Addrs)
 }
@@ -131,7 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	probes.Add("limiter", lim.Ready)
 
-	dispatcher := dispatch.New(allow, cfg.Version)
+	dispatcher := dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

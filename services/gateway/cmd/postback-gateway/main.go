@@ -54,7 +54,7 @@ func run(cfg config.Config, log interface {
 	go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), nil) }()
 	return gateway.Run(ctx, gateway.Config{
 		GRPCAddr: cfg.GRPCAddr, NATSURL: cfg.NATSURL, Layout: layout, Keyring: keyring,
-		Dispatcher: dispatch.New(allow, version), Logger: cfg.Logger().With("service", "gateway"),
+		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version}), Logger: cfg.Logger().With("service", "gateway"),
 		Ready: func(a net.Addr) { log.Info("postback-gateway ready", "grpc_addr", a.String(), "version", version) },
 	})
 }

@@ -50,7 +50,7 @@ func main() {
 		probes.Add("limiter", lim.Ready)
 		go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), nil) }()
 		return sender.Run(ctx, sender.Config{NATSURL: cfg.NATSURL, Layout: layout, Limiter: lim,
-			Dispatcher: dispatch.New(allow, version), Keyring: keyring, Logger: log})
+			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version}), Keyring: keyring, Logger: log})
 	}()
 	if err != nil {
 		log.Error("postback-sender stopped", "error", err)
