@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,7 +45,8 @@ type Config struct {
 	Logger     *slog.Logger
 	// Workers is how many requests are in flight at once (default 256).
 	Workers int
-	// MaxInlineWait is the longest limiter wait held in a worker (default 50ms).
+	// MaxInlineWait is the longest limiter wait held in a worker (default
+	// 500ms; it must exceed earlyFire).
 	MaxInlineWait time.Duration
 	// Health, when set, receives the sender's readiness (limiter reachable).
 	Health func(ready bool, reason string)
@@ -112,6 +114,31 @@ type sender struct {
 	cfg        Config
 	log        *slog.Logger
 	limiterOK  atomic.Bool
+	clock      clockSync
+}
+
+// clockSync maps the limiter's clock (Redis TIME) onto this process's clock.
+// Each reservation is a sample: the limiter read its clock somewhere between
+// before and after; the sample with the shortest round trip in the last
+// minute gives the offset, so a worker descheduled right after a reply does
+// not shift its slot (which would crowd the next request's).
+type clockSync struct {
+	mu     sync.Mutex
+	offset time.Duration // limiter clock - local clock
+	rtt    time.Duration
+	taken  time.Time
+}
+
+func (c *clockSync) local(res limiter.Reservation, before, after time.Time) time.Time {
+	rtt := after.Sub(before)
+	sample := res.Now.Sub(before.Add(rtt / 2))
+	c.mu.Lock()
+	if c.taken.IsZero() || rtt <= c.rtt || after.Sub(c.taken) > time.Minute {
+		c.offset, c.rtt, c.taken = sample, rtt, after
+	}
+	offset := c.offset
+	c.mu.Unlock()
+	return res.At.Add(-offset)
 }
 
 func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*sender, error) {
@@ -124,7 +151,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 		return nil, err
 	}
 	if cfg.MaxInlineWait <= 0 {
-		cfg.MaxInlineWait = 50 * time.Millisecond
+		cfg.MaxInlineWait = earlyFire + 150*time.Millisecond
 	}
 	s := &sender{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log}
 	s.limiterOK.Store(true)
@@ -204,13 +231,16 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 	if !endpoint.Enabled(ep) {
 		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint is disabled")
 	}
-	if err := s.waitForSlot(ctx, ep, rec, job); err != nil {
+	lim := endpoint.Limits(ep)
+	if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
 		if errors.Is(err, errDeferred) || errors.Is(err, stream.ErrConflict) {
 			return nil
 		}
 		return err
 	}
-	// Claim the attempt: only one copy of a job is ever sent.
+	// Claim the attempt: only one copy of a job is ever sent. The claim is
+	// written before the last wait, so its latency cannot make the request
+	// miss its slot.
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = claim, job
@@ -219,6 +249,21 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 			return fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
 		}
 		return err
+	}
+	for !lim.Unlimited() {
+		if err := sleepUntil(ctx, job.Slot); err != nil {
+			return err
+		}
+		if time.Since(job.Slot) <= lateTolerance {
+			break
+		}
+		job.Slot = time.Time{} // woke too late: take a fresh slot
+		if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
+			if errors.Is(err, errDeferred) || errors.Is(err, stream.ErrConflict) {
+				return nil
+			}
+			return err
+		}
 	}
 	opened, err := endpoint.Open(ep, s.cfg.Keyring)
 	if err != nil {
@@ -263,34 +308,41 @@ func (s *sender) endpoint(ctx context.Context, job *stream.Job) (*postbackv1.End
 	return ep, err
 }
 
-// waitForSlot reserves the endpoint's next slot (once per attempt) and waits
-// for it, in the worker when short, through a schedule when long.
-func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, rec *stream.Record, job *stream.Job) error {
-	var wait time.Duration
-	if !job.Slot.IsZero() {
-		wait = time.Until(job.Slot)
-	} else {
-		lim := endpoint.Limits(ep)
-		if lim.Unlimited() {
-			return nil
-		}
-		res, err := s.cfg.Limiter.Reserve(ctx, ep.Id, lim)
+// Timing of deferred jobs: nats-server runs due schedules in batches at
+// most every 250 ms, so a schedule fires up to ~250 ms after its time. A
+// deferred job is therefore scheduled earlyFire before its slot and the
+// worker waits the rest (at most MaxInlineWait), so a request starts at its
+// slot within a millisecond or two. A job that still wakes more than
+// lateTolerance past its slot has lost it: it takes a fresh slot, so late
+// starts never crowd the requests that came on time.
+const (
+	earlyFire     = 350 * time.Millisecond
+	lateTolerance = 10 * time.Millisecond
+)
+
+// slot makes sure the job holds a slot within MaxInlineWait: it reserves
+// one (once per attempt; again only if the job woke too late for its slot),
+// and defers the job through a schedule when the slot is further away. It
+// does not sleep; the caller waits for the slot after claiming the attempt.
+func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits, rec *stream.Record, job *stream.Job) error {
+	if lim.Unlimited() {
+		job.Slot = time.Time{}
+		return nil
+	}
+	if !job.Slot.IsZero() && time.Since(job.Slot) > lateTolerance {
+		job.Slot = time.Time{}
+	}
+	if job.Slot.IsZero() {
+		before := time.Now()
+		res, err := s.cfg.Limiter.Reserve(ctx, endpointID, lim)
 		if err != nil {
 			s.setLimiterHealth(false, err)
 			return fmt.Errorf("reserve a slot: %w", err)
 		}
 		s.setLimiterHealth(true, nil)
-		wait = res.Wait()
-		job.Slot = time.Now().Add(wait)
+		job.Slot = s.clock.local(res, before, time.Now())
 	}
-	if wait <= s.cfg.MaxInlineWait {
-		if wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
 	// Record the wait first (compare-and-set: a concurrent change wins and
@@ -298,14 +350,30 @@ func (s *sender) waitForSlot(ctx context.Context, ep *postbackv1.Endpoint, rec *
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
 	rec.Delivery.NextAttemptTime = timestamppb.New(job.Slot)
 	rec.Delivery.UpdateTime = timestamppb.Now()
-	rec.Job = job
+	rec.Claim, rec.Job = "", job
 	if err := s.deliveries.Update(ctx, rec); err != nil {
 		return err
 	}
-	if err := stream.Schedule(ctx, s.js, job, job.Slot, fmt.Sprintf("slot:%s:%d", job.DeliveryID, job.Sent)); err != nil {
+	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
+	if err := stream.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID); err != nil {
 		return err
 	}
 	return errDeferred
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *sender) setLimiterHealth(ok bool, err error) {

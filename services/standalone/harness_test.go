@@ -63,6 +63,10 @@ func start(t *testing.T, dataDir string, edit func(*Config)) *harness {
 		cancel()
 		t.Fatal("standalone not ready within 30s")
 	}
+	if h.addrs.GRPC == nil { // no gateway among the targets
+		t.Cleanup(h.stop)
+		return h
+	}
 	conn, err := grpc.NewClient(h.addrs.GRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +84,9 @@ func (h *harness) stop() {
 	if h.cancel == nil {
 		return
 	}
-	h.conn.Close()
+	if h.conn != nil {
+		h.conn.Close()
+	}
 	h.cancel()
 	select {
 	case <-h.done:
