@@ -1,0 +1,141 @@
+// Command postback-bench measures Postback end to end on this machine, in
+// two shapes (standalone: one process with embedded NATS and the in-process
+// limiter; multi-process: nats-server, Redis and the four services as
+// separate processes), next to a physical reference in the same run: a plain
+// net/http client sending the same rendered requests to the same receiver
+// with keep-alive. Every figure is also given as a ratio to that reference,
+// with the CPU seconds each process used.
+//
+// Scenarios: burst (20,000 ~1 KB action_lifecycle events with 3 items and a
+// custom JSON template, through PublishBatch and through unary Publish),
+// steady (200/s and 1,000/s), fan-out (1,000 endpoints across 100 accounts)
+// and noisy neighbour (a 1/s endpoint with a 5,000 backlog beside a steady
+// 200/s endpoint). Loopback only; bounded in count and time; it stops every
+// process it started. Run it with `make bench`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type options struct {
+	bin, redis, out, markdown string
+	events, steadySeconds     int
+	shapes                    string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin", "folder with postback-* and nats-server binaries")
+	flag.StringVar(&o.redis, "redis-server", "redis-server", "redis-server binary (multi-process shape)")
+	flag.StringVar(&o.out, "out", "bench-result.json", "machine-readable result")
+	flag.StringVar(&o.markdown, "markdown", "docs/benchmarks.md", "file to append a dated row to (empty: none)")
+	flag.IntVar(&o.events, "events", 20000, "events in the burst scenarios")
+	flag.IntVar(&o.steadySeconds, "steady-seconds", 30, "length of each steady scenario")
+	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Report is the JSON result.
+type Report struct {
+	Date    string              `json:"date"`
+	Commit  string              `json:"commit"`
+	Machine Machine             `json:"machine"`
+	Raw     RawResult           `json:"raw_reference"`
+	Shapes  map[string][]Result `json:"shapes"`
+	Elapsed string              `json:"elapsed"`
+}
+
+// Machine describes where it ran.
+type Machine struct {
+	Cores    int    `json:"cores"`
+	MemoryGB string `json:"memory_gb"`
+	Go       string `json:"go"`
+}
+
+func run(ctx context.Context, o options) error {
+	began := time.Now()
+	work, err := os.MkdirTemp("", "postback-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	rc, err := startReceiver()
+	if err != nil {
+		return err
+	}
+	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second}
+	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), Shapes: map[string][]Result{}}
+	progress("raw reference: %d requests over keep-alive, 64 at a time", o.events)
+	report.Raw = b.raw(ctx, o.events)
+	progress("raw reference: %.0f requests/s", report.Raw.PerSecond)
+	for _, shape := range strings.Split(o.shapes, ",") {
+		var d *deployment
+		switch strings.TrimSpace(shape) {
+		case "standalone":
+			d, err = startStandalone(ctx, o.bin, work)
+		case "multi-process":
+			d, err = startCluster(ctx, o.bin, o.redis, work)
+		default:
+			return fmt.Errorf("unknown shape %q", shape)
+		}
+		if err != nil {
+			return err
+		}
+		results, err := b.runShape(ctx, d, report.Raw)
+		d.stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w", d.shape, err)
+		}
+		report.Shapes[d.shape] = results
+	}
+	report.Elapsed = time.Since(began).Round(time.Second).String()
+	js, _ := json.MarshalIndent(report, "", "  ")
+	if err := os.WriteFile(o.out, js, 0o644); err != nil {
+		return err
+	}
+	printReport(os.Stdout, report)
+	if o.markdown != "" {
+		if err := appendMarkdown(o.markdown, report); err != nil {
+			return err
+		}
+	}
+	progress("done in %s; result in %s", report.Elapsed, o.out)
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func commit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:")), "%d", &kb)
+		m.MemoryGB = fmt.Sprintf("%.1f", float64(kb)/(1<<20))
+	}
+	return m
+}

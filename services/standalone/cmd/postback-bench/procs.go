@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a child process whose CPU time and memory the bench reads from /proc.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+}
+
+func startProc(name, bin string, args, env []string, logDir string) (*proc, error) {
+	f, err := os.Create(filepath.Join(logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &proc{name: name, cmd: cmd}, nil
+}
+
+func (p *proc) stop() {
+	if p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _, _ = p.cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpu is the process's user+system CPU time so far.
+func (p *proc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start at ") ".
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// peakRSS is the process's high-water resident memory in bytes.
+func (p *proc) peakRSS() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(ctx context.Context, httpAddr string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready within 60s", httpAddr)
+}
+
+func waitTCP(addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not accepting connections within 30s", addr)
+}
+
+func secretKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "k1:" + base64.StdEncoding.EncodeToString(b)
+}
+
+// deployment is Postback running in one of the two shapes.
+type deployment struct {
+	shape    string
+	grpcAddr string
+	procs    []*proc
+}
+
+func (d *deployment) stop() {
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		d.procs[i].stop()
+	}
+}
+
+func (d *deployment) cpu() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, p := range d.procs {
+		out[p.name] += p.cpu()
+	}
+	return out
+}
+
+const token = "bench-operator-token"
+
+func commonEnv() []string {
+	return []string{"POSTBACK_ALLOW_CIDRS=127.0.0.1/32", "POSTBACK_TOKENS=" + token + "=*", "POSTBACK_LOG_LEVEL=warn"}
+}
+
+// startStandalone runs bin/postback-standalone: embedded NATS, in-process limiter.
+func startStandalone(ctx context.Context, bin, work string) (*deployment, error) {
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	env := append(commonEnv(), "POSTBACK_GRPC_ADDR="+grpcAddr, "POSTBACK_HTTP_ADDR="+httpAddr,
+		"POSTBACK_DATA_DIR="+filepath.Join(work, "standalone-data"))
+	p, err := startProc("standalone", filepath.Join(bin, "postback-standalone"), nil, env, work)
+	if err != nil {
+		return nil, err
+	}
+	d := &deployment{shape: "standalone", grpcAddr: grpcAddr, procs: []*proc{p}}
+	if err := waitReady(ctx, httpAddr); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// startCluster runs one nats-server, one Redis and the four services as
+// separate processes.
+func startCluster(ctx context.Context, bin, redisBin, work string) (*deployment, error) {
+	d := &deployment{shape: "multi-process"}
+	natsAddr := freeAddr()
+	_, natsPort, _ := net.SplitHostPort(natsAddr)
+	nats, err := startProc("nats-server", filepath.Join(bin, "nats-server"),
+		[]string{"-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", filepath.Join(work, "nats")}, nil, work)
+	if err != nil {
+		return nil, err
+	}
+	d.procs = append(d.procs, nats)
+	redisAddr := freeAddr()
+	_, redisPort, _ := net.SplitHostPort(redisAddr)
+	redis, err := startProc("redis-server", redisBin,
+		[]string{"--port", redisPort, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work}, nil, work)
+	if err != nil {
+		d.stop()
+		return nil, err
+	}
+	d.procs = append(d.procs, redis)
+	if err := waitTCP(natsAddr); err != nil {
+		d.stop()
+		return nil, err
+	}
+	if err := waitTCP(redisAddr); err != nil {
+		d.stop()
+		return nil, err
+	}
+	env := append(commonEnv(), "POSTBACK_NATS_URL=nats://"+natsAddr, "POSTBACK_REDIS_URL=redis://"+redisAddr,
+		"POSTBACK_SECRET_KEY="+secretKey())
+	d.grpcAddr = freeAddr()
+	var ready []string
+	for _, svc := range []string{"gateway", "renderer", "sender", "retry"} {
+		httpAddr := freeAddr()
+		e := append(append([]string{}, env...), "POSTBACK_HTTP_ADDR="+httpAddr, "POSTBACK_GRPC_ADDR="+d.grpcAddr)
+		p, err := startProc(svc, filepath.Join(bin, "postback-"+svc), nil, e, work)
+		if err != nil {
+			d.stop()
+			return nil, err
+		}
+		d.procs = append(d.procs, p)
+		ready = append(ready, httpAddr)
+	}
+	for _, a := range ready {
+		if err := waitReady(ctx, a); err != nil {
+			d.stop()
+			return nil, err
+		}
+	}
+	if err := waitTCP(d.grpcAddr); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/postback-dev/postback/pkg/render"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// The custom JSON template of the burst: the seed's style, a join over items.
+const bodyTemplate = `{"campaign_id": {CampaignId}, "tracker": {ActionTrackerId}, "partner": {MediaPartnerId},
+ "campaign": "{CampaignName}", "partner_name": "{MediaPartnerName}", "action_id": "{ActionId}",
+ "status": "{Status}", "detail": "{StatusDetail}", "payout": {Payout}, "amount": {Amount},
+ "currency": "{Currency}", "event_date": "{EventDate}", "order": "{Oid}", "promo": "{PromoCode}",
+ "customer": "{CustomerId}", "city": "{CustomerCity}", "country": "{CustomerCountry}", "note": "{Note}",
+ "items": [{join(items, i, "\{\"sku\":\"{i.sku}\",\"item_price\":{i.amt},\"category\":\"{i.cat}\",\"quantity\":{i.qty},\"name\":\"{i.name}\"\}")}]}`
+
+// eventData is a ~1 KB action_lifecycle event with 3 items; Text1 carries
+// the publish time for the receiver's latency figure.
+func eventData(sent time.Time) map[string]any {
+	items := []any{}
+	for i := range 3 {
+		items = append(items, map[string]any{"sku": fmt.Sprintf("SKU-%04d", i), "amt": 33.25 + float64(i), "cat": "apparel",
+			"qty": float64(i + 1), "cartamt": 99.75, "rbt": 0.0, "name": "Organic cotton tee, size M"})
+	}
+	return map[string]any{
+		"CampaignId": 9876.0, "ActionTrackerId": 12345.0, "MediaPartnerId": 555.0, "CampaignName": "Spring Global Promotion",
+		"ActionTrackerName": "Standard Sale Tracker", "MediaPartnerName": "Top Tier Affiliates", "ActionId": "ACT-778899",
+		"Status": "APPROVED", "StatusDetail": "Item return - payout adjusted", "Payout": 10.5, "Amount": 100.0,
+		"Currency": "USD", "EventDate": "2026-04-08T09:00:00Z", "Oid": "ORD-554433", "PromoCode": "SAVE20",
+		"CustomerId": "CUST-12345", "CustomerCity": "San Francisco", "CustomerCountry": "US", "Note": "Partial return processed",
+		"Text1": strconv.FormatInt(sent.UnixNano(), 10), "items": items,
+	}
+}
+
+type bench struct {
+	rc     *receiver
+	events int
+	steady time.Duration
+	client postbackv1.EventServiceClient
+	eps    postbackv1.EndpointServiceClient
+	seq    atomic.Int64
+}
+
+func authed(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// RawResult is the physical reference.
+type RawResult struct {
+	Requests  int     `json:"requests"`
+	PerSecond float64 `json:"per_second"`
+	CPUSec    float64 `json:"cpu_seconds_bench_process"`
+}
+
+// raw sends the burst's rendered request n times with a plain net/http
+// client, 64 at a time, keep-alive.
+func (b *bench) raw(ctx context.Context, n int) RawResult {
+	compiled, err := render.Compile(render.Spec{EventType: "action_lifecycle", URL: "http://" + b.rc.addr + "/r/raw?t={Text1}",
+		Method: render.MethodPost, BodyTemplate: bodyTemplate})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 128, MaxIdleConnsPerHost: 128}}
+	var next atomic.Int64
+	cpu0 := selfCPU()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) || ctx.Err() != nil {
+					return
+				}
+				req, _ := compiled.Render(eventData(time.Now()))
+				hr, _ := http.NewRequestWithContext(ctx, req.Method, req.URL, bytes.NewReader(req.Body))
+				hr.Header.Set("Content-Type", req.ContentType)
+				hr.Header.Set("X-Raw-Id", fmt.Sprintf("%d-%d", w, i))
+				resp, err := client.Do(hr)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	return RawResult{Requests: n, PerSecond: float64(n) / took.Seconds(), CPUSec: (selfCPU() - cpu0).Seconds()}
+}
+
+// Result is one scenario in one shape.
+type Result struct {
+	Scenario        string             `json:"scenario"`
+	Events          int                `json:"events"`
+	Expected        int                `json:"expected_deliveries"`
+	Delivered       int                `json:"delivered"`
+	Duplicates      int                `json:"duplicates"`
+	Lost            int                `json:"lost"`
+	AcceptedPerSec  float64            `json:"accepted_per_second"`
+	DeliveredPerSec float64            `json:"delivered_per_second"`
+	RatioToRaw      float64            `json:"ratio_to_raw"`
+	P50, P90, P99   float64            `json:"-"`
+	Max             float64            `json:"-"`
+	Latency         map[string]float64 `json:"latency_ms"`
+	CPUSeconds      map[string]float64 `json:"cpu_seconds"`
+	CPUMicrosEach   map[string]float64 `json:"cpu_us_per_delivery"`
+	PeakRSSMB       map[string]float64 `json:"peak_rss_mb,omitempty"`
+	Note            string             `json:"note,omitempty"`
+}
+
+func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]Result, error) {
+	conn, err := grpc.NewClient(d.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	b.client = postbackv1.NewEventServiceClient(conn)
+	b.eps = postbackv1.NewEndpointServiceClient(conn)
+	type scenario struct {
+		name string
+		run  func(ctx context.Context, name string) (Result, error)
+	}
+	scenarios := []scenario{
+		{"burst-batch", func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, true) }},
+		{"burst-unary", func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, false) }},
+		{"steady-200", func(ctx context.Context, n string) (Result, error) {
+			return b.steadyRun(ctx, n, "steady-200", 200, nil)
+		}},
+		{"steady-1000", func(ctx context.Context, n string) (Result, error) {
+			return b.steadyRun(ctx, n, "steady-1000", 1000, nil)
+		}},
+		{"fan-out", b.fanout},
+		{"noisy-neighbour", b.noisy},
+	}
+	var out []Result
+	for _, s := range scenarios {
+		progress("%s: %s", d.shape, s.name)
+		cpu0, self0 := d.cpu(), selfCPU()
+		r, err := s.run(ctx, s.name)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", s.name, err)
+		}
+		cpu1, self1 := d.cpu(), selfCPU()
+		r.CPUSeconds, r.CPUMicrosEach = map[string]float64{}, map[string]float64{}
+		for name, c := range cpu1 {
+			r.CPUSeconds[name] = (c - cpu0[name]).Seconds()
+		}
+		r.CPUSeconds["bench (load + receiver)"] = (self1 - self0).Seconds()
+		for name, c := range r.CPUSeconds {
+			if r.Delivered > 0 {
+				r.CPUMicrosEach[name] = c * 1e6 / float64(r.Delivered)
+			}
+		}
+		r.PeakRSSMB = map[string]float64{}
+		for _, p := range d.procs {
+			r.PeakRSSMB[p.name] = float64(p.peakRSS()) / (1 << 20)
+		}
+		if raw.PerSecond > 0 {
+			r.RatioToRaw = r.DeliveredPerSec / raw.PerSecond
+		}
+		r.Latency = map[string]float64{"p50": r.P50, "p90": r.P90, "p99": r.P99, "max": r.Max}
+		progress("%s: %s: %d/%d delivered, %.0f/s (%.2f of raw), p50 %.1f ms, p99 %.1f ms, max %.1f ms, dupes %d, lost %d",
+			d.shape, s.name, r.Delivered, r.Expected, r.DeliveredPerSec, r.RatioToRaw, r.P50, r.P99, r.Max, r.Duplicates, r.Lost)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// endpoint creates one unlimited (or limited) endpoint posting to the
+// receiver under /r/<tag>.
+func (b *bench) endpoint(ctx context.Context, account, tag string, rate float64) error {
+	_, err := b.eps.CreateEndpoint(authed(ctx), &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: account, EventType: "action_lifecycle", Url: "http://" + b.rc.addr + "/r/" + tag + "?t={Text1}",
+		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, BodyTemplate: bodyTemplate, MaxRequestsPerSecond: rate}})
+	return err
+}
+
+func request(account string, sent time.Time) *postbackv1.PublishRequest {
+	s, err := structpb.NewStruct(eventData(sent))
+	if err != nil {
+		panic(err)
+	}
+	return &postbackv1.PublishRequest{AccountId: account, EventType: "action_lifecycle", Data: s}
+}
+
+// wait blocks until the tally has want distinct deliveries or the deadline.
+func wait(ctx context.Context, t *tally, want int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if d, _, _ := t.counts(); d >= want {
+			return
+		}
+		select {
+		case <-t.arrived:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (b *bench) finish(name string, t *tally, events, expected int, began, accepted time.Time) Result {
+	distinct, _, dupes := t.counts()
+	r := Result{Scenario: name, Events: events, Expected: expected, Delivered: distinct, Duplicates: dupes, Lost: expected - distinct}
+	r.AcceptedPerSec = float64(events) / accepted.Sub(began).Seconds()
+	t.mu.Lock()
+	last := t.last
+	t.mu.Unlock()
+	if distinct > 0 {
+		r.DeliveredPerSec = float64(distinct) / last.Sub(began).Seconds()
+	}
+	p50, p90, p99, mx := t.percentiles()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	r.P50, r.P90, r.P99, r.Max = ms(p50), ms(p90), ms(p99), ms(mx)
+	return r
+}
+
+// burst publishes b.events as fast as the gateway accepts them: batches of
+// 100 from 8 clients, or unary calls 64 at a time.
+func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, error) {
+	account := "bench-" + name
+	if err := b.endpoint(ctx, account, name, 0); err != nil {
+		return Result{}, err
+	}
+	t := b.rc.tally(name)
+	var next atomic.Int64
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	workers, per := 64, 1
+	if batch {
+		workers, per = 8, 100
+	}
+	began := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				from := next.Add(int64(per)) - int64(per)
+				if from >= int64(b.events) || ctx.Err() != nil {
+					return
+				}
+				n := min(per, b.events-int(from))
+				var err error
+				if batch {
+					req := &postbackv1.PublishBatchRequest{}
+					now := time.Now()
+					for range n {
+						req.Events = append(req.Events, request(account, now))
+					}
+					var res *postbackv1.PublishBatchResponse
+					res, err = b.client.PublishBatch(authed(ctx), req)
+					for _, r := range res.GetResults() {
+						if r.Error != nil && err == nil {
+							err = fmt.Errorf("%s", r.Error.Message)
+						}
+					}
+				} else {
+					_, err = b.client.Publish(authed(ctx), request(account, time.Now()))
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	accepted := time.Now()
+	if errs.Load() > 0 {
+		return Result{}, fmt.Errorf("%d publish calls failed, first: %v", errs.Load(), firstErr.Load())
+	}
+	wait(ctx, t, b.events, 90*time.Second)
+	return b.finish(name, t, b.events, b.events, began, accepted), nil
+}
+
+// steadyRun publishes at rate per second for b.steady with unary calls.
+func (b *bench) steadyRun(ctx context.Context, name, tag string, rate int, setup func() error) (Result, error) {
+	account := "bench-" + tag
+	if err := b.endpoint(ctx, account, tag, 0); err != nil && !strings.Contains(err.Error(), "exists") {
+		return Result{}, err
+	}
+	if setup != nil {
+		if err := setup(); err != nil {
+			return Result{}, err
+		}
+	}
+	t := b.rc.tally(tag)
+	total := int(float64(rate) * b.steady.Seconds())
+	interval := time.Second / time.Duration(rate)
+	began := time.Now()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for i := range total {
+		due := began.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := b.client.Publish(authed(ctx), request(account, time.Now())); err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	accepted := time.Now()
+	if errs.Load() > 0 {
+		return Result{}, fmt.Errorf("%d publish calls failed", errs.Load())
+	}
+	wait(ctx, t, total, 30*time.Second)
+	return b.finish(name, t, total, total, began, accepted), nil
+}
+
+// fanout: 1,000 endpoints across 100 accounts (10 each), 2,000 events
+// spread over the accounts: 20,000 deliveries.
+func (b *bench) fanout(ctx context.Context, name string) (Result, error) {
+	const accounts, perAccount, events = 100, 10, 2000
+	for a := range accounts {
+		for range perAccount {
+			if err := b.endpoint(ctx, fmt.Sprintf("fan-%03d", a), name, 0); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	t := b.rc.tally(name)
+	began := time.Now()
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < events/100; i += 8 {
+				req := &postbackv1.PublishBatchRequest{}
+				now := time.Now()
+				for k := range 100 {
+					req.Events = append(req.Events, request(fmt.Sprintf("fan-%03d", (i*100+k)%accounts), now))
+				}
+				if _, err := b.client.PublishBatch(authed(ctx), req); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	accepted := time.Now()
+	if errs.Load() > 0 {
+		return Result{}, fmt.Errorf("%d publish calls failed", errs.Load())
+	}
+	wait(ctx, t, events*perAccount, 90*time.Second)
+	return b.finish(name, t, events, events*perAccount, began, accepted), nil
+}
+
+// noisy: a 1/s endpoint gets a 5,000 backlog, then a steady 200/s runs to
+// another endpoint; its p99 is compared with steady-200 without the noise.
+func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
+	const backlog = 5000
+	if err := b.endpoint(ctx, "bench-noisy", "noisy-slow", 1); err != nil {
+		return Result{}, err
+	}
+	for i := 0; i < backlog; i += 500 {
+		req := &postbackv1.PublishBatchRequest{}
+		for range 500 {
+			req.Events = append(req.Events, request("bench-noisy", time.Now()))
+		}
+		if _, err := b.client.PublishBatch(authed(ctx), req); err != nil {
+			return Result{}, err
+		}
+	}
+	r, err := b.steadyRun(ctx, name, "noisy-quiet", 200, nil)
+	slow, _, _ := b.rc.tally("noisy-slow").counts()
+	r.Note = fmt.Sprintf("the 1/s endpoint delivered %d of its %d backlog meanwhile", slow, backlog)
+	return r, err
+}
+
+func printReport(w io.Writer, r Report) {
+	fmt.Fprintf(w, "\nPostback bench %s (commit %s, %d cores, %s GB, %s)\n", r.Date, r.Commit, r.Machine.Cores, r.Machine.MemoryGB, r.Elapsed)
+	fmt.Fprintf(w, "raw net/http reference: %.0f requests/s\n", r.Raw.PerSecond)
+	for _, shape := range []string{"standalone", "multi-process"} {
+		results, ok := r.Shapes[shape]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\n%-16s %8s %6s %6s %9s %9s %6s %8s %8s %8s %8s  %s\n", shape, "scenario", "delivered", "dupes", "lost",
+			"accept/s", "deliver/s", "ratio", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/delivery by process")
+		for _, x := range results {
+			var cpu []string
+			for name, us := range x.CPUMicrosEach {
+				cpu = append(cpu, fmt.Sprintf("%s=%.0f", name, us))
+			}
+			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.2f %8.1f %8.1f %8.1f %8.1f  %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
+				x.AcceptedPerSec, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P90, x.P99, x.Max, strings.Join(cpu, " "))
+		}
+	}
+}
+
+func appendMarkdown(path string, r Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### %s — commit %s — %d cores, %s GB (%s)\n\n", r.Date[:10], r.Commit, r.Machine.Cores, r.Machine.MemoryGB, r.Elapsed)
+	fmt.Fprintf(&b, "Raw net/http reference: %.0f requests/s.\n\n", r.Raw.PerSecond)
+	b.WriteString("| shape | scenario | delivered | dupes | lost | deliver/s | ratio to raw | p50 ms | p99 ms | max ms | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, shape := range []string{"standalone", "multi-process"} {
+		for _, x := range r.Shapes[shape] {
+			var rss float64
+			for _, v := range x.PeakRSSMB {
+				rss = max(rss, v)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d/%d | %d | %d | %.0f | %.2f | %.1f | %.1f | %.1f | %.0f |\n", shape, x.Scenario, x.Delivered, x.Expected,
+				x.Duplicates, x.Lost, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P99, x.Max, rss)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(b.String())
+	return err
+}
