@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/guard"
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/limiter/local"
@@ -106,4 +108,20 @@ func (c Config) Limiter() (limiter.Limiter, func(), error) {
 	defer cancel()
 	_ = client.Ping(ctx).Err() // reported by readiness; deliveries wait while Redis is away
 	return redislimiter.New(client), func() { _ = client.Close() }, nil
+}
+
+// AuthTokens parses POSTBACK_TOKENS (pairs, or file:<path>); nil when unset.
+// Errors never quote a token.
+func (c Config) AuthTokens() (*auth.Tokens, error) {
+	t, err := auth.LoadTokens(c.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("POSTBACK_TOKENS: %w", err)
+	}
+	return t, nil
+}
+
+// ServerTLS is the gRPC listener's TLS configuration from POSTBACK_TLS_CERT,
+// POSTBACK_TLS_KEY and POSTBACK_TLS_CLIENT_CA; nil when none is set.
+func (c Config) ServerTLS() (*tls.Config, error) {
+	return auth.ServerTLS(auth.TLSFiles{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.TLSClientCA})
 }

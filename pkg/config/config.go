@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -26,6 +27,13 @@ type Config struct {
 	Retention     string // POSTBACK_RETENTION: delivery history retention (Go duration)
 	LogLevel      string // POSTBACK_LOG_LEVEL: debug, info, warn, error
 	Targets       string // POSTBACK_TARGETS: services standalone runs (default all: gateway,renderer,sender,retry)
+	TLSCert       string // POSTBACK_TLS_CERT: PEM certificate chain of the gRPC listener (with TLSKey: TLS on)
+	TLSKey        string // POSTBACK_TLS_KEY: PEM private key of the gRPC listener
+	TLSClientCA   string // POSTBACK_TLS_CLIENT_CA: PEM CA bundle; set = clients must present a certificate it signed (mTLS)
+	// POSTBACK_INSECURE_NO_AUTH: lets postback-gateway start without
+	// POSTBACK_TOKENS, accepting every call as an operator (standalone does
+	// so without it, with a warning).
+	InsecureNoAuth bool
 }
 
 // Defaults are API.md's defaults.
@@ -46,6 +54,19 @@ type setting struct {
 	num              *int
 }
 
+// boolSetting is an on/off setting: the environment takes true/false (or
+// 1/0), the flag may be given bare (--insecure-no-auth).
+type boolSetting struct {
+	env, flag, usage string
+	val              *bool
+}
+
+func boolSettings(c *Config) []boolSetting {
+	return []boolSetting{
+		{"POSTBACK_INSECURE_NO_AUTH", "insecure-no-auth", "postback-gateway only: start without POSTBACK_TOKENS, every call an operator", &c.InsecureNoAuth},
+	}
+}
+
 func settings(c *Config) []setting {
 	return []setting{
 		{"POSTBACK_GRPC_ADDR", "grpc-addr", "gRPC listen address", &c.GRPCAddr, nil},
@@ -61,6 +82,9 @@ func settings(c *Config) []setting {
 		{"POSTBACK_RETENTION", "retention", "how long delivery history is kept", &c.Retention, nil},
 		{"POSTBACK_LOG_LEVEL", "log-level", "debug, info, warn or error", &c.LogLevel, nil},
 		{"POSTBACK_TARGETS", "targets", "services standalone runs (comma-separated; default all)", &c.Targets, nil},
+		{"POSTBACK_TLS_CERT", "tls-cert", "PEM certificate chain for the gRPC listener (TLS on when set with --tls-key)", &c.TLSCert, nil},
+		{"POSTBACK_TLS_KEY", "tls-key", "PEM private key for the gRPC listener", &c.TLSKey, nil},
+		{"POSTBACK_TLS_CLIENT_CA", "tls-client-ca", "PEM CA bundle: require client certificates it signed (mTLS)", &c.TLSClientCA, nil},
 	}
 }
 
@@ -87,6 +111,16 @@ func Load(name string, args []string, getenv func(string) string, usage io.Write
 		}
 		fs.IntVar(s.num, s.flag, *s.num, s.usage+" ("+s.env+")")
 	}
+	for _, s := range boolSettings(&c) {
+		if v := strings.TrimSpace(getenv(s.env)); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, fmt.Errorf("%s: want true or false, got %q", s.env, v)
+			}
+			*s.val = b
+		}
+		fs.BoolVar(s.val, s.flag, *s.val, s.usage+" ("+s.env+")")
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -102,6 +136,7 @@ func (c Config) String() string {
 		}
 		return "set"
 	}
-	return fmt.Sprintf("grpc=%s http=%s nats=%q data=%s redis=%s schedule=%q allow=%q secret_key=%s tokens=%s",
-		c.GRPCAddr, c.HTTPAddr, c.NATSURL, c.DataDir, set(c.RedisURL), c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens))
+	return fmt.Sprintf("grpc=%s http=%s nats=%q data=%s redis=%s schedule=%q allow=%q secret_key=%s tokens=%s tls=%s client_ca=%s",
+		c.GRPCAddr, c.HTTPAddr, c.NATSURL, c.DataDir, set(c.RedisURL), c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens),
+		set(c.TLSCert), set(c.TLSClientCA))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/secret"
+	"github.com/postback-dev/postback/pkg/signature"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -41,16 +42,58 @@ func validationStatus(prefix string, err error) error {
 	}
 }
 
-// clearSecrets returns the endpoint with sealed values opened, so it can be
-// validated and rendered; secret values the caller sent masked (unchanged on
-// update) are taken from the stored endpoint.
+// validateForSave checks an endpoint about to be stored: its secrets are
+// opened (values kept from the stored endpoint on update are sealed), then
+// the size limits, the signing secret and endpoint.Validate apply to the
+// clear values. No error quotes a secret value.
 func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
 	opened, err := endpoint.Open(e, s.keyring)
 	if err != nil {
 		return status.Errorf(codes.FailedPrecondition, "endpoint secrets cannot be opened with the current keyring")
 	}
+	if err := s.limits.checkEndpoint("endpoint.", opened); err != nil {
+		return err
+	}
+	if opened.SigningSecret != "" {
+		if _, err := signature.NewSigner(opened.SigningSecret); err != nil {
+			// signature's errors never carry the secret.
+			return invalid("endpoint.signing_secret", "%v (want %s followed by the base64 of 24 to 64 random bytes)",
+				strings.TrimPrefix(err.Error(), "signature: "), signature.SecretPrefix)
+		}
+	}
 	if _, err := endpoint.Validate(opened); err != nil {
-		return validationStatus("endpoint.", err)
+		return validationStatus("endpoint.", redactSecretFault(opened, err))
+	}
+	return nil
+}
+
+// redactSecretFault keeps a template fault in a secret header's value from
+// quoting the value: only its position is told.
+func redactSecretFault(e *postbackv1.Endpoint, err error) error {
+	var re *render.FieldError
+	if !errors.As(err, &re) {
+		return err
+	}
+	for i, h := range e.Headers {
+		if h.Secret && re.Field == fmt.Sprintf("headers[%d].value", i) {
+			return &render.FieldError{Field: re.Field, Line: re.Line, Column: re.Column,
+				Message: `a secret header value is a template too and this one does not parse (write a literal "{" before a letter as "\{"); the value is not shown`}
+		}
+	}
+	return err
+}
+
+// refuseSealed refuses a secret given in the sealed form: only the gateway
+// seals, and a sealed value copied from elsewhere would be opened and sent
+// to this endpoint.
+func refuseSealed(headers []*postbackv1.Header, signingSecret string) error {
+	for i, h := range headers {
+		if secret.IsSealed(h.GetValue()) {
+			return invalid(fmt.Sprintf("endpoint.headers[%d].value", i), "a value in the sealed form (enc:v1:…) is reserved; send the secret in clear")
+		}
+	}
+	if secret.IsSealed(signingSecret) {
+		return invalid("endpoint.signing_secret", "a value in the sealed form (enc:v1:…) is reserved; send the secret in clear")
 	}
 	return nil
 }
@@ -59,6 +102,12 @@ func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
 func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpointRequest) (*postbackv1.Endpoint, error) {
 	if req.Endpoint == nil {
 		return nil, invalid("endpoint", "required")
+	}
+	if !visible(ctx, req.Endpoint.AccountId) {
+		return nil, errOtherAccount
+	}
+	if err := refuseSealed(req.Endpoint.Headers, req.Endpoint.SigningSecret); err != nil {
+		return nil, err
 	}
 	e := proto.Clone(req.Endpoint).(*postbackv1.Endpoint)
 	if err := s.validateForSave(e); err != nil {
@@ -77,17 +126,18 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpo
 	if err := s.endpoints.Put(ctx, e); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	s.log.Info("endpoint created", "endpoint_id", e.Id, "account_id", e.AccountId, "event_type", e.EventType)
+	s.log.Info("endpoint created", "endpoint_id", e.Id, "account_id", e.AccountId, "event_type", e.EventType, "caller", caller(ctx))
 	return endpoint.Masked(e, s.keyring), nil
 }
 
-// load reads an endpoint or answers NotFound.
+// load reads an endpoint the caller may see or answers NotFound: another
+// account's endpoint is answered exactly as one that does not exist.
 func (s *Server) load(ctx context.Context, field, epID string) (*postbackv1.Endpoint, error) {
 	if !id.Valid(id.Endpoint, epID) {
 		return nil, invalid(field, "want an endpoint id (ep_…), got %q", epID)
 	}
 	e, err := s.endpoints.Get(ctx, epID)
-	if errors.Is(err, stream.ErrNotFound) {
+	if errors.Is(err, stream.ErrNotFound) || (err == nil && !visible(ctx, e.AccountId)) {
 		return nil, status.Errorf(codes.NotFound, "endpoint %s not found", epID)
 	}
 	if err != nil {
@@ -119,7 +169,11 @@ func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpoint
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.endpoints.List(ctx, req.AccountId, req.EventType)
+	account, err := listScope(ctx, req.AccountId)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.endpoints.List(ctx, account, req.EventType)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -167,6 +221,9 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 	}
 	if req.Endpoint.AccountId != "" && req.Endpoint.AccountId != old.AccountId {
 		return nil, invalid("endpoint.account_id", "cannot change")
+	}
+	if err := refuseSealed(req.Endpoint.Headers, req.Endpoint.SigningSecret); err != nil {
+		return nil, err
 	}
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
@@ -229,7 +286,12 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
 	}
-	s.log.Info("endpoint updated", "endpoint_id", e.Id, "account_id", e.AccountId, "fields", strings.Join(paths, ","))
+	if endpoint.Enabled(old) && !endpoint.Enabled(e) {
+		if n, err := s.cancelPending(ctx, e, "the endpoint was disabled"); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "endpoint disabled, but cancelling its pending deliveries failed after %d: %v", n, err)
+		}
+	}
+	s.log.Info("endpoint updated", "endpoint_id", e.Id, "account_id", e.AccountId, "fields", strings.Join(paths, ","), "caller", caller(ctx))
 	return endpoint.Masked(e, s.keyring), nil
 }
 
@@ -254,8 +316,7 @@ func keepMaskedSecrets(in, old []*postbackv1.Header, k *secret.Keyring) []*postb
 	return out
 }
 
-// DeleteEndpoint removes an endpoint; its pending deliveries are cancelled
-// when the sender or retry service next meets them.
+// DeleteEndpoint removes an endpoint and cancels its pending deliveries.
 func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpointRequest) (*emptypb.Empty, error) {
 	e, err := s.load(ctx, "id", req.Id)
 	if err != nil {
@@ -264,7 +325,10 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpo
 	if err := s.endpoints.Delete(ctx, stream.Key(e)); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	s.log.Info("endpoint deleted", "endpoint_id", e.Id, "account_id", e.AccountId)
+	if n, err := s.cancelPending(ctx, e, "the endpoint was deleted"); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "endpoint deleted, but cancelling its pending deliveries failed after %d: %v", n, err)
+	}
+	s.log.Info("endpoint deleted", "endpoint_id", e.Id, "account_id", e.AccountId, "caller", caller(ctx))
 	return &emptypb.Empty{}, nil
 }
 
@@ -274,21 +338,29 @@ func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEnd
 		return nil, invalid("endpoint", "required")
 	}
 	e := req.Endpoint
+	if e.AccountId != "" && !visible(ctx, e.AccountId) {
+		return nil, errOtherAccount
+	}
 	if e.AccountId == "" {
 		e = proto.Clone(e).(*postbackv1.Endpoint)
 		e.AccountId = "preview"
 	}
+	if err := s.limits.checkEndpoint("endpoint.", e); err != nil {
+		return nil, err
+	}
 	compiled, err := endpoint.Validate(e)
 	if err != nil {
-		return nil, validationStatus("endpoint.", err)
+		return nil, validationStatus("endpoint.", redactSecretFault(e, err))
 	}
 	typ := compiled.EventType()
 	data := typ.Sample()
 	if req.Data != nil && len(req.Data.Fields) > 0 {
-		data = req.Data.AsMap()
-		if err := typ.Validate(data); err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
+		// The same checks and limits as Publish.
+		p, err := s.prepare("", &postbackv1.PublishRequest{AccountId: e.AccountId, EventType: typ.Name, Data: req.Data})
+		if err != nil {
+			return nil, err
 		}
+		data = p.event.Data
 	}
 	r, err := compiled.Render(data)
 	if err != nil {

@@ -19,11 +19,15 @@ import (
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-// Limits on a publish call.
+// Limits on a publish call (see also Limits).
 const (
 	MaxBatch          = 1000
 	MaxIdempotencyKey = 256
 )
+
+// errOtherAccount answers a publish or create into an account the token may
+// not act on. It says nothing about whether that account exists.
+var errOtherAccount = status.Error(codes.PermissionDenied, "account_id: this token acts only on its own account")
 
 var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
@@ -58,6 +62,11 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if req.EventId != "" && !eventIDPattern.MatchString(req.EventId) {
 		return nil, invalid(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
 	}
+	if items, ok := req.Data.Fields["items"]; ok {
+		if n := len(items.GetListValue().GetValues()); n > s.limits.MaxItems {
+			return nil, tooBig(prefix+"data.items", n, s.limits.MaxItems, "items")
+		}
+	}
 	data := req.Data.AsMap()
 	if err := typ.Validate(data); err != nil {
 		var ve *event.ValidationError
@@ -85,6 +94,9 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if err != nil {
 		return nil, invalid(prefix+"data", "cannot encode: %v", err)
 	}
+	if len(body) > s.limits.MaxEventBytes {
+		return nil, tooBig(prefix+"data", len(body), s.limits.MaxEventBytes, "bytes (the event as published, JSON)")
+	}
 	p.body = body
 	return p, nil
 }
@@ -107,6 +119,9 @@ func publishError(err error) error {
 
 // Publish accepts one event.
 func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*postbackv1.PublishResponse, error) {
+	if !visible(ctx, req.AccountId) {
+		return nil, errOtherAccount
+	}
 	p, err := s.prepare("", req)
 	if err != nil {
 		return nil, err
@@ -121,12 +136,17 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 // PublishBatch accepts many events; a bad one does not sink the rest. Valid
 // events are published asynchronously and awaited together.
 func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchRequest) (*postbackv1.PublishBatchResponse, error) {
-	if len(req.Events) > MaxBatch {
-		return nil, status.Errorf(codes.ResourceExhausted, "events: at most %d events a batch, got %d", MaxBatch, len(req.Events))
+	if len(req.Events) > s.limits.MaxBatch {
+		return nil, status.Errorf(codes.ResourceExhausted, "events: at most %d events a batch, got %d", s.limits.MaxBatch, len(req.Events))
 	}
 	results := make([]*postbackv1.PublishResult, len(req.Events))
 	futures := make([]jetstream.PubAckFuture, len(req.Events))
 	for i, ev := range req.Events {
+		if !visible(ctx, ev.GetAccountId()) {
+			results[i] = &postbackv1.PublishResult{Error: toStatus(status.Errorf(codes.PermissionDenied,
+				"events[%d].account_id: this token acts only on its own account", i))}
+			continue
+		}
 		p, err := s.prepare(fmt.Sprintf("events[%d].", i), ev)
 		if err != nil {
 			results[i] = &postbackv1.PublishResult{Error: toStatus(err)}

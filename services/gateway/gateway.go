@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -41,7 +44,18 @@ type Config struct {
 	Logger     *slog.Logger
 	// Ready, when set, is called with the bound gRPC address once serving.
 	Ready func(addr net.Addr)
-	// ServerOptions are extra gRPC server options (interceptors).
+	// Auth authenticates every call but gRPC health and reflection and puts
+	// the caller's identity in its context; the handlers apply the tenancy
+	// rules to it. Required: auth.New(nil, log) is the explicit choice of
+	// accepting every call as an operator.
+	Auth *auth.Authenticator
+	// TLS, when set, serves gRPC over TLS (mutual TLS when it requires
+	// client certificates); nil serves plaintext.
+	TLS *tls.Config
+	// Limits bound input (zero fields: DefaultLimits).
+	Limits Limits
+	// ServerOptions are extra gRPC server options (interceptors), added
+	// after the gateway's own (so they run after authentication).
 	ServerOptions []grpc.ServerOption
 }
 
@@ -59,6 +73,7 @@ type Server struct {
 	keyring    *secret.Keyring
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
+	limits     Limits
 	now        func() time.Time
 }
 
@@ -79,7 +94,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 		log = slog.Default()
 	}
 	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js),
-		keyring: k, dispatcher: d, log: log, now: time.Now}, nil
+		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 
 // Register adds every postback.v1 service, health and reflection to g.
@@ -94,6 +109,9 @@ func (s *Server) Register(g *grpc.Server, hs *health.Server) {
 
 // Run serves the gateway until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
+	if cfg.Auth == nil {
+		return errors.New("gateway: Config.Auth is required (auth.New(nil, log) accepts every call as an operator)")
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -118,6 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	srv.limits = cfg.Limits.withDefaults()
 	lis := cfg.Listener
 	if lis == nil {
 		lis, err = net.Listen("tcp", cfg.GRPCAddr)
@@ -125,7 +144,11 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("gateway: listen on %s: %w", cfg.GRPCAddr, err)
 		}
 	}
-	g := grpc.NewServer(cfg.ServerOptions...)
+	opts := append(cfg.Auth.ServerOptions(), grpc.MaxRecvMsgSize(srv.limits.MaxMessageBytes))
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	g := grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 	hs := health.NewServer()
 	srv.Register(g, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -137,7 +160,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr())
 	}
-	log.Info("gateway serving", "grpc_addr", lis.Addr().String())
+	log.Info("gateway serving", "grpc_addr", lis.Addr().String(), "tls", cfg.TLS != nil,
+		"mtls", cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert, "auth", !cfg.Auth.Open())
+	if cfg.TLS == nil && !cfg.Auth.Open() && !loopback(lis.Addr()) {
+		log.Warn("bearer tokens are accepted over plaintext gRPC on a non-loopback address: set POSTBACK_TLS_CERT and POSTBACK_TLS_KEY, or terminate TLS in front of the gateway",
+			"grpc_addr", lis.Addr().String())
+	}
 	select {
 	case <-ctx.Done():
 		hs.Shutdown()
@@ -152,4 +180,10 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-errc:
 		return fmt.Errorf("gateway: serve: %w", err)
 	}
+}
+
+// loopback reports whether a is a loopback TCP address.
+func loopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
 }

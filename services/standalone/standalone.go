@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/broker"
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/dispatch"
@@ -78,6 +79,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeLimiter()
+	tokens, err := cfg.AuthTokens()
+	if err != nil {
+		return err
+	}
+	serverTLS, err := cfg.ServerTLS()
+	if err != nil {
+		return err
+	}
 	if cfg.Tokens == "" {
 		log.Warn("NO API TOKENS CONFIGURED: every gRPC call is accepted without authentication; set POSTBACK_TOKENS before exposing this process")
 	}
@@ -176,6 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Config{
 			GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
+			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS,
 			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
 		})
 	})

@@ -4,11 +4,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
@@ -20,6 +24,9 @@ var version = "dev"
 func main() {
 	cfg, err := config.Load("postback-gateway", os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "postback-gateway:", err)
+		}
 		os.Exit(2)
 	}
 	log := cfg.Logger().With("service", "gateway")
@@ -29,10 +36,28 @@ func main() {
 	}
 }
 
-func run(cfg config.Config, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+// authenticator is the API's authentication: POSTBACK_TOKENS, or, only with
+// POSTBACK_INSECURE_NO_AUTH=true, none at all (every call an operator). A
+// gateway is meant to be reached over a network, so without tokens it does
+// not start unless told so explicitly.
+func authenticator(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {
+	tokens, err := cfg.AuthTokens()
+	if err != nil {
+		return nil, err
+	}
+	if tokens.Len() == 0 {
+		if !cfg.InsecureNoAuth {
+			return nil, errors.New("POSTBACK_TOKENS is required (token=account pairs, or file:/path); " +
+				"set POSTBACK_INSECURE_NO_AUTH=true (--insecure-no-auth) to accept every call without authentication")
+		}
+		log.Warn("POSTBACK_INSECURE_NO_AUTH is set and no API tokens are configured: every gRPC call is accepted as an operator, without authentication")
+	} else if cfg.InsecureNoAuth {
+		log.Warn("POSTBACK_INSECURE_NO_AUTH is ignored: API tokens are configured")
+	}
+	return auth.New(tokens, log), nil
+}
+
+func run(cfg config.Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cfg.NATSURL == "" {
@@ -46,6 +71,14 @@ func run(cfg config.Config, log interface {
 	if err != nil {
 		return err
 	}
+	authn, err := authenticator(cfg, log)
+	if err != nil {
+		return err
+	}
+	serverTLS, err := cfg.ServerTLS()
+	if err != nil {
+		return err
+	}
 	allow, err := cfg.Allow()
 	if err != nil {
 		return err
@@ -53,7 +86,7 @@ func run(cfg config.Config, log interface {
 	probes := health.New()
 	go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), nil) }()
 	return gateway.Run(ctx, gateway.Config{
-		GRPCAddr: cfg.GRPCAddr, NATSURL: cfg.NATSURL, Layout: layout, Keyring: keyring,
+		GRPCAddr: cfg.GRPCAddr, NATSURL: cfg.NATSURL, Layout: layout, Keyring: keyring, Auth: authn, TLS: serverTLS,
 		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version}), Logger: cfg.Logger().With("service", "gateway"),
 		Ready: func(a net.Addr) { log.Info("postback-gateway ready", "grpc_addr", a.String(), "version", version) },
 	})
