@@ -31,7 +31,7 @@ func (s *Server) TestEndpoint(ctx context.Context, req *postbackv1.TestEndpointR
 	}
 	compiled, err := render.Compile(endpoint.Spec(opened))
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "the endpoint no longer renders: %v", err)
+		return nil, status.Errorf(codes.FailedPrecondition, "the endpoint no longer renders: %v", redactSecretFault(opened, err))
 	}
 	r, err := compiled.Render(compiled.EventType().Sample())
 	if err != nil {
