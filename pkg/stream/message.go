@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -55,6 +54,10 @@ type Job struct {
 	// Sent counts the requests already sent for this delivery (the 4xx rule
 	// skips retry numbers, so it is not Attempt).
 	Sent int `json:"sent,omitempty"`
+	// Revision is the delivery record's KV revision when this job was
+	// written: the sender claims the attempt with a compare-and-set on it,
+	// without reading the record first. A stale revision only costs a read.
+	Revision uint64 `json:"revision,omitempty"`
 	// LastStatus and LastError are the previous attempt's, kept on the record.
 	LastStatus int    `json:"last_status,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
@@ -94,12 +97,14 @@ func (h headerCarrier) Keys() []string {
 func NewMsg(ctx context.Context, subject string, data []byte, msgID string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = data
-	otel.GetTextMapPropagator().Inject(ctx, headerCarrier(m.Header))
+	propagator.Inject(ctx, headerCarrier(m.Header))
 	if msgID != "" {
 		m.Header.Set(MsgIDHeader, msgID)
 	}
 	return m
 }
+
+var propagator = Propagator()
 
 // Extract returns ctx carrying the trace context found in a message's headers.
 func Extract(ctx context.Context, m jetstream.Msg) context.Context {
@@ -107,12 +112,12 @@ func Extract(ctx context.Context, m jetstream.Msg) context.Context {
 	if h == nil {
 		return ctx
 	}
-	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier(h))
+	return propagator.Extract(ctx, headerCarrier(h))
 }
 
-// Propagator is the W3C trace-context + baggage propagator every service
-// installs (telemetry setup does it too; this keeps tests that skip the
-// setup propagating).
+// Propagator is the W3C trace-context + baggage propagator. Messages always
+// carry their trace context with it, whatever the global propagator is
+// (telemetry.Setup installs the same one for gRPC).
 func Propagator() propagation.TextMapPropagator {
 	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }

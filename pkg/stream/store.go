@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -142,7 +143,10 @@ func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
 // record to IN_FLIGHT with a compare-and-set on its revision, naming the
 // message it is sending for; a copy that finds the record already past its
 // attempt, or claimed by another message, is dropped.
-type Deliveries struct{ kv jetstream.KeyValue }
+type Deliveries struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream
+}
 
 // Record is one stored delivery.
 type Record struct {
@@ -158,7 +162,7 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
 	}
-	return &Deliveries{kv: kv}, nil
+	return &Deliveries{kv: kv, js: js}, nil
 }
 
 func deliveryKey(accountID, id string) string { return accountID + "." + id }
@@ -221,6 +225,31 @@ func (s *Deliveries) Create(ctx context.Context, r *Record) error {
 		return fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
 	}
 	return nil
+}
+
+// CreateAsync starts creating a new record and returns the publish future;
+// its acknowledgement's sequence is the record's revision. A record that
+// already exists fails the future with a "wrong last sequence" error
+// (IsExists). It lets the renderer pipeline many creates.
+func (s *Deliveries) CreateAsync(r *Record) (jetstream.PubAckFuture, error) {
+	b, err := r.encode()
+	if err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: "$KV." + DeliveriesBucket + "." + deliveryKey(r.Delivery.AccountId, r.Delivery.Id), Data: b, Header: nats.Header{}}
+	m.Header.Set("Nats-Expected-Last-Subject-Sequence", "0")
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
+	}
+	return f, nil
+}
+
+// IsExists reports whether a CreateAsync failure means the record exists.
+func IsExists(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Put stores the record unconditionally.

@@ -1,0 +1,164 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// EndpointCache answers "this account's endpoints for this event type" from
+// memory, kept current by one watch on the endpoints bucket.
+//
+// Memory is bounded by Size (account, event type) lists, not by the number
+// of endpoints in the system: a list is loaded on first use (a filtered key
+// listing, no scan of values), the watch updates only lists already held,
+// and a full cache drops an arbitrary list. A list loaded while an update
+// for it was in flight is used once and not kept, so the cache never holds
+// an older state than the bucket once the watch has caught up.
+type EndpointCache struct {
+	store *Endpoints
+	size  int
+	w     jetstream.KeyWatcher
+
+	mu    sync.RWMutex
+	lists map[string]map[string]*postbackv1.Endpoint // "<account>.<type>" → key → endpoint
+	gen   map[string]uint64                          // updates seen per list prefix
+}
+
+// DefaultCacheSize is how many (account, event type) lists a cache holds.
+const DefaultCacheSize = 50000
+
+// NewEndpointCache starts the watch; it stops when ctx ends.
+func NewEndpointCache(ctx context.Context, store *Endpoints, size int) (*EndpointCache, error) {
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	w, err := store.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("watch endpoints: %w", err)
+	}
+	c := &EndpointCache{store: store, size: size, w: w,
+		lists: map[string]map[string]*postbackv1.Endpoint{}, gen: map[string]uint64{}}
+	go c.follow(ctx)
+	return c, nil
+}
+
+// listKey is "<account>.<type>" of an endpoint key "ep.<account>.<type>.<id>".
+func listKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "ep.")
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return "", false
+	}
+	return rest[:i], true
+}
+
+func (c *EndpointCache) follow(ctx context.Context) {
+	defer func() { _ = c.w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-c.w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // end of initial values (none with UpdatesOnly)
+			}
+			c.apply(e)
+		}
+	}
+}
+
+func (c *EndpointCache) apply(e jetstream.KeyValueEntry) {
+	lk, ok := listKey(e.Key())
+	if !ok {
+		return
+	}
+	var ep *postbackv1.Endpoint
+	if e.Operation() == jetstream.KeyValuePut {
+		ep = &postbackv1.Endpoint{}
+		if err := proto.Unmarshal(e.Value(), ep); err != nil {
+			ep = nil
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen[lk]++
+	list, held := c.lists[lk]
+	if !held {
+		return
+	}
+	if ep == nil {
+		delete(list, e.Key())
+	} else {
+		list[e.Key()] = ep
+	}
+}
+
+// List returns the endpoints of an account for an event type, ordered by id.
+// The returned endpoints are shared: do not modify them.
+func (c *EndpointCache) List(ctx context.Context, accountID, eventType string) ([]*postbackv1.Endpoint, error) {
+	lk := accountID + "." + eventType
+	c.mu.RLock()
+	list, held := c.lists[lk]
+	var out []*postbackv1.Endpoint
+	if held {
+		out = make([]*postbackv1.Endpoint, 0, len(list))
+		for _, e := range list {
+			out = append(out, e)
+		}
+	}
+	gen := c.gen[lk]
+	c.mu.RUnlock()
+	if !held {
+		loaded, err := c.store.List(ctx, accountID, eventType)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		if c.gen[lk] == gen { // nothing changed while loading: keep it
+			if len(c.lists) >= c.size {
+				for k := range c.lists {
+					delete(c.lists, k)
+					break
+				}
+			}
+			m := make(map[string]*postbackv1.Endpoint, len(loaded))
+			for _, e := range loaded {
+				m[Key(e)] = e
+			}
+			c.lists[lk] = m
+		}
+		c.mu.Unlock()
+		return loaded, nil
+	}
+	slices.SortFunc(out, func(a, b *postbackv1.Endpoint) int { return strings.Compare(a.Id, b.Id) })
+	return out, nil
+}
+
+// Get returns the endpoint stored under its key (account, event type, id),
+// ErrNotFound when there is none. The endpoint is shared: do not modify it.
+func (c *EndpointCache) Get(ctx context.Context, accountID, eventType, id string) (*postbackv1.Endpoint, error) {
+	eps, err := c.List(ctx, accountID, eventType)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range eps {
+		if e.Id == id {
+			return e, nil
+		}
+	}
+	return nil, ErrNotFound
+}

@@ -1,0 +1,174 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/postback-dev/postback/pkg/broker"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+func startJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := broker.Start(broker.Options{Port: -1, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := srv.Connect("stream-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 2 { // idempotent: every service calls it at start-up
+		if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return js
+}
+
+func TestWorkStreamsRefuseNewMessagesWhenFullInsteadOfDroppingOld(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	for _, name := range []string{EventsStream, DeliveriesStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := s.CachedInfo().Config; cfg.Discard != jetstream.DiscardNew || cfg.Retention != jetstream.WorkQueuePolicy {
+			t.Errorf("%s: discard %v retention %v, want discard new on a work queue", name, cfg.Discard, cfg.Retention)
+		}
+	}
+	s, _ := js.Stream(ctx, SchedulesStream)
+	if cfg := s.CachedInfo().Config; !cfg.AllowMsgSchedules || cfg.MaxMsgs != -1 || cfg.MaxBytes != -1 {
+		t.Errorf("schedules stream: %+v, want message schedules and no count or byte limit", cfg)
+	}
+}
+
+func TestAnEndpointAlwaysLandsInTheSamePartition(t *testing.T) {
+	a, b := DeliverySubject("ep_01"), DeliverySubject("ep_01")
+	if a != b || RetrySubject("ep_01")[len("retries."):] != a[len("deliveries."):] {
+		t.Fatalf("subjects differ: %s %s %s", a, b, RetrySubject("ep_01"))
+	}
+}
+
+func record(id string) *Record {
+	return &Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "acc", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING},
+		Job: &Job{DeliveryID: id, URL: "http://127.0.0.1/", Body: []byte(`{"a":1}`)}}
+}
+
+func TestDeliveryRecordsCreateOnceAndUpdateByRevision(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := dls.CreateAsync(record("dlv_1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rev uint64
+	select {
+	case ack := <-f.Ok():
+		rev = ack.Sequence
+	case err := <-f.Err():
+		t.Fatal(err)
+	}
+	again, _ := dls.CreateAsync(record("dlv_1"))
+	select {
+	case <-again.Ok():
+		t.Fatal("a second create of the same delivery succeeded")
+	case err := <-again.Err():
+		if !IsExists(err) {
+			t.Fatalf("second create: %v, want exists", err)
+		}
+	}
+	got, err := dls.Get(ctx, "acc", "dlv_1")
+	if err != nil || got.Revision != rev || string(got.Job.Body) != `{"a":1}` || !proto.Equal(got.Delivery, record("dlv_1").Delivery) {
+		t.Fatalf("Get = %+v, %v; want revision %d and the stored job", got, err, rev)
+	}
+	got.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
+	got.Claim = "claim-1"
+	if err := dls.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	stale := record("dlv_1")
+	stale.Revision = rev
+	if err := dls.Update(ctx, stale); !errors.Is(err, ErrConflict) {
+		t.Fatalf("update at a stale revision: %v, want ErrConflict", err)
+	}
+	found, err := dls.Find(ctx, "dlv_1")
+	if err != nil || found.Claim != "claim-1" || found.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT {
+		t.Fatalf("Find = %+v, %v", found, err)
+	}
+}
+
+func TestEndpointCacheFollowsPutsAndDeletes(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eps, err := OpenEndpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := NewEndpointCache(ctx, eps, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(id, url string) {
+		t.Helper()
+		if err := eps.Put(ctx, &postbackv1.Endpoint{Id: id, AccountId: "acc", EventType: "action_clearing", Url: url}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	urls := func() []string {
+		l, err := cache.List(ctx, "acc", "action_clearing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range l {
+			out = append(out, e.Id+"="+e.Url)
+		}
+		return out
+	}
+	eventuallyEqual := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := urls()
+			if strings.Join(got, ",") == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cache holds %v, want %q", got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	put("ep_a", "http://a")
+	eventuallyEqual("ep_a=http://a") // loaded on first use
+	put("ep_b", "http://b")
+	put("ep_a", "http://a2")
+	eventuallyEqual("ep_a=http://a2,ep_b=http://b") // followed by the watch
+	if err := eps.Delete(ctx, EndpointKey("acc", "action_clearing", "ep_a")); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyEqual("ep_b=http://b")
+	if _, err := cache.Get(ctx, "acc", "action_clearing", "ep_a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a deleted endpoint: %v", err)
+	}
+}
