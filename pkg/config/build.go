@@ -22,19 +22,21 @@ import (
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 )
 
 // KeyFile is the keyring standalone generates in the data dir when
 // POSTBACK_SECRET_KEY is unset.
 const KeyFile = "secret.key"
 
-// Logger is a JSON slog logger at the configured level.
+// Logger is a JSON slog logger at the configured level; a line logged with a
+// context inside a span carries trace_id and span_id.
 func (c Config) Logger() *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 }
 
 // Keyring parses POSTBACK_SECRET_KEY; when it is unset and generate is true

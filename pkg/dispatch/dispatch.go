@@ -26,6 +26,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,6 +38,7 @@ import (
 	"github.com/postback-dev/postback/pkg/outcome"
 	"github.com/postback-dev/postback/pkg/signature"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -52,6 +57,7 @@ type Dispatcher struct {
 	client    *http.Client
 	userAgent string
 	now       func() time.Time
+	tracer    trace.Tracer
 }
 
 // Options configure a Dispatcher.
@@ -62,6 +68,9 @@ type Options struct {
 	Version string
 	// Resolver resolves destination names (nil = the system resolver).
 	Resolver *net.Resolver
+	// TracerProvider traces each request as an HTTP client span (nil: the
+	// global provider).
+	TracerProvider trace.TracerProvider
 }
 
 // New returns a dispatcher whose connections may reach only what the network
@@ -83,7 +92,12 @@ func New(o Options) *Dispatcher {
 	if version == "" {
 		version = "dev"
 	}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
 	return &Dispatcher{
+		tracer: tp.Tracer(telemetry.Scope),
 		client: &http.Client{
 			Transport: transport,
 			// Redirects are not followed: the brand's answer is the first response.
@@ -103,10 +117,84 @@ type Result struct {
 	Final bool
 	// Reason explains a failure to a person.
 	Reason string
+	// errorType classes a failure for the span's error.type.
+	errorType string
 }
 
-// Send sends job to ep (secrets opened) now and judges the answer.
+// Send sends job to ep (secrets opened) now and judges the answer, inside
+// an HTTP client span (OpenTelemetry HTTP semantic conventions: named after
+// the method; http.request.method, url.full with any userinfo password
+// redacted, server.address and .port, http.response.status_code, error.type)
+// that also carries the postback ids and attempt number. The span never
+// holds a header value or a body; the request does not carry the trace
+// context (a brand's receiver has no use for Postback's trace ids).
 func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) Result {
+	ctx, span := d.tracer.Start(ctx, spanName(job.Method), trace.WithSpanKind(trace.SpanKindClient))
+	res := d.send(ctx, ep, job)
+	if span.IsRecording() {
+		annotate(span, job, res)
+	}
+	span.End()
+	return res
+}
+
+// spanName is the HTTP client span's name: the method, as the conventions
+// want (a URL template would be better; the rendered URL is per event).
+func spanName(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		return method
+	}
+	return "HTTP"
+}
+
+func annotate(span trace.Span, job *stream.Job, res Result) {
+	method := spanName(job.Method)
+	if method == "HTTP" {
+		method = "_OTHER"
+	}
+	at := res.Attempt
+	span.SetAttributes(
+		semconv.HTTPRequestMethodKey.String(method),
+		semconv.URLFull(at.Url), // redacted at the attempt's creation
+		telemetry.DeliveryID.String(job.DeliveryID),
+		telemetry.EndpointID.String(job.EndpointID),
+		telemetry.AccountID.String(job.AccountID),
+		telemetry.EventType.String(job.EventType),
+		telemetry.Attempt.Int(job.Attempt),
+	)
+	if u, err := url.Parse(at.Url); err == nil && u.Hostname() != "" {
+		span.SetAttributes(semconv.ServerAddress(u.Hostname()))
+		port := u.Port()
+		switch {
+		case port != "":
+		case u.Scheme == "https":
+			port = "443"
+		default:
+			port = "80"
+		}
+		if n, err := strconv.Atoi(port); err == nil {
+			span.SetAttributes(semconv.ServerPort(n))
+		}
+	}
+	if at.StatusCode != 0 {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(int(at.StatusCode)))
+	}
+	if res.Success {
+		return
+	}
+	errType := res.errorType
+	if errType == "" && at.StatusCode != 0 {
+		errType = strconv.Itoa(int(at.StatusCode))
+	}
+	if errType == "" {
+		errType = "_OTHER"
+	}
+	span.SetAttributes(semconv.ErrorTypeKey.String(errType))
+	span.SetStatus(codes.Error, res.Reason)
+}
+
+func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) Result {
 	start := d.now()
 	at := &postbackv1.Attempt{
 		DeliveryId: job.DeliveryID,
@@ -114,19 +202,22 @@ func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		StartTime:  timestamppb.New(start),
 		Url:        redactURL(job.URL),
 	}
+	errorType := ""
 	fail := func(final bool, reason string) Result {
 		at.Duration = durationpb.New(d.now().Sub(start))
 		at.Outcome = postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_FAILURE
 		at.Retryable = !final
 		at.Error = reason
-		return Result{Attempt: at, Final: final, Reason: reason}
+		return Result{Attempt: at, Final: final, Reason: reason, errorType: errorType}
 	}
 	u, err := url.Parse(job.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		errorType = "malformed_url"
 		return fail(true, "the rendered URL is malformed or not http(s)")
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			errorType = "malformed_url"
 			return fail(true, fmt.Sprintf("the rendered URL has an invalid port %q", p))
 		}
 	}
@@ -138,6 +229,7 @@ func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 	}
 	req, err := http.NewRequestWithContext(ctx, job.Method, job.URL, body)
 	if err != nil {
+		errorType = "malformed_url"
 		return fail(true, "the rendered URL is malformed: "+err.Error())
 	}
 	d.setHeaders(req, ep, job, start)
@@ -146,12 +238,16 @@ func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		var blocked *guard.BlockedError
 		switch {
 		case errors.As(err, &blocked):
+			errorType = "blocked"
 			return fail(true, blocked.Error())
 		case guard.IsNotFound(err):
+			errorType = "nxdomain"
 			return fail(true, fmt.Sprintf("host %q does not resolve (NXDOMAIN)", u.Hostname()))
 		case errors.Is(err, context.DeadlineExceeded):
+			errorType = "timeout"
 			return fail(false, fmt.Sprintf("no response within %s", endpoint.Timeout(ep)))
 		}
+		errorType = "transport"
 		return fail(false, "request failed: "+transportReason(err))
 	}
 	defer resp.Body.Close()
@@ -161,12 +257,17 @@ func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 	at.ResponseBody = storedBody(respBody)
 	at.Duration = durationpb.New(d.now().Sub(start))
 	if readErr != nil && len(respBody) == 0 {
+		errorType = "transport"
 		return fail(false, "reading the response failed: "+transportReason(readErr))
 	}
 	success, _ := outcome.ParseRule(ep.SuccessResponse)
 	failure, _ := outcome.ParseRule(ep.ErrorResponse)
 	verdict := outcome.Classify(resp.StatusCode, respBody, success, failure)
 	if !verdict.Success {
+		errorType = "rejected" // by the endpoint's rules; error.type is the status when it is >= 400
+		if resp.StatusCode >= 400 {
+			errorType = strconv.Itoa(resp.StatusCode)
+		}
 		r := fail(false, verdict.Reason)
 		r.Attempt.Duration = at.Duration
 		return r

@@ -20,12 +20,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/pkg/template"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -38,14 +42,15 @@ type Config struct {
 	Logger  *slog.Logger
 	// Workers is how many events are rendered at once (default 64).
 	Workers int
+	// TracerProvider and MeterProvider receive the renderer's spans and
+	// metrics (nil: the global providers).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Run renders events until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := telemetry.Logger(cfg.Logger)
 	nc := cfg.NATS
 	if nc == nil {
 		var err error
@@ -66,8 +71,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	r.tracer = stream.NewTracer(cfg.TracerProvider)
 	c, err := stream.Consumer(ctx, js, stream.RendererConsumer, 30*time.Second, 4096)
 	if err != nil {
+		return fmt.Errorf("renderer: %w", err)
+	}
+	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}
 	workers := cfg.Workers
@@ -75,7 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 		workers = 64
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
-	return stream.Work(ctx, c, workers, r.handle)
+	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RendererConsumer, r.handle))
 }
 
 type renderer struct {
@@ -83,6 +92,7 @@ type renderer struct {
 	endpoints  *stream.Endpoints
 	deliveries *stream.Deliveries
 	log        *slog.Logger
+	tracer     *stream.Tracer
 
 	mu       sync.Mutex
 	compiled map[string]compiled // by endpoint key; bounded by maxCompiled
@@ -105,39 +115,64 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: eps, deliveries: dls, log: log, compiled: map[string]compiled{}}, nil
+	return &renderer{js: js, endpoints: eps, deliveries: dls, log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
+	span := trace.SpanFromContext(ctx)
 	var ev stream.Event
 	dec := json.NewDecoder(bytes.NewReader(m.Data()))
 	dec.UseNumber()
 	if err := dec.Decode(&ev); err != nil {
-		r.log.Error("dropping undecodable event", "subject", m.Subject(), "error", err)
+		r.log.ErrorContext(ctx, "dropping undecodable event", "subject", m.Subject(), "error", err)
+		span.SetStatus(codes.Error, "undecodable event")
 		_ = m.Term()
 		return
 	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.EventID.String(ev.ID), telemetry.AccountID.String(ev.AccountID), telemetry.EventType.String(ev.Type))
+	}
 	meta, err := m.Metadata()
 	if err != nil {
-		r.log.Error("event without metadata", "error", err)
+		r.log.ErrorContext(ctx, "event without metadata", "event_id", ev.ID, "error", err)
+		span.SetStatus(codes.Error, "event without metadata")
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
-	if err := r.render(ctx, &ev, meta.Sequence.Stream); err != nil {
-		r.log.Warn("render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+	n, err := r.render(ctx, &ev, meta.Sequence.Stream)
+	if err != nil {
+		r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+		span.SetStatus(codes.Error, err.Error())
 		_ = m.NakWithDelay(time.Second)
 		return
+	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.Outcome.String(telemetry.OutcomeRendered), telemetry.Deliveries.Int(n))
+	}
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.DebugContext(ctx, "event rendered", "event_id", ev.ID, "account_id", ev.AccountID, "event_type", ev.Type, "deliveries", n)
 	}
 	_ = m.Ack()
 }
 
-// render creates and publishes the deliveries of one event.
-func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) error {
+// render creates and publishes the deliveries of one event, and returns how
+// many it published. Each publish is a PRODUCER span whose context the
+// delivery message carries.
+func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (int, error) {
 	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	var futures []jetstream.PubAckFuture
+	var (
+		futures []jetstream.PubAckFuture
+		spans   []trace.Span // spans[i] is the publish of futures[i]
+		ended   int          // spans[:ended] have ended
+	)
+	defer func() { // an early return: end the spans of publishes not awaited
+		for _, s := range spans[ended:] {
+			s.End()
+		}
+	}()
 	for _, ep := range eps {
 		if !endpoint.Enabled(ep) {
 			continue
@@ -155,32 +190,39 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) err
 			rec.Reason = renderErr.Error()
 		}
 		if err := r.deliveries.Create(ctx, &stream.Record{Delivery: rec, Job: job}); err != nil && !errors.Is(err, stream.ErrExists) {
-			return err
+			return 0, err
 		}
 		if renderErr != nil {
-			r.log.Info("delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "reason", renderErr.Error())
+			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
 			continue
 		}
 		body, err := json.Marshal(job)
 		if err != nil {
-			return fmt.Errorf("encode delivery %s: %w", dlvID, err)
+			return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
 		}
-		f, err := r.js.PublishMsgAsync(stream.NewMsg(ctx, stream.DeliverySubject(ep.Id), body, "job:"+dlvID+":0"))
+		subject := stream.DeliverySubject(ep.Id)
+		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
+		spans = append(spans, span)
+		f, err := r.js.PublishMsgAsync(stream.NewMsg(pctx, subject, body, "job:"+dlvID+":0"))
 		if err != nil {
-			return fmt.Errorf("publish delivery %s: %w", dlvID, err)
+			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
+	for i, f := range futures {
 		select {
 		case <-f.Ok():
+			spans[i].End()
+			ended = i + 1
 		case err := <-f.Err():
-			return fmt.Errorf("publish delivery: %w", err)
+			stream.EndSpan(spans[i], err)
+			ended = i + 1
+			return 0, fmt.Errorf("publish delivery: %w", err)
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 	}
-	return nil
+	return len(futures), nil
 }
 
 // job renders one endpoint's request for the event.

@@ -30,11 +30,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -46,14 +50,15 @@ type Config struct {
 	Schedule schedule.Schedule // nil = the seed's 15 steps
 	Logger   *slog.Logger
 	Workers  int // default 16
+	// TracerProvider and MeterProvider receive the retry service's spans
+	// and metrics (nil: the global providers).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Run schedules retries until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := telemetry.Logger(cfg.Logger)
 	if cfg.Schedule == nil {
 		cfg.Schedule = schedule.Default()
 	}
@@ -85,13 +90,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}
-	r := &retrier{js: js, endpoints: eps, deliveries: dls, schedule: cfg.Schedule, log: log}
+	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
+	r := &retrier{js: js, endpoints: eps, deliveries: dls, schedule: cfg.Schedule, log: log,
+		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = 16
 	}
 	log.Info("retry consuming", "schedule", cfg.Schedule.String())
-	return stream.Work(ctx, c, workers, r.handle)
+	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RetryConsumer, r.handle))
 }
 
 type retrier struct {
@@ -100,21 +109,43 @@ type retrier struct {
 	deliveries *stream.Deliveries
 	schedule   schedule.Schedule
 	log        *slog.Logger
+	tracer     *stream.Tracer
+	metrics    *telemetry.Metrics
 }
 
 func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
+	span := trace.SpanFromContext(ctx)
 	var f stream.Failure
 	if err := json.Unmarshal(m.Data(), &f); err != nil {
-		r.log.Error("dropping undecodable failure", "subject", m.Subject(), "error", err)
+		r.log.ErrorContext(ctx, "dropping undecodable failure", "subject", m.Subject(), "error", err)
+		span.SetStatus(codes.Error, "undecodable failure")
 		_ = m.Term()
 		return
 	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.DeliveryID.String(f.Job.DeliveryID), telemetry.EndpointID.String(f.Job.EndpointID),
+			telemetry.AccountID.String(f.Job.AccountID), telemetry.EventType.String(f.Job.EventType), telemetry.EventID.String(f.Job.EventID),
+			telemetry.Attempt.Int(f.Job.Attempt), telemetry.Requests.Int(f.Job.Sent))
+	}
 	if err := r.process(ctx, &f); err != nil {
-		r.log.Warn("retry step will be tried again", "delivery_id", f.Job.DeliveryID, "error", err)
+		r.log.WarnContext(ctx, "retry step will be tried again", "delivery_id", f.Job.DeliveryID, "error", err)
+		span.SetStatus(codes.Error, err.Error())
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	_ = m.Ack()
+}
+
+// outcome notes what this failure came to on its span and, when the
+// delivery is finished, on the deliveries metric.
+func (r *retrier) outcome(ctx context.Context, outcome, reason string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(telemetry.Outcome.String(outcome))
+		if reason != "" {
+			span.SetAttributes(telemetry.Reason.String(reason))
+		}
+	}
+	r.metrics.DeliveryFinished(ctx, outcome)
 }
 
 // Next is the job of the next retry after failure f, or ok=false when the
@@ -137,7 +168,8 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	log := r.log.With("delivery_id", f.Job.DeliveryID, "endpoint_id", f.Job.EndpointID, "attempt", f.Job.Attempt)
 	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
-		log.Warn("dropping a failure whose delivery record is gone (aged out?)")
+		log.WarnContext(ctx, "dropping a failure whose delivery record is gone (aged out?)")
+		r.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil
 	}
 	if err != nil {
@@ -147,7 +179,8 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	if d.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING || int(d.AttemptCount) != f.Job.Sent+1 {
 		// Cancelled, retried by hand, or already scheduled by an earlier
 		// pass over this same failure.
-		log.Info("failure already handled", "status", d.Status.String())
+		log.InfoContext(ctx, "failure already handled", "status", d.Status.String())
+		r.outcome(ctx, telemetry.OutcomeDropped, "already handled")
 		return nil
 	}
 	d.UpdateTime = timestamppb.Now()
@@ -158,30 +191,54 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	switch {
 	case errors.Is(err, stream.ErrNotFound):
 		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"
-		return ignoreConflict(r.deliveries.Update(ctx, rec))
+		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
 	case err != nil:
 		return err
 	case !endpoint.Enabled(ep):
 		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint is disabled"
-		return ignoreConflict(r.deliveries.Update(ctx, rec))
+		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
 	}
 	job, at, ok := Next(r.schedule, f)
 	if !ok {
 		d.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD
 		d.Reason = fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error)
 		d.NextAttemptTime = nil
-		log.Info("delivery dead", "reason", d.Reason)
-		return ignoreConflict(r.deliveries.Update(ctx, rec))
+		return r.settle(ctx, rec, telemetry.OutcomeDead, log)
 	}
 	d.NextAttemptTime = timestamppb.New(at)
 	rec.Job = &job
 	if err := r.deliveries.Update(ctx, rec); err != nil {
+		if errors.Is(err, stream.ErrConflict) {
+			r.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+		}
 		return ignoreConflict(err)
 	}
-	if err := stream.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Sent)); err != nil {
+	// The schedule's span (and so the retry's send, which the fired message
+	// continues) says which retry this is and when it is due.
+	if err := r.tracer.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Sent),
+		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt),
+		telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(at.UTC().Format(time.RFC3339Nano))); err != nil {
 		return err
 	}
-	log.Info("retry scheduled", "retry", job.Attempt, "at", at)
+	r.metrics.RetryScheduled(ctx, job.Attempt)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(at.UTC().Format(time.RFC3339Nano)))
+	}
+	r.outcome(ctx, telemetry.OutcomeScheduled, "")
+	log.InfoContext(ctx, "retry scheduled", "retry", job.Attempt, "at", at)
+	return nil
+}
+
+// settle records a final state decided here (dead, cancelled).
+func (r *retrier) settle(ctx context.Context, rec *stream.Record, outcome string, log *slog.Logger) error {
+	if err := r.deliveries.Update(ctx, rec); err != nil {
+		if errors.Is(err, stream.ErrConflict) {
+			r.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+		}
+		return ignoreConflict(err)
+	}
+	log.InfoContext(ctx, "delivery "+outcome, "reason", rec.Delivery.Reason)
+	r.outcome(ctx, outcome, rec.Delivery.Reason)
 	return nil
 }
 

@@ -24,6 +24,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/dispatch"
@@ -31,6 +34,7 @@ import (
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -50,14 +54,16 @@ type Config struct {
 	MaxInlineWait time.Duration
 	// Health, when set, receives the sender's readiness (limiter reachable).
 	Health func(ready bool, reason string)
+	// TracerProvider and MeterProvider receive the sender's spans and
+	// metrics (nil: the global providers). The Dispatcher traces requests
+	// with its own (dispatch.Options.TracerProvider).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Run sends deliveries until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := telemetry.Logger(cfg.Logger)
 	if cfg.Limiter == nil || cfg.Dispatcher == nil || cfg.Keyring == nil {
 		return errors.New("sender: Limiter, Dispatcher and Keyring are required")
 	}
@@ -95,10 +101,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
+	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, fresh, retries); err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
 	log.Info("sender consuming", "workers", workers)
 	errc := make(chan error, 2)
-	go func() { errc <- stream.Work(ctx, fresh, workers, s.handle) }()
-	go func() { errc <- stream.Work(ctx, retries, workers/4+1, s.handle) }()
+	go func() { errc <- stream.Work(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handle)) }()
+	go func() {
+		errc <- stream.Work(ctx, retries, workers/4+1, s.tracer.Traced(stream.SenderRetryConsumer, s.handle))
+	}()
 	err = <-errc
 	if err2 := <-errc; err == nil {
 		err = err2
@@ -113,6 +124,8 @@ type sender struct {
 	attempts   *stream.Attempts
 	cfg        Config
 	log        *slog.Logger
+	tracer     *stream.Tracer
+	metrics    *telemetry.Metrics
 	limiterOK  atomic.Bool
 	clock      clockSync
 }
@@ -153,17 +166,28 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if cfg.MaxInlineWait <= 0 {
 		cfg.MaxInlineWait = earlyFire + 150*time.Millisecond
 	}
-	s := &sender{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log}
+	s := &sender{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log,
+		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	s.limiterOK.Store(true)
 	return s, nil
 }
 
 func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
+	span := trace.SpanFromContext(ctx)
 	var job stream.Job
 	if err := json.Unmarshal(m.Data(), &job); err != nil {
-		s.log.Error("dropping undecodable delivery", "subject", m.Subject(), "error", err)
+		s.log.ErrorContext(ctx, "dropping undecodable delivery", "subject", m.Subject(), "error", err)
+		span.SetStatus(codes.Error, "undecodable delivery")
 		_ = m.Term()
 		return
+	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.DeliveryID.String(job.DeliveryID), telemetry.EndpointID.String(job.EndpointID),
+			telemetry.AccountID.String(job.AccountID), telemetry.EventType.String(job.EventType), telemetry.EventID.String(job.EventID),
+			telemetry.Attempt.Int(job.Attempt), telemetry.Requests.Int(job.Sent))
+		if !job.Scheduled.IsZero() { // a retry: which one, and when it was planned for
+			span.SetAttributes(telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(job.Scheduled.UTC().Format(time.RFC3339Nano)))
+		}
 	}
 	claim := m.Subject()
 	if meta, err := m.Metadata(); err == nil {
@@ -171,11 +195,24 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	log := s.log.With("delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "attempt", job.Attempt)
 	if err := s.process(ctx, &job, claim, log); err != nil {
-		log.Warn("delivery will be retried after a transient error", "error", err)
+		log.WarnContext(ctx, "delivery will be retried after a transient error", "error", err)
+		span.SetStatus(codes.Error, err.Error())
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
 	_ = m.Ack()
+}
+
+// outcome notes what this job came to on its span and, when the delivery is
+// finished, on the deliveries metric.
+func (s *sender) outcome(ctx context.Context, outcome, reason string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(telemetry.Outcome.String(outcome))
+		if reason != "" {
+			span.SetAttributes(telemetry.Reason.String(reason))
+		}
+	}
+	s.metrics.DeliveryFinished(ctx, outcome)
 }
 
 // errDeferred means the job was handed to a schedule: ack it.
@@ -211,32 +248,31 @@ func stale(rec *stream.Record, job *stream.Job, claim string) string {
 func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) error {
 	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
-		log.Warn("dropping a job whose delivery record is gone (aged out?)")
+		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
+		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if why := stale(rec, job, claim); why != "" {
-		log.Info("dropping duplicate job", "why", why)
+		log.InfoContext(ctx, "dropping duplicate job", "why", why)
+		s.outcome(ctx, telemetry.OutcomeDropped, why)
 		return nil
 	}
 	ep, err := s.endpoint(ctx, job)
 	if errors.Is(err, stream.ErrNotFound) {
-		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint was deleted")
+		return s.cancel(ctx, rec, job, "the endpoint was deleted", log)
 	}
 	if err != nil {
 		return err
 	}
 	if !endpoint.Enabled(ep) {
-		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, "the endpoint is disabled")
+		return s.cancel(ctx, rec, job, "the endpoint is disabled", log)
 	}
 	lim := endpoint.Limits(ep)
 	if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
-		if errors.Is(err, errDeferred) || errors.Is(err, stream.ErrConflict) {
-			return nil
-		}
-		return err
+		return s.slotted(ctx, err)
 	}
 	// Claim the attempt: only one copy of a job is ever sent. The claim is
 	// written before the last wait, so its latency cannot make the request
@@ -259,29 +295,44 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 		}
 		job.Slot = time.Time{} // woke too late: take a fresh slot
 		if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
-			if errors.Is(err, errDeferred) || errors.Is(err, stream.ErrConflict) {
-				return nil
-			}
-			return err
+			return s.slotted(ctx, err)
 		}
 	}
 	opened, err := endpoint.Open(ep, s.cfg.Keyring)
 	if err != nil {
-		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, "the endpoint's secrets cannot be opened with the current keyring")
+		const reason = "the endpoint's secrets cannot be opened with the current keyring"
+		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, reason); err != nil {
+			return err
+		}
+		log.ErrorContext(ctx, "postback failed for good", "reason", reason)
+		s.outcome(ctx, telemetry.OutcomeFailed, reason)
+		return nil
+	}
+	if job.Sent == 0 && !job.Published.IsZero() {
+		s.metrics.FirstAttempt(ctx, time.Since(job.Published))
 	}
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
+	s.metrics.Attempt(ctx, int(res.Attempt.StatusCode), res.Attempt.GetDuration().AsDuration())
 	if err := s.attempts.Append(ctx, job.AccountID, res.Attempt); err != nil {
 		return err
 	}
 	switch {
 	case res.Success:
-		log.Info("postback delivered", "status_code", res.Attempt.StatusCode)
-		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, "")
+		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, ""); err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "postback delivered", "status_code", res.Attempt.StatusCode)
+		s.outcome(ctx, telemetry.OutcomeSucceeded, "")
+		return nil
 	case res.Final:
-		log.Info("postback failed for good", "reason", res.Reason)
-		return s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason)
+		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason); err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "postback failed for good", "reason", res.Reason)
+		s.outcome(ctx, telemetry.OutcomeFailed, res.Reason)
+		return nil
 	}
-	log.Info("postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
+	log.InfoContext(ctx, "postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
 	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
 		return err
 	}
@@ -292,10 +343,36 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 		return fmt.Errorf("encode failure of %s: %w", job.DeliveryID, err)
 	}
 	msgID := fmt.Sprintf("fail:%s:%d", job.DeliveryID, job.Sent)
-	if _, err := s.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.FailedSubject(job.EndpointID), body, msgID)); err != nil {
+	if _, err := s.tracer.Publish(ctx, s.js, stream.FailedSubject(job.EndpointID), body, msgID,
+		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
 	}
+	s.outcome(ctx, telemetry.OutcomeRetrying, res.Reason)
 	return nil
+}
+
+// cancel finishes a delivery whose endpoint is gone or disabled.
+func (s *sender) cancel(ctx context.Context, rec *stream.Record, job *stream.Job, reason string, log *slog.Logger) error {
+	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, reason); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "delivery cancelled", "reason", reason)
+	s.outcome(ctx, telemetry.OutcomeCancelled, reason)
+	return nil
+}
+
+// slotted handles slot's error: a deferral or a lost race ends this job
+// (ack); anything else is transient.
+func (s *sender) slotted(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, errDeferred):
+		s.outcome(ctx, telemetry.OutcomeDeferred, "waiting for the endpoint's limits")
+		return nil
+	case errors.Is(err, stream.ErrConflict):
+		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+		return nil
+	}
+	return err
 }
 
 // endpoint reads the endpoint's current configuration (by its key; by id if
@@ -336,11 +413,13 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 		before := time.Now()
 		res, err := s.cfg.Limiter.Reserve(ctx, endpointID, lim)
 		if err != nil {
-			s.setLimiterHealth(false, err)
+			s.setLimiterHealth(ctx, false, err)
 			return fmt.Errorf("reserve a slot: %w", err)
 		}
-		s.setLimiterHealth(true, nil)
-		job.Slot = s.clock.local(res, before, time.Now())
+		s.setLimiterHealth(ctx, true, nil)
+		after := time.Now()
+		job.Slot = s.clock.local(res, before, after)
+		s.metrics.LimiterWait(ctx, job.Slot.Sub(after))
 	}
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
@@ -355,7 +434,8 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 		return err
 	}
 	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
-	if err := stream.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID); err != nil {
+	if err := s.tracer.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID,
+		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return err
 	}
 	return errDeferred
@@ -376,7 +456,7 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-func (s *sender) setLimiterHealth(ok bool, err error) {
+func (s *sender) setLimiterHealth(ctx context.Context, ok bool, err error) {
 	if s.limiterOK.Swap(ok) == ok {
 		return
 	}
@@ -388,9 +468,9 @@ func (s *sender) setLimiterHealth(ok bool, err error) {
 		s.cfg.Health(ok, reason)
 	}
 	if ok {
-		s.log.Info("limiter reachable again")
+		s.log.InfoContext(ctx, "limiter reachable again")
 	} else {
-		s.log.Error("limiter unreachable: deliveries wait", "error", err)
+		s.log.ErrorContext(ctx, "limiter unreachable: deliveries wait", "error", err)
 	}
 }
 

@@ -15,9 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/broker"
@@ -25,6 +28,7 @@ import (
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/gateway"
 	"github.com/postback-dev/postback/services/renderer"
 	"github.com/postback-dev/postback/services/retry"
@@ -44,6 +48,10 @@ type Config struct {
 	Resolver *net.Resolver
 	// Ready, when set, is called once every service is serving.
 	Ready func(Addrs)
+	// TracerProvider and MeterProvider, when set, replace the ones built
+	// from the OTEL_* variables (tests pass in-memory ones).
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Addrs are where a running standalone listens.
@@ -58,6 +66,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = cfg.Config.Logger()
 	}
+	log = telemetry.Logger(log)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "postback-standalone", Version: cfg.Version,
+		TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
 	layout, err := cfg.Layout()
 	if err != nil {
 		return err
@@ -143,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	probes.Add("limiter", lim.Ready)
 
-	dispatcher := dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver})
+	dispatcher := dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -180,31 +199,34 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ready.Add(2)
 	run("http", func(ctx context.Context) error {
-		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
+		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(tel.Mux()), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
 	})
 	run("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Config{
 			GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
-			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS,
+			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS, ServerOptions: tel.GRPCServerOptions(),
 			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
 		})
 	})
 	run("renderer", func(ctx context.Context) error {
-		return renderer.Run(ctx, renderer.Config{NATS: nc, Layout: layout, Logger: log.With("service", "renderer")})
+		return renderer.Run(ctx, renderer.Config{NATS: nc, Layout: layout, Logger: log.With("service", "renderer"),
+			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	run("sender", func(ctx context.Context) error {
 		return sender.Run(ctx, sender.Config{NATS: nc, Layout: layout, Limiter: lim, Dispatcher: dispatcher,
-			Keyring: keyring, Logger: log.With("service", "sender")})
+			Keyring: keyring, Logger: log.With("service", "sender"), TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	run("retry", func(ctx context.Context) error {
-		return retry.Run(ctx, retry.Config{NATS: nc, Layout: layout, Schedule: sched, Logger: log.With("service", "retry")})
+		return retry.Run(ctx, retry.Config{NATS: nc, Layout: layout, Schedule: sched, Logger: log.With("service", "retry"),
+			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	go func() {
 		ready.Wait()
 		if ctx.Err() != nil {
 			return
 		}
-		log.Info("postback standalone ready", "grpc_addr", fmt.Sprint(addrs.GRPC), "http_addr", fmt.Sprint(addrs.HTTP), "nats_url", addrs.NATS, "targets", cfg.Targets)
+		log.Info("postback standalone ready", "grpc_addr", fmt.Sprint(addrs.GRPC), "http_addr", fmt.Sprint(addrs.HTTP), "nats_url", addrs.NATS, "targets", cfg.Targets,
+			"traces", tel.Traces, "metrics", tel.Metrics)
 		if cfg.Ready != nil {
 			cfg.Ready(addrs)
 		}

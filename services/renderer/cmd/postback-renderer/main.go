@@ -4,21 +4,30 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/renderer"
 )
+
+var version = "dev"
 
 func main() {
 	cfg, err := config.Load("postback-renderer", os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		os.Exit(2)
 	}
-	log := cfg.Logger().With("service", "renderer")
+	log := telemetry.Logger(cfg.Logger()).With("service", "renderer")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = func() error {
@@ -29,8 +38,32 @@ func main() {
 		if err != nil {
 			return err
 		}
-		go func() { _ = health.Serve(ctx, cfg.HTTPAddr, health.New().Handler(nil), nil) }()
-		return renderer.Run(ctx, renderer.Config{NATSURL: cfg.NATSURL, Layout: layout, Logger: log})
+		tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "postback-renderer", Version: version})
+		if err != nil {
+			return err
+		}
+		tel.Install()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tel.Shutdown(sctx)
+		}()
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("postback-renderer"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		probes := health.New()
+		probes.Add("nats", health.NATS(nc))
+		probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
+		go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(tel.Mux()), nil) }()
+		log.Info("postback-renderer starting", "version", version, "traces", tel.Traces, "metrics", tel.Metrics)
+		return renderer.Run(ctx, renderer.Config{NATS: nc, Layout: layout, Logger: log,
+			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	}()
 	if err != nil {
 		log.Error("postback-renderer stopped", "error", err)

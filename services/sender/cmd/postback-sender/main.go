@@ -5,13 +5,20 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/sender"
 )
 
@@ -22,7 +29,7 @@ func main() {
 	if err != nil {
 		os.Exit(2)
 	}
-	log := cfg.Logger().With("service", "sender")
+	log := telemetry.Logger(cfg.Logger()).With("service", "sender")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = func() error {
@@ -46,11 +53,34 @@ func main() {
 			return err
 		}
 		defer closeLimiter()
+		tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "postback-sender", Version: version})
+		if err != nil {
+			return err
+		}
+		tel.Install()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tel.Shutdown(sctx)
+		}()
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("postback-sender"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
 		probes := health.New()
+		probes.Add("nats", health.NATS(nc))
+		probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
 		probes.Add("limiter", lim.Ready)
-		go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), nil) }()
-		return sender.Run(ctx, sender.Config{NATSURL: cfg.NATSURL, Layout: layout, Limiter: lim,
-			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version}), Keyring: keyring, Logger: log})
+		go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(tel.Mux()), nil) }()
+		log.Info("postback-sender starting", "version", version, "traces", tel.Traces, "metrics", tel.Metrics)
+		return sender.Run(ctx, sender.Config{NATS: nc, Layout: layout, Limiter: lim,
+			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tel.TracerProvider}),
+			Keyring:    keyring, Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	}()
 	if err != nil {
 		log.Error("postback-sender stopped", "error", err)
