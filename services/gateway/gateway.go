@@ -23,6 +23,7 @@ import (
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/dispatch"
+	pkghealth "github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -57,6 +58,9 @@ type Config struct {
 	// ServerOptions are extra gRPC server options (interceptors), added
 	// after the gateway's own (so they run after authentication).
 	ServerOptions []grpc.ServerOption
+	// Readiness, when set, drives grpc.health.v1: NOT_SERVING while any of
+	// its checks (NATS, streams, Redis) fails.
+	Readiness *pkghealth.Probes
 }
 
 // Server implements the postback.v1 services.
@@ -154,6 +158,18 @@ func Run(ctx context.Context, cfg Config) error {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for name := range g.GetServiceInfo() {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	if cfg.Readiness != nil {
+		go cfg.Readiness.Follow(ctx, 5*time.Second, func(ready bool) {
+			st := healthpb.HealthCheckResponse_SERVING
+			if !ready {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+			hs.SetServingStatus("", st)
+			for name := range g.GetServiceInfo() {
+				hs.SetServingStatus(name, st)
+			}
+		})
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/postback-dev/postback/pkg/redistest"
@@ -186,9 +187,18 @@ func TestRedisOutageHoldsDeliveriesAndReportsNotReady(t *testing.T) {
 	if code := readyz(); code != 503 {
 		t.Fatalf("/readyz = %d while Redis is down, want 503", code)
 	}
+	grpcHealth := func() healthpb.HealthCheckResponse_ServingStatus {
+		res, err := healthpb.NewHealthClient(h.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return healthpb.HealthCheckResponse_UNKNOWN
+		}
+		return res.Status
+	}
+	eventually(t, 15*time.Second, "grpc.health.v1 NOT_SERVING", func() bool { return grpcHealth() == healthpb.HealthCheckResponse_NOT_SERVING })
 	redis.Restart()
 	eventually(t, 15*time.Second, "the held postbacks", func() bool { return len(rc.requests()) == 3 })
 	eventually(t, 5*time.Second, "/readyz 200 again", func() bool { return readyz() == 200 })
+	eventually(t, 15*time.Second, "grpc.health.v1 SERVING again", func() bool { return grpcHealth() == healthpb.HealthCheckResponse_SERVING })
 }
 
 func TestBrandsSuccessAndErrorResponsesDecide(t *testing.T) {

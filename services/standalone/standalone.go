@@ -204,7 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Config{
 			GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
-			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS, ServerOptions: tel.GRPCServerOptions(),
+			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS, ServerOptions: tel.GRPCServerOptions(), Readiness: probes,
 			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
 		})
 	})

@@ -11,11 +11,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/gateway"
 )
 
@@ -83,11 +89,33 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "postback-gateway", Version: version})
+	if err != nil {
+		return err
+	}
+	tel.Install()
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(c)
+	}()
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("postback-gateway"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect to NATS %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
 	probes := health.New()
-	go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(nil), nil) }()
+	probes.Add("nats", health.NATS(nc))
+	probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
+	go func() { _ = health.Serve(ctx, cfg.HTTPAddr, probes.Handler(tel.Mux()), nil) }()
 	return gateway.Run(ctx, gateway.Config{
-		GRPCAddr: cfg.GRPCAddr, NATSURL: cfg.NATSURL, Layout: layout, Keyring: keyring, Auth: authn, TLS: serverTLS,
-		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version}), Logger: cfg.Logger().With("service", "gateway"),
+		GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Auth: authn, TLS: serverTLS,
+		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tel.TracerProvider}),
+		Logger:     cfg.Logger().With("service", "gateway"), ServerOptions: tel.GRPCServerOptions(), Readiness: probes,
 		Ready: func(a net.Addr) { log.Info("postback-gateway ready", "grpc_addr", a.String(), "version", version) },
 	})
 }
