@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,7 +58,9 @@ type Job struct {
 	// Revision is the delivery record's KV revision when this job was
 	// written: the sender claims the attempt with a compare-and-set on it,
 	// without reading the record first. A stale revision only costs a read.
-	Revision uint64 `json:"revision,omitempty"`
+	// It travels in the RevisionHeader, so the job's JSON (also stored in
+	// the record) is encoded once.
+	Revision uint64 `json:"-"`
 	// LastStatus and LastError are the previous attempt's, kept on the record.
 	LastStatus int    `json:"last_status,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
@@ -122,6 +125,31 @@ func Propagator() propagation.TextMapPropagator {
 	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }
 
+// RevisionHeader carries Job.Revision (the server copies it from a schedule
+// onto the message the schedule fires).
+const RevisionHeader = "Postback-Record-Revision"
+
+// NewJobMsg is NewMsg for a job whose JSON is body, with its revision.
+func NewJobMsg(ctx context.Context, subject string, job *Job, body []byte, msgID string) *nats.Msg {
+	m := NewMsg(ctx, subject, body, msgID)
+	if job.Revision > 0 {
+		m.Header.Set(RevisionHeader, strconv.FormatUint(job.Revision, 10))
+	}
+	return m
+}
+
+// DecodeJob reads a job message (and its revision header).
+func DecodeJob(m jetstream.Msg) (Job, error) {
+	var job Job
+	if err := json.Unmarshal(m.Data(), &job); err != nil {
+		return job, err
+	}
+	if h := m.Headers(); h != nil {
+		job.Revision, _ = strconv.ParseUint(h.Get(RevisionHeader), 10, 64)
+	}
+	return job, nil
+}
+
 // Schedule publishes job as its delivery's one pending schedule
 // (schedules.<delivery_id>), to fire on the endpoint's retries subject at the
 // given time. The time keeps its fractions: nats-server parses RFC 3339 with
@@ -131,7 +159,7 @@ func Schedule(ctx context.Context, js jetstream.JetStream, job *Job, at time.Tim
 	if err != nil {
 		return fmt.Errorf("encode delivery %s: %w", job.DeliveryID, err)
 	}
-	m := NewMsg(ctx, ScheduleSubject(job.DeliveryID), body, msgID)
+	m := NewJobMsg(ctx, ScheduleSubject(job.DeliveryID), job, body, msgID)
 	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", RetrySubject(job.EndpointID))
 	if _, err := js.PublishMsg(ctx, m); err != nil {

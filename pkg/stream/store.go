@@ -154,6 +154,9 @@ type Record struct {
 	Job      *Job   // nil when the delivery never rendered
 	Claim    string // the message that holds the IN_FLIGHT claim
 	Revision uint64 // KV revision read (0 for a new record)
+	// JobJSON, when set, is Job already encoded (the renderer encodes a job
+	// once for the record and the message).
+	JobJSON []byte
 }
 
 // OpenDeliveries binds the deliveries bucket (Ensure must have run).
@@ -177,7 +180,9 @@ func (r *Record) encode() ([]byte, error) {
 	out = append(out, d...)
 	out = binary.AppendUvarint(out, uint64(len(r.Claim)))
 	out = append(out, r.Claim...)
-	if r.Job != nil {
+	if r.JobJSON != nil {
+		out = append(out, r.JobJSON...)
+	} else if r.Job != nil {
 		j, err := json.Marshal(r.Job)
 		if err != nil {
 			return nil, fmt.Errorf("encode delivery %s: %w", r.Delivery.Id, err)

@@ -158,6 +158,7 @@ func (s *Server) resend(ctx context.Context, r *stream.Record) error {
 		}
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
+	job.Revision = r.Revision // the sender claims against what was just written
 	msgID := fmt.Sprintf("manual:%s:%d:%d", d.Id, job.Sent, now.UnixNano())
 	if err := stream.Schedule(ctx, s.js, &job, now, msgID); err != nil {
 		return status.Errorf(codes.Unavailable, "%v", err)

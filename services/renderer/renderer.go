@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -89,7 +88,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 type renderer struct {
 	js         jetstream.JetStream
-	endpoints  *stream.Endpoints
+	endpoints  *stream.EndpointCache
 	deliveries *stream.Deliveries
 	log        *slog.Logger
 	tracer     *stream.Tracer
@@ -115,7 +114,11 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: eps, deliveries: dls, log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
+	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &renderer{js: js, endpoints: cache, deliveries: dls, log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -156,23 +159,22 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 }
 
 // render creates and publishes the deliveries of one event, and returns how
-// many it published. Each publish is a PRODUCER span whose context the
-// delivery message carries.
+// many it published. Two pipelined rounds: every delivery record is created
+// (create-if-absent, so a redelivered event finds its records), then every
+// job is published with its record's revision. Each publish is a PRODUCER
+// span whose context the delivery message carries.
 func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (int, error) {
 	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
 	if err != nil {
 		return 0, err
 	}
-	var (
-		futures []jetstream.PubAckFuture
-		spans   []trace.Span // spans[i] is the publish of futures[i]
-		ended   int          // spans[:ended] have ended
-	)
-	defer func() { // an early return: end the spans of publishes not awaited
-		for _, s := range spans[ended:] {
-			s.End()
-		}
-	}()
+	type pending struct {
+		ep     *postbackv1.Endpoint
+		rec    *stream.Record
+		body   []byte
+		create jetstream.PubAckFuture
+	}
+	var work []pending
 	for _, ep := range eps {
 		if !endpoint.Enabled(ep) {
 			continue
@@ -188,24 +190,64 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (in
 		if renderErr != nil {
 			rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED
 			rec.Reason = renderErr.Error()
+			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
 		}
-		if err := r.deliveries.Create(ctx, &stream.Record{Delivery: rec, Job: job}); err != nil && !errors.Is(err, stream.ErrExists) {
+		p := pending{ep: ep, rec: &stream.Record{Delivery: rec, Job: job}}
+		if job != nil {
+			if p.body, err = json.Marshal(job); err != nil {
+				return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
+			}
+			p.rec.JobJSON = p.body
+		}
+		if p.create, err = r.deliveries.CreateAsync(p.rec); err != nil {
 			return 0, err
 		}
-		if renderErr != nil {
-			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
+		work = append(work, p)
+	}
+	var (
+		futures []jetstream.PubAckFuture
+		spans   []trace.Span // spans[i] is the publish of futures[i]
+		ended   int          // spans[:ended] have ended
+	)
+	defer func() { // an early return: end the spans of publishes not awaited
+		for _, s := range spans[ended:] {
+			s.End()
+		}
+	}()
+	for _, p := range work {
+		job := p.rec.Job
+		select {
+		case ack := <-p.create.Ok():
+			if job != nil {
+				job.Revision = ack.Sequence
+			}
+		case err := <-p.create.Err():
+			if !stream.IsExists(err) {
+				return 0, fmt.Errorf("create delivery %s: %w", p.rec.Delivery.Id, err)
+			}
+			// A redelivered event: publish the job again (the server drops
+			// it if it is within the dedupe window) unless the delivery has
+			// moved on since.
+			stored, err := r.deliveries.Get(ctx, ev.AccountID, p.rec.Delivery.Id)
+			if err != nil {
+				return 0, err
+			}
+			if job == nil || stored.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || stored.Delivery.AttemptCount > 0 {
+				continue
+			}
+			job.Revision = stored.Revision
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if job == nil {
 			continue
 		}
-		body, err := json.Marshal(job)
-		if err != nil {
-			return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
-		}
-		subject := stream.DeliverySubject(ep.Id)
-		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
+		subject := stream.DeliverySubject(p.ep.Id)
+		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(job.DeliveryID), telemetry.EndpointID.String(p.ep.Id), telemetry.Attempt.Int(0))
 		spans = append(spans, span)
-		f, err := r.js.PublishMsgAsync(stream.NewMsg(pctx, subject, body, "job:"+dlvID+":0"))
+		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, p.body, "job:"+job.DeliveryID+":0"))
 		if err != nil {
-			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
+			return 0, fmt.Errorf("publish delivery %s: %w", job.DeliveryID, err)
 		}
 		futures = append(futures, f)
 	}

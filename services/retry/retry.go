@@ -213,6 +213,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 		}
 		return ignoreConflict(err)
 	}
+	job.Revision = rec.Revision // the sender claims against what was just written
 	// The schedule's span (and so the retry's send, which the fired message
 	// continues) says which retry this is and when it is due.
 	if err := r.tracer.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Sent),

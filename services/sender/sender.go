@@ -120,6 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 type sender struct {
 	js         jetstream.JetStream
 	endpoints  *stream.Endpoints
+	cache      *stream.EndpointCache
 	deliveries *stream.Deliveries
 	attempts   *stream.Attempts
 	cfg        Config
@@ -163,10 +164,14 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if err != nil {
 		return nil, err
 	}
+	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.MaxInlineWait <= 0 {
 		cfg.MaxInlineWait = earlyFire + 150*time.Millisecond
 	}
-	s := &sender{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log,
+	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	s.limiterOK.Store(true)
 	return s, nil
@@ -174,8 +179,8 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 
 func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 	span := trace.SpanFromContext(ctx)
-	var job stream.Job
-	if err := json.Unmarshal(m.Data(), &job); err != nil {
+	job, err := stream.DecodeJob(m)
+	if err != nil {
 		s.log.ErrorContext(ctx, "dropping undecodable delivery", "subject", m.Subject(), "error", err)
 		span.SetStatus(codes.Error, "undecodable delivery")
 		_ = m.Term()
@@ -246,19 +251,16 @@ func stale(rec *stream.Record, job *stream.Job, claim string) string {
 
 // process does one job; a returned error means "try this message again".
 func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) error {
-	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
-	if errors.Is(err, stream.ErrNotFound) {
-		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
-		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if why := stale(rec, job, claim); why != "" {
-		log.InfoContext(ctx, "dropping duplicate job", "why", why)
-		s.outcome(ctx, telemetry.OutcomeDropped, why)
-		return nil
+	// A job written with its record's revision is claimed by a
+	// compare-and-set on that revision, without reading the record: if the
+	// record changed since, the claim fails and the record is read and
+	// judged then.
+	rec := assumed(job)
+	if rec == nil {
+		var err error
+		if rec, err = s.current(ctx, job, claim, log); rec == nil || err != nil {
+			return err
+		}
 	}
 	ep, err := s.endpoint(ctx, job)
 	if errors.Is(err, stream.ErrNotFound) {
@@ -271,7 +273,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 		return s.cancel(ctx, rec, job, "the endpoint is disabled", log)
 	}
 	lim := endpoint.Limits(ep)
-	if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
+	if err = s.slot(ctx, ep.Id, lim, rec, job); err != nil {
 		return s.slotted(ctx, err)
 	}
 	// Claim the attempt: only one copy of a job is ever sent. The claim is
@@ -280,7 +282,20 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = claim, job
-	if err := s.deliveries.Update(ctx, rec); err != nil {
+	err = s.deliveries.Update(ctx, rec)
+	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
+		// The record moved since the job was written: read it and judge.
+		job.Revision = 0
+		var cur *stream.Record
+		if cur, err = s.current(ctx, job, claim, log); cur == nil || err != nil {
+			return err
+		}
+		cur.Delivery.Status, cur.Delivery.UpdateTime = rec.Delivery.Status, rec.Delivery.UpdateTime
+		cur.Claim, cur.Job = claim, job
+		rec = cur
+		err = s.deliveries.Update(ctx, rec)
+	}
+	if err != nil {
 		if errors.Is(err, stream.ErrConflict) {
 			return fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
 		}
@@ -351,6 +366,40 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 	return nil
 }
 
+// assumed is the record a job with a revision was written against: a
+// pending delivery at that revision. nil when the job has no revision.
+func assumed(job *stream.Job) *stream.Record {
+	if job.Revision == 0 {
+		return nil
+	}
+	return &stream.Record{Revision: job.Revision, Job: job, Delivery: &postbackv1.Delivery{
+		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
+		EventType: job.EventType, Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+		AttemptCount: int32(job.Sent), LastStatusCode: int32(job.LastStatus), LastError: job.LastError,
+		CreateTime: timestamppb.New(job.Created),
+	}}
+}
+
+// current reads the job's record and judges the job against it; nil (and
+// no error) when the job is to be dropped.
+func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) (*stream.Record, error) {
+	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
+	if errors.Is(err, stream.ErrNotFound) {
+		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
+		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if why := stale(rec, job, claim); why != "" {
+		log.InfoContext(ctx, "dropping duplicate job", "why", why)
+		s.outcome(ctx, telemetry.OutcomeDropped, why)
+		return nil, nil
+	}
+	return rec, nil
+}
+
 // cancel finishes a delivery whose endpoint is gone or disabled.
 func (s *sender) cancel(ctx context.Context, rec *stream.Record, job *stream.Job, reason string, log *slog.Logger) error {
 	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, reason); err != nil {
@@ -378,7 +427,7 @@ func (s *sender) slotted(ctx context.Context, err error) error {
 // endpoint reads the endpoint's current configuration (by its key; by id if
 // its event type changed since the delivery was rendered).
 func (s *sender) endpoint(ctx context.Context, job *stream.Job) (*postbackv1.Endpoint, error) {
-	ep, err := s.endpoints.GetByKey(ctx, stream.EndpointKey(job.AccountID, job.EventType, job.EndpointID))
+	ep, err := s.cache.Get(ctx, job.AccountID, job.EventType, job.EndpointID)
 	if errors.Is(err, stream.ErrNotFound) {
 		return s.endpoints.Get(ctx, job.EndpointID)
 	}
@@ -424,18 +473,20 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
-	// Record the wait first (compare-and-set: a concurrent change wins and
-	// this copy is dropped), then hand the job to its schedule.
+	// Hand the job to its schedule first (it replaces the delivery's one
+	// pending schedule, so a crash and a second pass leave one copy), then
+	// note the wait on the record (compare-and-set: if the record changed
+	// meanwhile, the scheduled copy is judged against it when it fires).
+	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
+	if err := s.tracer.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID,
+		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
+		return err
+	}
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
 	rec.Delivery.NextAttemptTime = timestamppb.New(job.Slot)
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = "", job
-	if err := s.deliveries.Update(ctx, rec); err != nil {
-		return err
-	}
-	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
-	if err := s.tracer.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID,
-		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
+	if err := s.deliveries.Update(ctx, rec); err != nil && !errors.Is(err, stream.ErrConflict) {
 		return err
 	}
 	return errDeferred

@@ -31,7 +31,7 @@ type harness struct {
 
 // start runs standalone on free loopback ports with a temp data dir; edit
 // adjusts the configuration.
-func start(t *testing.T, dataDir string, edit func(*Config)) *harness {
+func start(t testing.TB, dataDir string, edit func(*Config)) *harness {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -97,7 +97,7 @@ func (h *harness) stop() {
 
 type testWriter struct {
 	mu sync.Mutex
-	t  *testing.T
+	t  testing.TB
 }
 
 func (w *testWriter) Write(p []byte) (int, error) {
@@ -125,7 +125,7 @@ type receiver struct {
 	answer func(n int, r *http.Request) (int, string)
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	rc := &receiver{arrive: make(chan received, 10000)}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

@@ -29,7 +29,8 @@ import (
 type options struct {
 	bin, redis, out, markdown string
 	events, steadySeconds     int
-	shapes                    string
+	shapes, scenarios         string
+	cpuProfile                bool
 }
 
 func main() {
@@ -41,6 +42,7 @@ func main() {
 	flag.IntVar(&o.events, "events", 20000, "events in the burst scenarios")
 	flag.IntVar(&o.steadySeconds, "steady-seconds", 30, "length of each steady scenario")
 	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
+	flag.StringVar(&o.scenarios, "scenarios", "", "scenarios to run (comma-separated; empty: all)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -78,7 +80,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second}
+	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios}
 	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), Shapes: map[string][]Result{}}
 	progress("raw reference: %d requests over keep-alive, 64 at a time", o.events)
 	report.Raw = b.raw(ctx, o.events)

@@ -54,7 +54,7 @@ type bench struct {
 	steady time.Duration
 	client postbackv1.EventServiceClient
 	eps    postbackv1.EndpointServiceClient
-	seq    atomic.Int64
+	only   string
 }
 
 func authed(ctx context.Context) context.Context {
@@ -153,6 +153,9 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 	}
 	var out []Result
 	for _, s := range scenarios {
+		if b.only != "" && !strings.Contains(","+b.only+",", ","+s.name+",") {
+			continue
+		}
 		progress("%s: %s", d.shape, s.name)
 		cpu0, self0 := d.cpu(), selfCPU()
 		r, err := s.run(ctx, s.name)

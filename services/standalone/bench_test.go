@@ -1,0 +1,45 @@
+package standalone
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// BenchmarkPipeline pushes b.N action_lifecycle events (the seed's sample)
+// through PublishBatch to one unlimited endpoint and waits for every
+// postback; run with -cpuprofile to see where a delivery's CPU goes.
+func BenchmarkPipeline(b *testing.B) {
+	h := start(b, "", nil)
+	rc := newReceiver(b)
+	ctx := context.Background()
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "bench", EventType: "action_lifecycle", Url: rc.URL + "/pb?a={ActionId}",
+		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, BodyTemplate: lifecycleTemplate}}); err != nil {
+		b.Fatal(err)
+	}
+	data, _ := structpb.NewStruct(map[string]any{"CampaignId": 9876, "ActionId": "ACT-1", "Payout": 10.5,
+		"items": []any{map[string]any{"sku": "A", "qty": 1, "amt": 2.5}, map[string]any{"sku": "B", "qty": 2, "amt": 5}}})
+	b.ResetTimer()
+	for sent := 0; sent < b.N; {
+		req := &postbackv1.PublishBatchRequest{}
+		for ; sent < b.N && len(req.Events) < 100; sent++ {
+			req.Events = append(req.Events, &postbackv1.PublishRequest{AccountId: "bench", EventType: "action_lifecycle", Data: data})
+		}
+		if _, err := h.events.PublishBatch(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for len(rc.requests()) < b.N && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	if n := len(rc.requests()); n < b.N {
+		b.Fatalf("%d of %d delivered", n, b.N)
+	}
+}
