@@ -199,7 +199,7 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 		claim = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
 	}
 	log := s.log.With("delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "attempt", job.Attempt)
-	if err := s.process(ctx, &job, claim, log); err != nil {
+	if err := s.process(ctx, &job, m.Data(), claim, log); err != nil {
 		log.WarnContext(ctx, "delivery will be retried after a transient error", "error", err)
 		span.SetStatus(codes.Error, err.Error())
 		_ = m.NakWithDelay(time.Second)
@@ -250,7 +250,7 @@ func stale(rec *stream.Record, job *stream.Job, claim string) string {
 }
 
 // process does one job; a returned error means "try this message again".
-func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) error {
+func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim string, log *slog.Logger) error {
 	// A job written with its record's revision is claimed by a
 	// compare-and-set on that revision, without reading the record: if the
 	// record changed since, the claim fails and the record is read and
@@ -282,6 +282,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = claim, job
+	rec.JobJSON = unchanged(job, raw)
 	err = s.deliveries.Update(ctx, rec)
 	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
 		// The record moved since the job was written: read it and judge.
@@ -363,6 +364,15 @@ func (s *sender) process(ctx context.Context, job *stream.Job, claim string, log
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
 	}
 	s.outcome(ctx, telemetry.OutcomeRetrying, res.Reason)
+	return nil
+}
+
+// unchanged is the job's JSON as it arrived when the sender has not changed
+// the job (no limiter slot), so the record stores it without encoding again.
+func unchanged(job *stream.Job, raw []byte) []byte {
+	if job.Slot.IsZero() {
+		return raw
+	}
 	return nil
 }
 
@@ -535,6 +545,7 @@ func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job
 		d.LastStatusCode, d.LastError = at.StatusCode, at.Error
 	}
 	rec.Claim, rec.Job = "", job
+	rec.JobJSON = nil // the job may have taken a slot since it was read
 	// Unconditional: the request was sent (or the outcome is decided); this
 	// is the truth about it whatever changed meanwhile.
 	return s.deliveries.Put(ctx, rec)
