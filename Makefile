@@ -32,7 +32,7 @@ test: lint
 	go test $(GO_TEST_FLAGS) $(MODULES)
 
 ## lint: gofmt, go vet, buf lint, and a check that the generated code is current
-lint: fmt vet proto-check
+lint: fmt vet proto-check deploy-check
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$') 2>/dev/null || true); \
@@ -65,3 +65,32 @@ clean:
 ## demo: one postback end to end against a running `make run` (start it with POSTBACK_ALLOW_CIDRS=127.0.0.1/32)
 demo:
 	go run ./services/standalone/cmd/postback-demo
+
+.PHONY: deploy-check run-cluster stop-cluster
+
+## deploy-check: helm lint/template of charts/postback (default and production values) decoded strictly
+## into the Kubernetes types, docker-compose.yml through compose-go, the Dockerfiles (scripts/deploycheck)
+deploy-check: bin/deploycheck
+	./bin/deploycheck -root .
+	cd deploy/healthcheck && GOWORK=off go vet . && GOWORK=off go test -count=1 -timeout 1m .
+	cd scripts/deploycheck && GOWORK=off go vet .
+	cd scripts/cluster-e2e && GOWORK=off go vet .
+
+# Its own module (helm, k8s.io/api, compose-go stay out of go.work); rebuilt only when its sources change.
+bin/deploycheck: $(wildcard scripts/deploycheck/*.go) scripts/deploycheck/go.mod scripts/deploycheck/go.sum
+	@echo "building bin/deploycheck (helm, k8s.io/api, compose-go: about a minute the first time) ..."
+	cd scripts/deploycheck && GOWORK=off go build -o ../../bin/deploycheck .
+
+## run-cluster: 3-node NATS JetStream cluster, Redis, gateway, renderer, retry and two senders as local processes (state in .cluster/)
+run-cluster: build bin/nats-server
+	./scripts/ensure-redis.sh
+	./scripts/run-cluster.sh
+
+## stop-cluster: stop exactly the processes run-cluster started
+stop-cluster:
+	./scripts/stop-cluster.sh
+
+## bench: end-to-end benchmark in both shapes next to a raw net/http reference (≤ 10 min); appends to docs/benchmarks.md
+bench: build tools
+	./scripts/ensure-redis.sh
+	go run ./services/standalone/cmd/postback-bench -bin bin -redis-server "$$(command -v redis-server || echo /usr/bin/redis-server)" -out bench-result.json -markdown docs/benchmarks.md

@@ -1,0 +1,227 @@
+{{/* The chart name. */}}
+{{- define "postback.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name: release-chart, or the release name when it holds the chart name. */}}
+{{- define "postback.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The services this chart deploys, in order. */}}
+{{- define "postback.components" -}}
+gateway renderer sender retry
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "postback.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "postback.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: postback
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "postback.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels of one component's resources: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.componentLabels" -}}
+{{ include "postback.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* A component's resource name: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.componentName" -}}
+{{- printf "%s-%s" (include "postback.fullname" .root | trunc 50 | trimSuffix "-") .component }}
+{{- end }}
+
+{{/* The image of a component: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.image" -}}
+{{- $img := .root.Values.image }}
+{{- printf "%s/postback-%s:%s" (trimSuffix "/" $img.registry) .component (default .root.Chart.AppVersion $img.tag) }}
+{{- end }}
+
+{{- define "postback.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "postback.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The chart's own Secret and ConfigMap. */}}
+{{- define "postback.secretName" -}}
+{{- include "postback.fullname" . }}
+{{- end }}
+{{- define "postback.configName" -}}
+{{- printf "%s-config" (include "postback.fullname" .) }}
+{{- end }}
+
+{{/* Whether the chart's Secret holds each key. */}}
+{{- define "postback.ownsSecretKey" -}}
+{{- if not .Values.secretKey.existingSecret }}true{{ end }}
+{{- end }}
+{{- define "postback.ownsRedisURL" -}}
+{{- if and (not .Values.redis.existingSecret) .Values.redis.url }}true{{ end }}
+{{- end }}
+{{- define "postback.ownsRedisPassword" -}}
+{{- if and (not .Values.redis.existingSecret) (not .Values.redis.url) .Values.redis.host (not .Values.redis.existingPasswordSecret) .Values.redis.password }}true{{ end }}
+{{- end }}
+{{- define "postback.ownsTokens" -}}
+{{- if not .Values.tokens.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Whether Redis is configured at all. */}}
+{{- define "postback.redisConfigured" -}}
+{{- if or .Values.redis.existingSecret .Values.redis.url .Values.redis.host }}true{{ end }}
+{{- end }}
+
+{{/*
+The secret key: the given value; else the one already stored in the release's
+Secret (lookup; empty under `helm template`); else 32 fresh random bytes.
+*/}}
+{{- define "postback.secretKeyValue" -}}
+{{- if .Values.secretKey.value }}
+{{- .Values.secretKey.value }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "postback.secretName" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "secret-key") }}
+{{- index $existing.data "secret-key" | b64dec }}
+{{- else }}
+{{- printf "k1:%s" (randBytes 32) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The API tokens: the given value; else the ones already stored in the release's
+Secret; else one generated operator token (32 random characters, account *).
+*/}}
+{{- define "postback.tokensValue" -}}
+{{- if .Values.tokens.value }}
+{{- .Values.tokens.value }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "postback.secretName" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "tokens") }}
+{{- index $existing.data "tokens" | b64dec }}
+{{- else }}
+{{- printf "%s=*" (randAlphaNum 32) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The environment of a component's container: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.env" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $c := index $v .component -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- if $v.nats.existingSecret }}
+- name: POSTBACK_NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.nats.existingSecret }}
+      key: {{ $v.nats.existingSecretKey }}
+{{- end }}
+{{- if has .component (list "gateway" "sender") }}
+- name: POSTBACK_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "postback.secretName" $root) $v.secretKey.existingSecret }}
+      key: {{ ternary $v.secretKey.existingSecretKey "secret-key" (not (empty $v.secretKey.existingSecret)) }}
+{{- end }}
+{{- if and (eq .component "gateway") $v.gateway.tls.existingSecret }}
+- name: POSTBACK_TLS_CERT
+  value: /etc/postback/tls/tls.crt
+- name: POSTBACK_TLS_KEY
+  value: /etc/postback/tls/tls.key
+{{- if $v.gateway.tls.clientCASecret }}
+- name: POSTBACK_TLS_CLIENT_CA
+  value: /etc/postback/client-ca/ca.crt
+{{- end }}
+{{- end }}
+{{- if eq .component "gateway" }}
+- name: POSTBACK_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "postback.secretName" $root) $v.tokens.existingSecret }}
+      key: {{ ternary $v.tokens.existingSecretKey "tokens" (not (empty $v.tokens.existingSecret)) }}
+{{- end }}
+{{- if eq .component "sender" }}
+{{- if $v.redis.existingSecret }}
+- name: POSTBACK_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.redis.existingSecret }}
+      key: {{ $v.redis.existingSecretKey }}
+{{- else if $v.redis.url }}
+- name: POSTBACK_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "postback.secretName" $root }}
+      key: redis-url
+{{- else if $v.redis.host }}
+{{- $hasPassword := or $v.redis.existingPasswordSecret $v.redis.password }}
+{{- if $hasPassword }}
+- name: POSTBACK_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "postback.secretName" $root) $v.redis.existingPasswordSecret }}
+      key: {{ ternary $v.redis.existingPasswordSecretKey "redis-password" (not (empty $v.redis.existingPasswordSecret)) }}
+{{- end }}
+- name: POSTBACK_REDIS_URL
+  value: {{ printf "%s://%s%s:%v/%v" (ternary "rediss" "redis" $v.redis.tls) (ternary ":$(POSTBACK_REDIS_PASSWORD)@" "" (not (empty $hasPassword))) $v.redis.host $v.redis.port $v.redis.db | quote }}
+{{- end }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: postback-{{ .component }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)%s" (ternary (printf ",%s" $v.otel.resourceAttributes) "" (not (empty $v.otel.resourceAttributes))) | quote }}
+{{- with $c.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The default topology spread of a component: (dict "root" $ "component" "sender"). */}}
+{{- define "postback.topologySpread" -}}
+{{- $ts := .root.Values.topologySpread -}}
+- maxSkew: {{ $ts.zoneMaxSkew }}
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: {{ $ts.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "postback.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+- maxSkew: {{ $ts.hostnameMaxSkew }}
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: {{ $ts.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "postback.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+{{- end }}

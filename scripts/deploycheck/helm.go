@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/cli/values"
+	"helm.sh/helm/v3/pkg/getter"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	"sigs.k8s.io/yaml"
+)
+
+// valueSet is one `-f` file (or none: the chart's defaults).
+type valueSet struct {
+	name  string // for messages
+	files []string
+}
+
+// valueSets: the defaults, values-production.yaml, and ci/*.yaml.
+func valueSets(chart string) ([]valueSet, error) {
+	sets := []valueSet{{name: "(default values)"}}
+	prod := filepath.Join(chart, "values-production.yaml")
+	if _, err := os.Stat(prod); err != nil {
+		return nil, fmt.Errorf("charts/postback/values-production.yaml: %w", err)
+	}
+	sets = append(sets, valueSet{name: "-f values-production.yaml", files: []string{prod}})
+	ci, _ := filepath.Glob(filepath.Join(chart, "ci", "*.yaml"))
+	sort.Strings(ci)
+	for _, f := range ci {
+		sets = append(sets, valueSet{name: "-f ci/" + filepath.Base(f), files: []string{f}})
+	}
+	return sets, nil
+}
+
+func (s valueSet) values() (map[string]any, error) {
+	opts := values.Options{ValueFiles: s.files}
+	return opts.MergeValues(getter.Providers{})
+}
+
+// helmLint is `helm lint --strict [-f file] chart`.
+func helmLint(chart string, set valueSet, verbose bool) []error {
+	vals, err := set.values()
+	if err != nil {
+		return []error{err}
+	}
+	lint := action.NewLint()
+	lint.Strict = true
+	lint.Namespace = "postback"
+	lint.KubeVersion = kubeVersion()
+	res := lint.Run([]string{chart}, vals)
+	var errs []error
+	for _, m := range res.Messages {
+		if m.Severity >= support.WarningSev {
+			errs = append(errs, fmt.Errorf("[%s] %s", sev(m.Severity), m.Err))
+		} else if verbose {
+			fmt.Printf("        [%s] %s\n", sev(m.Severity), m.Err)
+		}
+	}
+	if len(errs) == 0 {
+		errs = res.Errors // errors without a message (chart not loadable)
+	}
+	return errs
+}
+
+func sev(s int) string {
+	switch s {
+	case support.ErrorSev:
+		return "ERROR"
+	case support.WarningSev:
+		return "WARNING"
+	case support.InfoSev:
+		return "INFO"
+	}
+	return "UNKNOWN"
+}
+
+// kubeVersion is the Kubernetes version the k8s.io/api types compiled in here
+// describe (client-go v0.N.x = Kubernetes 1.N), the version the helm CLI
+// stamps by ldflags; without it helm assumes v1.20.
+func kubeVersion() *chartutil.KubeVersion {
+	v := "v1.33.0"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "k8s.io/client-go" {
+				parts := strings.Split(strings.TrimPrefix(d.Version, "v"), ".")
+				if len(parts) >= 2 && parts[0] == "0" {
+					v = "v1." + parts[1] + ".0"
+				}
+			}
+		}
+	}
+	kv, err := chartutil.ParseKubeVersion(v)
+	if err != nil {
+		panic(err)
+	}
+	return kv
+}
+
+// document is one rendered manifest.
+type document struct {
+	source string // template path
+	data   []byte
+}
+
+// helmTemplate is `helm template postback chart [-f file]`: a client-only
+// dry-run install, as the CLI does it.
+func helmTemplate(chart string, set valueSet) ([]document, string, []error) {
+	vals, err := set.values()
+	if err != nil {
+		return nil, "", []error{err}
+	}
+	ch, err := loader.Load(chart)
+	if err != nil {
+		return nil, "", []error{err}
+	}
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	inst := action.NewInstall(cfg)
+	inst.DryRun = true
+	inst.DryRunOption = "true"
+	inst.ClientOnly = true
+	inst.Replace = true
+	inst.ReleaseName = "postback"
+	inst.Namespace = "postback"
+	inst.IncludeCRDs = true
+	inst.APIVersions = chartutil.VersionSet{"monitoring.coreos.com/v1"}
+	inst.KubeVersion = kubeVersion()
+	rel, err := inst.Run(ch, vals)
+	if err != nil {
+		return nil, "", []error{err}
+	}
+	if strings.TrimSpace(rel.Info.Notes) == "" {
+		return nil, "", []error{fmt.Errorf("templates/NOTES.txt rendered empty")}
+	}
+	var docs []document
+	manifests := releaseutil.SplitManifests(rel.Manifest)
+	keys := sortedKeys(manifests)
+	for _, k := range keys {
+		m := manifests[k]
+		src := "?"
+		if i := strings.Index(m, "# Source: "); i >= 0 {
+			src = strings.TrimSpace(strings.SplitN(m[i+len("# Source: "):], "\n", 2)[0])
+		}
+		var probe map[string]any
+		if err := yaml.Unmarshal([]byte(m), &probe); err != nil {
+			return nil, "", []error{fmt.Errorf("%s: rendered YAML does not parse: %v", src, err)}
+		}
+		if len(probe) == 0 {
+			continue // a template that rendered only comments
+		}
+		docs = append(docs, document{source: src, data: []byte(m)})
+	}
+	for _, h := range rel.Hooks {
+		docs = append(docs, document{source: h.Path, data: []byte(h.Manifest)})
+	}
+	return docs, rel.Info.Notes, nil
+}
