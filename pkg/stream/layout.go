@@ -137,8 +137,26 @@ func AttemptSubject(accountID, deliveryID string) string {
 }
 
 // Ensure creates or updates every stream and bucket. It is safe to call from
-// every service at every start.
+// every service at every start. Services that start together against a new
+// replicated layout can make each other's creates time out while the
+// cluster places the streams, so a failed pass is tried again (for up to a
+// minute) rather than ending the process.
 func Ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
+	deadline := time.Now().Add(time.Minute)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := ensure(ctx, js, o)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
