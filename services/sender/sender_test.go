@@ -1,0 +1,55 @@
+package sender
+
+import (
+	"testing"
+	"time"
+
+	"github.com/postback-dev/postback/pkg/limiter"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+func TestACopyOfAJobIsStaleOnceItsDeliveryMovedOn(t *testing.T) {
+	rec := func(st postbackv1.DeliveryStatus, count int32, claim string) *stream.Record {
+		return &stream.Record{Claim: claim, Delivery: &postbackv1.Delivery{Status: st, AttemptCount: count}}
+	}
+	job := &stream.Job{Sent: 2}
+	cases := []struct {
+		name  string
+		rec   *stream.Record
+		stale bool
+	}{
+		{"a retrying delivery at this job's attempt count is sent", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, 2, ""), false},
+		{"a pending delivery (after a manual retry) is sent", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING, 2, ""), false},
+		{"a later attempt already sent makes the copy stale", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, 3, ""), true},
+		{"a succeeded delivery is not sent again by a stale copy", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 2, ""), true},
+		{"a cancelled delivery is not sent", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, 2, ""), true},
+		{"another message's claim keeps this copy out", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT, 2, "DELIVERIES:7"), true},
+		{"this message's own claim (a redelivery after a crash) is sent", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT, 2, "DELIVERIES:9"), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := stale(c.rec, job, "DELIVERIES:9") != ""; got != c.stale {
+				t.Fatalf("stale = %v, want %v", got, c.stale)
+			}
+		})
+	}
+}
+
+func TestLimiterSlotsMapOntoTheLocalClockByTheFastestRoundTrip(t *testing.T) {
+	var c clockSync
+	local := time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)
+	const skew = 3 * time.Second // the limiter's clock runs 3 s ahead
+	// A quick reservation: 2 ms round trip.
+	slot := c.local(limiter.Reservation{Now: local.Add(skew + time.Millisecond), At: local.Add(skew + time.Second)}, local, local.Add(2*time.Millisecond))
+	if got := slot.Sub(local); got != time.Second {
+		t.Fatalf("slot at +%s, want +1s", got)
+	}
+	// A slow reply (the worker was descheduled for 200 ms after Redis
+	// answered) must not shift the slot: the fastest sample still rules.
+	later := local.Add(10 * time.Second)
+	slot = c.local(limiter.Reservation{Now: later.Add(skew + time.Millisecond), At: later.Add(skew + 500*time.Millisecond)}, later, later.Add(200*time.Millisecond))
+	if got := slot.Sub(later); got != 500*time.Millisecond {
+		t.Fatalf("slot at +%s, want +500ms", got)
+	}
+}
