@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,11 @@ type bench struct {
 	client postbackv1.EventServiceClient
 	eps    postbackv1.EndpointServiceClient
 	only   string
+	shape  string // prefixes receiver tallies, so shapes never share one
 }
+
+// tag is the receiver path and tally of a scenario in the current shape.
+func (b *bench) tag(name string) string { return b.shape + "-" + name }
 
 func authed(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
@@ -133,6 +138,7 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 		return nil, err
 	}
 	defer conn.Close()
+	b.shape = d.shape
 	b.client = postbackv1.NewEventServiceClient(conn)
 	b.eps = postbackv1.NewEndpointServiceClient(conn)
 	type scenario struct {
@@ -192,7 +198,7 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 // receiver under /r/<tag>.
 func (b *bench) endpoint(ctx context.Context, account, tag string, rate float64) error {
 	_, err := b.eps.CreateEndpoint(authed(ctx), &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
-		AccountId: account, EventType: "action_lifecycle", Url: "http://" + b.rc.addr + "/r/" + tag + "?t={Text1}",
+		AccountId: account, EventType: "action_lifecycle", Url: "http://" + b.rc.addr + "/r/" + b.tag(tag) + "?t={Text1}",
 		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, BodyTemplate: bodyTemplate, MaxRequestsPerSecond: rate}})
 	return err
 }
@@ -242,7 +248,7 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 	if err := b.endpoint(ctx, account, name, 0); err != nil {
 		return Result{}, err
 	}
-	t := b.rc.tally(name)
+	t := b.rc.tally(b.tag(name))
 	var next atomic.Int64
 	var errs atomic.Int64
 	var firstErr atomic.Value
@@ -306,7 +312,7 @@ func (b *bench) steadyRun(ctx context.Context, name, tag string, rate int, setup
 			return Result{}, err
 		}
 	}
-	t := b.rc.tally(tag)
+	t := b.rc.tally(b.tag(tag))
 	total := int(float64(rate) * b.steady.Seconds())
 	interval := time.Second / time.Duration(rate)
 	began := time.Now()
@@ -347,7 +353,7 @@ func (b *bench) fanout(ctx context.Context, name string) (Result, error) {
 			}
 		}
 	}
-	t := b.rc.tally(name)
+	t := b.rc.tally(b.tag(name))
 	began := time.Now()
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -393,7 +399,7 @@ func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
 		}
 	}
 	r, err := b.steadyRun(ctx, name, "noisy-quiet", 200, nil)
-	slow, _, _ := b.rc.tally("noisy-slow").counts()
+	slow, _, _ := b.rc.tally(b.tag("noisy-slow")).counts()
 	r.Note = fmt.Sprintf("the 1/s endpoint delivered %d of its %d backlog meanwhile", slow, backlog)
 	return r, err
 }
@@ -407,14 +413,22 @@ func printReport(w io.Writer, r Report) {
 			continue
 		}
 		fmt.Fprintf(w, "\n%s\n%-16s %8s %6s %6s %9s %9s %6s %8s %8s %8s %8s  %s\n", shape, "scenario", "delivered", "dupes", "lost",
-			"accept/s", "deliver/s", "ratio", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/delivery by process")
+			"accept/s", "deliver/s", "ratio", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/delivery by process; peak RSS MB")
 		for _, x := range results {
 			var cpu []string
 			for name, us := range x.CPUMicrosEach {
 				cpu = append(cpu, fmt.Sprintf("%s=%.0f", name, us))
 			}
-			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.2f %8.1f %8.1f %8.1f %8.1f  %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
-				x.AcceptedPerSec, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P90, x.P99, x.Max, strings.Join(cpu, " "))
+			var rss []string
+			for name, mb := range x.PeakRSSMB {
+				if mb > 0 {
+					rss = append(rss, fmt.Sprintf("%s=%.0f", name, mb))
+				}
+			}
+			sort.Strings(cpu)
+			sort.Strings(rss)
+			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.2f %8.1f %8.1f %8.1f %8.1f  %s; %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
+				x.AcceptedPerSec, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P90, x.P99, x.Max, strings.Join(cpu, " "), strings.Join(rss, " "))
 		}
 	}
 }
