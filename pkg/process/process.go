@@ -1,0 +1,98 @@
+// Package process is what every separate Postback binary sets up around its
+// service, written once: configuration from the environment and flags, the
+// JSON logger with trace ids, OpenTelemetry from OTEL_*, the NATS
+// connection, readiness probes (NATS, streams) and the HTTP server for
+// /healthz, /readyz and /metrics. Each cmd main only builds its service's
+// Config. (Standalone wires the same pieces itself, around an embedded
+// server.)
+package process
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
+)
+
+// Process is a running binary's shared set-up.
+type Process struct {
+	Name      string // "postback-sender"
+	Version   string
+	Config    config.Config
+	Log       *slog.Logger
+	Telemetry *telemetry.Telemetry
+	NATS      *nats.Conn
+	JetStream jetstream.JetStream
+	// Probes already check NATS and the streams; a service adds its own
+	// (the sender its limiter) before it runs.
+	Probes *health.Probes
+}
+
+// Main runs fn inside a set-up process until SIGINT or SIGTERM. It exits 2
+// on bad configuration and 1 when set-up or fn fails.
+func Main(name, version string, fn func(ctx context.Context, p *Process) error) {
+	cfg, err := config.Load(name, os.Args[1:], os.Getenv, os.Stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		}
+		os.Exit(2)
+	}
+	log := telemetry.Logger(cfg.Logger()).With("service", strings.TrimPrefix(name, "postback-"))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &Process{Name: name, Version: version, Config: cfg, Log: log}, fn); err != nil {
+		log.Error(name+" stopped", "error", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Process) error) error {
+	if p.Config.NATSURL == "" {
+		return errors.New("POSTBACK_NATS_URL is required (postback-standalone embeds a server; this binary does not)")
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: p.Name, Version: p.Version})
+	if err != nil {
+		return err
+	}
+	tel.Install()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	p.Telemetry = tel
+	p.NATS, err = nats.Connect(p.Config.NATSURL, nats.Name(p.Name), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connect to NATS %s: %w", p.Config.NATSURL, err)
+	}
+	defer p.NATS.Close()
+	if p.JetStream, err = jetstream.New(p.NATS); err != nil {
+		return err
+	}
+	p.Probes = health.New()
+	p.Probes.Add("nats", health.NATS(p.NATS))
+	p.Probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, p.JetStream) })
+	go func() {
+		if err := health.Serve(ctx, p.Config.HTTPAddr, p.Probes.Handler(tel.Mux()), nil); err != nil {
+			p.Log.Error("health server stopped", "error", err)
+		}
+	}()
+	p.Log.Info(p.Name+" starting", "version", p.Version, "traces", tel.Traces, "metrics", tel.Metrics)
+	return fn(ctx, p)
+}
