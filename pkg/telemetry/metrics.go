@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Metric names (OpenTelemetry). On /metrics, dots become underscores, the
@@ -155,6 +156,18 @@ func (m *Metrics) EventPublished(ctx context.Context, eventType string) {
 // DeliveryFinished counts a delivery reaching a final outcome (succeeded,
 // failed, dead, cancelled); other values are ignored. Dead deliveries also
 // count on postback.deliveries.dead.
+// Outcome notes what a job or failure came to on the current span and,
+// when the delivery is finished, on the deliveries metric.
+func (m *Metrics) Outcome(ctx context.Context, outcome, reason string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(Outcome.String(outcome))
+		if reason != "" {
+			span.SetAttributes(Reason.String(reason))
+		}
+	}
+	m.DeliveryFinished(ctx, outcome)
+}
+
 func (m *Metrics) DeliveryFinished(ctx context.Context, outcome string) {
 	if m == nil {
 		return

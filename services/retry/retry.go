@@ -136,18 +136,6 @@ func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
 	_ = m.Ack()
 }
 
-// outcome notes what this failure came to on its span and, when the
-// delivery is finished, on the deliveries metric.
-func (r *retrier) outcome(ctx context.Context, outcome, reason string) {
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(telemetry.Outcome.String(outcome))
-		if reason != "" {
-			span.SetAttributes(telemetry.Reason.String(reason))
-		}
-	}
-	r.metrics.DeliveryFinished(ctx, outcome)
-}
-
 // Next is the job of the next retry after failure f, or ok=false when the
 // delivery is dead.
 func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time, ok bool) {
@@ -169,7 +157,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a failure whose delivery record is gone (aged out?)")
-		r.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
+		r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil
 	}
 	if err != nil {
@@ -180,7 +168,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 		// Cancelled, retried by hand, or already scheduled by an earlier
 		// pass over this same failure.
 		log.InfoContext(ctx, "failure already handled", "status", d.Status.String())
-		r.outcome(ctx, telemetry.OutcomeDropped, "already handled")
+		r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "already handled")
 		return nil
 	}
 	d.UpdateTime = timestamppb.Now()
@@ -209,7 +197,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	rec.Job = &job
 	if err := r.deliveries.Update(ctx, rec); err != nil {
 		if errors.Is(err, stream.ErrConflict) {
-			r.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+			r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		}
 		return ignoreConflict(err)
 	}
@@ -225,7 +213,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(at.UTC().Format(time.RFC3339Nano)))
 	}
-	r.outcome(ctx, telemetry.OutcomeScheduled, "")
+	r.metrics.Outcome(ctx, telemetry.OutcomeScheduled, "")
 	log.InfoContext(ctx, "retry scheduled", "retry", job.Attempt, "at", at)
 	return nil
 }
@@ -234,12 +222,12 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 func (r *retrier) settle(ctx context.Context, rec *stream.Record, outcome string, log *slog.Logger) error {
 	if err := r.deliveries.Update(ctx, rec); err != nil {
 		if errors.Is(err, stream.ErrConflict) {
-			r.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+			r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		}
 		return ignoreConflict(err)
 	}
 	log.InfoContext(ctx, "delivery "+outcome, "reason", rec.Delivery.Reason)
-	r.outcome(ctx, outcome, rec.Delivery.Reason)
+	r.metrics.Outcome(ctx, outcome, rec.Delivery.Reason)
 	return nil
 }
 

@@ -208,18 +208,6 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 	_ = m.Ack()
 }
 
-// outcome notes what this job came to on its span and, when the delivery is
-// finished, on the deliveries metric.
-func (s *sender) outcome(ctx context.Context, outcome, reason string) {
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(telemetry.Outcome.String(outcome))
-		if reason != "" {
-			span.SetAttributes(telemetry.Reason.String(reason))
-		}
-	}
-	s.metrics.DeliveryFinished(ctx, outcome)
-}
-
 // errDeferred means the job was handed to a schedule: ack it.
 var errDeferred = errors.New("deferred")
 
@@ -321,7 +309,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 			return err
 		}
 		log.ErrorContext(ctx, "postback failed for good", "reason", reason)
-		s.outcome(ctx, telemetry.OutcomeFailed, reason)
+		s.metrics.Outcome(ctx, telemetry.OutcomeFailed, reason)
 		return nil
 	}
 	if job.Sent == 0 && !job.Published.IsZero() {
@@ -338,14 +326,14 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 			return err
 		}
 		log.InfoContext(ctx, "postback delivered", "status_code", res.Attempt.StatusCode)
-		s.outcome(ctx, telemetry.OutcomeSucceeded, "")
+		s.metrics.Outcome(ctx, telemetry.OutcomeSucceeded, "")
 		return nil
 	case res.Final:
 		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason); err != nil {
 			return err
 		}
 		log.InfoContext(ctx, "postback failed for good", "reason", res.Reason)
-		s.outcome(ctx, telemetry.OutcomeFailed, res.Reason)
+		s.metrics.Outcome(ctx, telemetry.OutcomeFailed, res.Reason)
 		return nil
 	}
 	log.InfoContext(ctx, "postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
@@ -363,7 +351,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
 	}
-	s.outcome(ctx, telemetry.OutcomeRetrying, res.Reason)
+	s.metrics.Outcome(ctx, telemetry.OutcomeRetrying, res.Reason)
 	return nil
 }
 
@@ -396,7 +384,7 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log
 	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
-		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
+		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil, nil
 	}
 	if err != nil {
@@ -404,7 +392,7 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log
 	}
 	if why := stale(rec, job, claim); why != "" {
 		log.InfoContext(ctx, "dropping duplicate job", "why", why)
-		s.outcome(ctx, telemetry.OutcomeDropped, why)
+		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, why)
 		return nil, nil
 	}
 	return rec, nil
@@ -416,7 +404,7 @@ func (s *sender) cancel(ctx context.Context, rec *stream.Record, job *stream.Job
 		return err
 	}
 	log.InfoContext(ctx, "delivery cancelled", "reason", reason)
-	s.outcome(ctx, telemetry.OutcomeCancelled, reason)
+	s.metrics.Outcome(ctx, telemetry.OutcomeCancelled, reason)
 	return nil
 }
 
@@ -425,10 +413,10 @@ func (s *sender) cancel(ctx context.Context, rec *stream.Record, job *stream.Job
 func (s *sender) slotted(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, errDeferred):
-		s.outcome(ctx, telemetry.OutcomeDeferred, "waiting for the endpoint's limits")
+		s.metrics.Outcome(ctx, telemetry.OutcomeDeferred, "waiting for the endpoint's limits")
 		return nil
 	case errors.Is(err, stream.ErrConflict):
-		s.outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
+		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		return nil
 	}
 	return err
