@@ -317,6 +317,40 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	}
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
 	s.metrics.Attempt(ctx, int(res.Attempt.StatusCode), res.Attempt.GetDuration().AsDuration())
+	// The request went out: recording it is retried here, never by sending
+	// again. (A crash still resends: at least once.)
+	end := time.Now()
+	return retryFor(ctx, settleFor, log, func() error { return s.settle(ctx, rec, job, res, end, log) })
+}
+
+// settleFor bounds how long a sent attempt's recording is retried in place
+// (JetStream failing over) before the message is given back: a request's
+// longest timeout plus this stays inside the consumer's ack wait, so no
+// second copy is handed out while the first is still settling.
+const settleFor = 45 * time.Second
+
+// retryFor runs fn until it succeeds, ctx ends or limit passes, backing off
+// between tries.
+func retryFor(ctx context.Context, limit time.Duration, log *slog.Logger, fn func() error) error {
+	deadline := time.Now().Add(limit)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		log.WarnContext(ctx, "recording a sent attempt failed; trying again", "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// settle records a sent attempt and what follows from it: the attempt, the
+// delivery's state, and for a retryable failure the hand-over to the retry
+// service. Every step is idempotent, so settle can run again.
+func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job, res dispatch.Result, end time.Time, log *slog.Logger) error {
 	if err := s.attempts.Append(ctx, job.AccountID, res.Attempt); err != nil {
 		return err
 	}
@@ -336,11 +370,10 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		s.metrics.Outcome(ctx, telemetry.OutcomeFailed, res.Reason)
 		return nil
 	}
-	log.InfoContext(ctx, "postback failed; handing to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
 	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
 		return err
 	}
-	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: time.Now()}
+	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: end}
 	f.Job.Slot = time.Time{}
 	body, err := json.Marshal(&f)
 	if err != nil {
@@ -351,6 +384,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
 	}
+	log.InfoContext(ctx, "postback failed; handed to retry", "status_code", res.Attempt.StatusCode, "reason", res.Reason)
 	s.metrics.Outcome(ctx, telemetry.OutcomeRetrying, res.Reason)
 	return nil
 }
