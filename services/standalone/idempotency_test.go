@@ -1,0 +1,49 @@
+package standalone
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// DESIGN decision 10: an exact repeat with the same idempotency key within
+// the dedupe window is dropped; a later version of the same event (the
+// seed's publisher-application note) delivers again.
+func TestRepeatsWithTheSameIdempotencyKeyAreDroppedAndNewVersionsDelivered(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	ctx := context.Background()
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "publisher_application", Url: rc.URL, Method: postbackv1.HttpMethod_HTTP_METHOD_POST}}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(key string) *postbackv1.PublishResponse {
+		t.Helper()
+		res, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "publisher_application",
+			Data: sampleData(t, "publisher_application"), IdempotencyKey: key, EventId: "app-112233"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := publish("app-112233-v1")
+	again := publish("app-112233-v1")
+	if first.Duplicate || !again.Duplicate || again.EventId != first.EventId {
+		t.Fatalf("first = %v, repeat = %v; want the repeat marked duplicate with the same event id", first, again)
+	}
+	rc.next(t, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rc.requests()); n != 1 {
+		t.Fatalf("receiver got %d requests after a repeat, want 1", n)
+	}
+	if later := publish("app-112233-v2"); later.Duplicate {
+		t.Fatalf("a later version was dropped as a duplicate: %v", later)
+	}
+	rc.next(t, 10*time.Second)
+	ds := listAll(t, h)
+	if len(ds) != 2 || ds[0].Id == ds[1].Id {
+		t.Fatalf("deliveries = %v, want two distinct deliveries of the same event id", ds)
+	}
+}
