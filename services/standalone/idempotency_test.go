@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,28 @@ func TestRepeatsWithTheSameIdempotencyKeyAreDroppedAndNewVersionsDelivered(t *te
 	if len(ds) != 2 || ds[0].Id == ds[1].Id {
 		t.Fatalf("deliveries = %v, want two distinct deliveries of the same event id", ds)
 	}
+}
+
+func TestABadEventInABatchDoesNotSinkTheRest(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	ctx := context.Background()
+	postTo(t, h, rc.URL)
+	good := &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")}
+	res, err := h.events.PublishBatch(ctx, &postbackv1.PublishBatchRequest{Events: []*postbackv1.PublishRequest{
+		good, {AccountId: "brand-1", EventType: "no_such_type", Data: sampleData(t, "action_clearing")}, good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Results
+	if len(r) != 3 || r[0].Error != nil || r[2].Error != nil || r[0].EventId == "" || r[0].EventId == r[2].EventId {
+		t.Fatalf("results = %v", r)
+	}
+	if r[1].Error == nil || r[1].Error.Code != 3 /* InvalidArgument */ || r[1].EventId != "" {
+		t.Fatalf("the bad event's result = %v, want InvalidArgument", r[1])
+	}
+	if msg := r[1].Error.Message; !strings.Contains(msg, "events[1].event_type") {
+		t.Fatalf("error %q does not name events[1].event_type", msg)
+	}
+	eventually(t, 10*time.Second, "both good events delivered", func() bool { return len(rc.requests()) == 2 })
 }
