@@ -27,10 +27,14 @@ type EndpointCache struct {
 	size  int
 	w     jetstream.KeyWatcher
 
-	mu    sync.RWMutex
-	lists map[string]map[string]*postbackv1.Endpoint // "<account>.<type>" → key → endpoint
-	gen   map[string]uint64                          // updates seen per list prefix
+	mu      sync.RWMutex
+	lists   map[string]map[string]*postbackv1.Endpoint // "<account>.<type>" → key → endpoint
+	loading map[string]*load                           // lists being read from the bucket
 }
+
+// load counts the loads of one list in flight and the updates to it seen
+// meanwhile; it exists only while a load is in flight.
+type load struct{ readers, updates int }
 
 // DefaultCacheSize is how many (account, event type) lists a cache holds.
 const DefaultCacheSize = 50000
@@ -45,7 +49,7 @@ func NewEndpointCache(ctx context.Context, store *Endpoints, size int) (*Endpoin
 		return nil, fmt.Errorf("watch endpoints: %w", err)
 	}
 	c := &EndpointCache{store: store, size: size, w: w,
-		lists: map[string]map[string]*postbackv1.Endpoint{}, gen: map[string]uint64{}}
+		lists: map[string]map[string]*postbackv1.Endpoint{}, loading: map[string]*load{}}
 	go c.follow(ctx)
 	return c, nil
 }
@@ -95,7 +99,9 @@ func (c *EndpointCache) apply(e jetstream.KeyValueEntry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen[lk]++
+	if l := c.loading[lk]; l != nil {
+		l.updates++
+	}
 	list, held := c.lists[lk]
 	if !held {
 		return
@@ -120,15 +126,27 @@ func (c *EndpointCache) List(ctx context.Context, accountID, eventType string) (
 			out = append(out, e)
 		}
 	}
-	gen := c.gen[lk]
 	c.mu.RUnlock()
 	if !held {
+		c.mu.Lock()
+		l := c.loading[lk]
+		if l == nil {
+			l = &load{}
+			c.loading[lk] = l
+		}
+		l.readers++
+		seen := l.updates
+		c.mu.Unlock()
 		loaded, err := c.store.List(ctx, accountID, eventType)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if l.readers--; l.readers == 0 {
+			delete(c.loading, lk)
+		}
 		if err != nil {
 			return nil, err
 		}
-		c.mu.Lock()
-		if c.gen[lk] == gen { // nothing changed while loading: keep it
+		if l.updates == seen { // nothing changed while loading: keep it
 			if len(c.lists) >= c.size {
 				for k := range c.lists {
 					delete(c.lists, k)
@@ -141,7 +159,6 @@ func (c *EndpointCache) List(ctx context.Context, accountID, eventType string) (
 			}
 			c.lists[lk] = m
 		}
-		c.mu.Unlock()
 		return loaded, nil
 	}
 	slices.SortFunc(out, func(a, b *postbackv1.Endpoint) int { return strings.Compare(a.Id, b.Id) })
