@@ -43,9 +43,10 @@
 //	KV postback-endpoints   ep.<account_id>.<event_type>.<endpoint_id>
 //	            Endpoint configuration, keyed so the renderer finds "this
 //	            account's endpoints for this event type" by prefix.
-//	KV postback-deliveries  <account_id>.<delivery_id>
-//	            The current state of each delivery; entries expire after
-//	            Options.Retention.
+//	KV postback-deliveries  <account_id>.<endpoint_id>.<delivery_id>
+//	            The current state of each delivery (and its rendered job);
+//	            found by id alone or listed per endpoint with subject
+//	            filters; entries expire after Options.Retention.
 //
 // Every consumer is a durable pull consumer with explicit ack; a message is
 // acked only after its effect is durable.

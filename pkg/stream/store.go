@@ -133,7 +133,7 @@ func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
 	return keys, nil
 }
 
-// Deliveries is the delivery state bucket: <account>.<delivery_id> → a
+// Deliveries is the delivery state bucket: <account>.<endpoint>.<delivery_id> → a
 // Record: the postbackv1.Delivery the API serves, the latest rendered Job
 // (so RetryDelivery and ReplayDeliveries can resend the same request after
 // the work queues have let it go), and the in-flight claim.
@@ -168,7 +168,14 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	return &Deliveries{kv: kv, js: js}, nil
 }
 
-func deliveryKey(accountID, id string) string { return accountID + "." + id }
+// deliveryKey is <account>.<endpoint>.<delivery>: a delivery is found by id
+// alone, and an endpoint's deliveries by prefix (replay, cancellation),
+// with server-side subject filters.
+func deliveryKey(accountID, endpointID, id string) string {
+	return accountID + "." + endpointID + "." + id
+}
+
+func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, d.EndpointId, d.Id) }
 
 // encode: uvarint len + Delivery protobuf, uvarint len + claim, Job JSON.
 func (r *Record) encode() ([]byte, error) {
@@ -223,7 +230,7 @@ func (s *Deliveries) Create(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Create(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b); err != nil {
+	if _, err := s.kv.Create(ctx, recordKey(r.Delivery), b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return ErrExists
 		}
@@ -241,7 +248,7 @@ func (s *Deliveries) CreateAsync(r *Record) (jetstream.PubAckFuture, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: "$KV." + DeliveriesBucket + "." + deliveryKey(r.Delivery.AccountId, r.Delivery.Id), Data: b, Header: nats.Header{}}
+	m := &nats.Msg{Subject: "$KV." + DeliveriesBucket + "." + recordKey(r.Delivery), Data: b, Header: nats.Header{}}
 	m.Header.Set("Nats-Expected-Last-Subject-Sequence", "0")
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
@@ -263,7 +270,7 @@ func (s *Deliveries) Put(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Put(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b)
+	rev, err := s.kv.Put(ctx, recordKey(r.Delivery), b)
 	if err != nil {
 		return fmt.Errorf("store delivery %s: %w", r.Delivery.Id, err)
 	}
@@ -280,7 +287,7 @@ func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Update(ctx, deliveryKey(r.Delivery.AccountId, r.Delivery.Id), b, r.Revision)
+	rev, err := s.kv.Update(ctx, recordKey(r.Delivery), b, r.Revision)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return ErrConflict
@@ -291,33 +298,32 @@ func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	return nil
 }
 
-// Get reads a record by account and id.
-func (s *Deliveries) Get(ctx context.Context, accountID, id string) (*Record, error) {
-	entry, err := s.kv.Get(ctx, deliveryKey(accountID, id))
+// Get reads a record by account, endpoint and id.
+func (s *Deliveries) Get(ctx context.Context, accountID, endpointID, id string) (*Record, error) {
+	return s.get(ctx, deliveryKey(accountID, endpointID, id))
+}
+
+func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
+	entry, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read delivery %s: %w", id, err)
+		return nil, fmt.Errorf("read delivery %s: %w", key, err)
 	}
 	return decodeRecord(entry.Value(), entry.Revision())
 }
 
 // Find reads a record by id alone (server-side filter on the id token).
 func (s *Deliveries) Find(ctx context.Context, id string) (*Record, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, "*."+id)
+	keys, err := s.keys(ctx, "*.*."+id)
 	if err != nil {
 		return nil, fmt.Errorf("find delivery %s: %w", id, err)
 	}
-	var key string
-	for k := range lister.Keys() {
-		key = k
-	}
-	if key == "" {
+	if len(keys) == 0 {
 		return nil, ErrNotFound
 	}
-	acc, _, _ := strings.Cut(key, ".")
-	return s.Get(ctx, acc, id)
+	return s.get(ctx, keys[0])
 }
 
 // Each calls fn for every record of an account ("" = every account) until
@@ -327,17 +333,22 @@ func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*Record
 	if acc == "" {
 		acc = "*"
 	}
-	lister, err := s.kv.ListKeysFiltered(ctx, acc+".*")
+	return s.each(ctx, acc+".*.*", fn)
+}
+
+// EachOfEndpoint calls fn for every record of one endpoint until fn
+// returns false; only that endpoint's keys are listed.
+func (s *Deliveries) EachOfEndpoint(ctx context.Context, accountID, endpointID string, fn func(*Record) bool) error {
+	return s.each(ctx, accountID+"."+endpointID+".*", fn)
+}
+
+func (s *Deliveries) each(ctx context.Context, filter string, fn func(*Record) bool) error {
+	keys, err := s.keys(ctx, filter)
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
 	for _, k := range keys {
-		a, id, _ := strings.Cut(k, ".")
-		r, err := s.Get(ctx, a, id)
+		r, err := s.get(ctx, k)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -349,4 +360,16 @@ func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*Record
 		}
 	}
 	return nil
+}
+
+func (s *Deliveries) keys(ctx context.Context, filter string) ([]string, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

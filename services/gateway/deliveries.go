@@ -50,6 +50,9 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	if _, ok := postbackv1.DeliveryStatus_name[int32(req.Status)]; !ok {
 		return nil, invalid("status", "unknown status %d", req.Status)
 	}
+	if req.EndpointId != "" && !id.Valid(id.Endpoint, req.EndpointId) {
+		return nil, invalid("endpoint_id", "want an endpoint id (ep_…), got %q", req.EndpointId)
+	}
 	size, err := pageSize(req.PageSize)
 	if err != nil {
 		return nil, err
@@ -69,12 +72,18 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 		return true
 	}
 	var all []*postbackv1.Delivery
-	if err := s.deliveries.Each(ctx, account, func(r *stream.Record) bool {
+	collect := func(r *stream.Record) bool {
 		if match(r.Delivery) && visible(ctx, r.Delivery.AccountId) {
 			all = append(all, r.Delivery)
 		}
 		return true
-	}); err != nil {
+	}
+	each := func() error { return s.deliveries.Each(ctx, account, collect) }
+	if req.EndpointId != "" && account != "" {
+		// Only that endpoint's keys are listed.
+		each = func() error { return s.deliveries.EachOfEndpoint(ctx, account, req.EndpointId, collect) }
+	}
+	if err := each(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	// Newest first: ids sort by creation time.
@@ -187,9 +196,9 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 		}
 	}
 	var picked []*stream.Record
-	if err := s.deliveries.Each(ctx, ep.AccountId, func(r *stream.Record) bool {
+	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *stream.Record) bool {
 		d := r.Delivery
-		if d.EndpointId == ep.Id && slices.Contains(statuses, d.Status) && inRange(d.CreateTime, req.StartTime, req.EndTime) && r.Job != nil {
+		if slices.Contains(statuses, d.Status) && inRange(d.CreateTime, req.StartTime, req.EndTime) && r.Job != nil {
 			picked = append(picked, r)
 		}
 		return true
@@ -214,9 +223,9 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 // the sender is dropped there, since its record is CANCELLED.
 func (s *Server) cancelPending(ctx context.Context, ep *postbackv1.Endpoint, reason string) (int, error) {
 	var pending []*stream.Record
-	if err := s.deliveries.Each(ctx, ep.AccountId, func(r *stream.Record) bool {
+	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *stream.Record) bool {
 		d := r.Delivery
-		if d.EndpointId == ep.Id && (d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING) {
+		if d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING {
 			pending = append(pending, r)
 		}
 		return true

@@ -228,7 +228,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (in
 			// A redelivered event: publish the job again (the server drops
 			// it if it is within the dedupe window) unless the delivery has
 			// moved on since.
-			stored, err := r.deliveries.Get(ctx, ev.AccountID, p.rec.Delivery.Id)
+			stored, err := r.deliveries.Get(ctx, ev.AccountID, p.ep.Id, p.rec.Delivery.Id)
 			if err != nil {
 				return 0, err
 			}

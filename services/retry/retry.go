@@ -154,7 +154,7 @@ func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time,
 
 func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	log := r.log.With("delivery_id", f.Job.DeliveryID, "endpoint_id", f.Job.EndpointID, "attempt", f.Job.Attempt)
-	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.DeliveryID)
+	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.EndpointID, f.Job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a failure whose delivery record is gone (aged out?)")
 		r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")

@@ -415,7 +415,7 @@ func assumed(job *stream.Job) *stream.Record {
 // current reads the job's record and judges the job against it; nil (and
 // no error) when the job is to be dropped.
 func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) (*stream.Record, error) {
-	rec, err := s.deliveries.Get(ctx, job.AccountID, job.DeliveryID)
+	rec, err := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
