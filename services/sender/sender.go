@@ -10,6 +10,15 @@
 // consumer's ack-pending window, and a busy endpoint never holds up others.
 // If the limiter is unreachable the message is nak'ed with a delay: nothing
 // is sent unthrottled and nothing is lost; Ready reports the outage.
+//
+// Sending once: before a request goes out the sender claims the attempt, a
+// compare-and-set on the delivery record at the revision the job was written
+// against (IN_FLIGHT, naming the message); a copy of the job that finds the
+// record moved on (a later attempt, a final state, another claim) is
+// dropped. Once the request has gone out, recording it (the attempt, the
+// record, the hand-over to retry) is retried in place, never by sending
+// again. Only a crash between send and record resends: at least once, with a
+// stable Postback-Delivery-Id for the receiver to drop the repeat.
 package sender
 
 import (
