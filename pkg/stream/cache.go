@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -178,4 +179,15 @@ func (c *EndpointCache) Get(ctx context.Context, accountID, eventType, id string
 		}
 	}
 	return nil, ErrNotFound
+}
+
+// ForJob returns the current configuration of a job's endpoint: from the
+// cache under the key the job was rendered for, or by id alone when the
+// endpoint's event type has changed since. ErrNotFound: it was deleted.
+func (c *EndpointCache) ForJob(ctx context.Context, job *Job) (*postbackv1.Endpoint, error) {
+	ep, err := c.Get(ctx, job.AccountID, job.EventType, job.EndpointID)
+	if errors.Is(err, ErrNotFound) {
+		return c.store.Get(ctx, job.EndpointID)
+	}
+	return ep, err
 }

@@ -122,9 +122,18 @@ func (s *Endpoints) List(ctx context.Context, accountID, eventType string) ([]*p
 }
 
 func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, filter)
+	keys, err := listKeys(ctx, s.kv, filter)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoint keys %s: %w", filter, err)
+	}
+	return keys, nil
+}
+
+// listKeys lists a bucket's keys matching a subject filter, server side.
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
 	}
 	var keys []string
 	for k := range lister.Keys() {
@@ -316,7 +325,7 @@ func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
 
 // Find reads a record by id alone (server-side filter on the id token).
 func (s *Deliveries) Find(ctx context.Context, id string) (*Record, error) {
-	keys, err := s.keys(ctx, "*.*."+id)
+	keys, err := listKeys(ctx, s.kv, "*.*."+id)
 	if err != nil {
 		return nil, fmt.Errorf("find delivery %s: %w", id, err)
 	}
@@ -343,7 +352,7 @@ func (s *Deliveries) EachOfEndpoint(ctx context.Context, accountID, endpointID s
 }
 
 func (s *Deliveries) each(ctx context.Context, filter string, fn func(*Record) bool) error {
-	keys, err := s.keys(ctx, filter)
+	keys, err := listKeys(ctx, s.kv, filter)
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}
@@ -360,16 +369,4 @@ func (s *Deliveries) each(ctx context.Context, filter string, fn func(*Record) b
 		}
 	}
 	return nil
-}
-
-func (s *Deliveries) keys(ctx context.Context, filter string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	return keys, nil
 }

@@ -93,7 +93,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}
-	r := &retrier{js: js, endpoints: eps, deliveries: dls, schedule: cfg.Schedule, log: log,
+	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	if err != nil {
+		return err
+	}
+	r := &retrier{js: js, endpoints: cache, deliveries: dls, schedule: cfg.Schedule, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	workers := cfg.Workers
 	if workers <= 0 {
@@ -105,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 type retrier struct {
 	js         jetstream.JetStream
-	endpoints  *stream.Endpoints
+	endpoints  *stream.EndpointCache
 	deliveries *stream.Deliveries
 	schedule   schedule.Schedule
 	log        *slog.Logger
@@ -172,10 +176,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 		return nil
 	}
 	d.UpdateTime = timestamppb.Now()
-	ep, err := r.endpoints.GetByKey(ctx, stream.EndpointKey(f.Job.AccountID, f.Job.EventType, f.Job.EndpointID))
-	if errors.Is(err, stream.ErrNotFound) {
-		ep, err = r.endpoints.Get(ctx, f.Job.EndpointID)
-	}
+	ep, err := r.endpoints.ForJob(ctx, &f.Job)
 	switch {
 	case errors.Is(err, stream.ErrNotFound):
 		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"

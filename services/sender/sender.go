@@ -259,7 +259,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 			return err
 		}
 	}
-	ep, err := s.endpoint(ctx, job)
+	ep, err := s.cache.ForJob(ctx, job)
 	if errors.Is(err, stream.ErrNotFound) {
 		return s.cancel(ctx, rec, job, "the endpoint was deleted", log)
 	}
@@ -463,16 +463,6 @@ func (s *sender) slotted(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// endpoint reads the endpoint's current configuration (by its key; by id if
-// its event type changed since the delivery was rendered).
-func (s *sender) endpoint(ctx context.Context, job *stream.Job) (*postbackv1.Endpoint, error) {
-	ep, err := s.cache.Get(ctx, job.AccountID, job.EventType, job.EndpointID)
-	if errors.Is(err, stream.ErrNotFound) {
-		return s.endpoints.Get(ctx, job.EndpointID)
-	}
-	return ep, err
 }
 
 // Timing of deferred jobs: nats-server runs due schedules in batches at

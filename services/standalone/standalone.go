@@ -7,7 +7,6 @@ package standalone
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -146,20 +145,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	probes := health.New()
-	probes.Add("nats", func(context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("not connected")
-		}
-		return nil
-	})
-	probes.Add("streams", func(ctx context.Context) error {
-		for _, name := range []string{stream.EventsStream, stream.DeliveriesStream, stream.SchedulesStream, stream.AttemptsStream} {
-			if _, err := js.Stream(ctx, name); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		return nil
-	})
+	probes.Add("nats", health.NATS(nc))
+	probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
 	probes.Add("limiter", lim.Ready)
 
 	dispatcher := dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})
