@@ -136,6 +136,15 @@ func Timeout(e *postbackv1.Endpoint) time.Duration {
 // Enabled reports whether the endpoint receives postbacks (unset = enabled).
 func Enabled(e *postbackv1.Endpoint) bool { return e.Enabled == nil || *e.Enabled }
 
+// Version identifies an endpoint's configuration: its update time in Unix
+// nanoseconds, which every change sets (0 when never set).
+func Version(e *postbackv1.Endpoint) int64 {
+	if e.GetUpdateTime() == nil {
+		return 0
+	}
+	return e.GetUpdateTime().AsTime().UnixNano()
+}
+
 // Seal encrypts secret header values and the signing secret in place, so the
 // stored endpoint holds no secret in clear. Values already sealed are kept.
 func Seal(e *postbackv1.Endpoint, k *secret.Keyring) error {

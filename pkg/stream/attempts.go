@@ -11,7 +11,11 @@ import (
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-// Attempts is the attempt history stream.
+// Attempts is the attempt history stream. A delivery's latest attempt
+// lives in its record (Record.Last), written together with the delivery's
+// state; when a later attempt takes its place, the sender first appends it
+// here. So a delivery that succeeds at once never writes to this stream,
+// and its full history is History(List(...), record.Last).
 type Attempts struct{ js jetstream.JetStream }
 
 // NewAttempts binds the attempt history.
@@ -27,6 +31,21 @@ func (a *Attempts) Append(ctx context.Context, accountID string, at *postbackv1.
 	if _, err := a.js.PublishMsg(ctx, NewMsg(ctx, AttemptSubject(accountID, at.DeliveryId), b, msgID)); err != nil {
 		return fmt.Errorf("record attempt %s/%d: %w", at.DeliveryId, at.Number, err)
 	}
+	return nil
+}
+
+// Retire moves a record's latest attempt to the stream and clears it from
+// the record, before another attempt is queued to take its place; the
+// caller then writes the record. Appending is idempotent, so a retry of the
+// caller after a failed write is safe.
+func (a *Attempts) Retire(ctx context.Context, r *Record) error {
+	if r.Last == nil {
+		return nil
+	}
+	if err := a.Append(ctx, r.Delivery.AccountId, r.Last); err != nil {
+		return err
+	}
+	r.Last = nil
 	return nil
 }
 
@@ -72,4 +91,24 @@ func (a *Attempts) List(ctx context.Context, accountID, deliveryID string) ([]*p
 		}
 	}
 	return out, nil
+}
+
+// Same reports whether a and b are the same attempt (its number and start).
+func Same(a, b *postbackv1.Attempt) bool {
+	return a.GetNumber() == b.GetNumber() && a.GetStartTime().AsTime().Equal(b.GetStartTime().AsTime())
+}
+
+// History is a delivery's attempts, oldest first: those moved to the
+// ATTEMPTS stream, then the record's latest unless it is already there (a
+// crash between moving it and writing its successor leaves it in both).
+func History(moved []*postbackv1.Attempt, last *postbackv1.Attempt) []*postbackv1.Attempt {
+	if last == nil {
+		return moved
+	}
+	for _, at := range moved {
+		if Same(at, last) {
+			return moved
+		}
+	}
+	return append(moved, last)
 }

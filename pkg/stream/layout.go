@@ -36,15 +36,18 @@
 //	            publish fails rather than dropping old schedules.
 //
 //	ATTEMPTS    attempts.<account_id>.<delivery_id>
-//	            History: every attempt of every delivery, limits retention with
-//	            MaxAge = Options.Retention (default 30 days), discard old. History
-//	            may age out; work never does.
+//	            History: every attempt a later attempt replaced (a delivery's
+//	            latest attempt is kept in its record, written with its state,
+//	            so a delivery that succeeds at once writes nothing here),
+//	            limits retention with MaxAge = Options.Retention (default 30
+//	            days), discard old. History may age out; work never does.
 //
 //	KV postback-endpoints   ep.<account_id>.<event_type>.<endpoint_id>
 //	            Endpoint configuration, keyed so the renderer finds "this
 //	            account's endpoints for this event type" by prefix.
 //	KV postback-deliveries  <account_id>.<endpoint_id>.<delivery_id>
-//	            The current state of each delivery (and its rendered job);
+//	            The current state of each delivery, its rendered job and its
+//	            latest attempt;
 //	            found by id alone or listed per endpoint with subject
 //	            filters; entries expire after Options.Retention.
 //

@@ -64,6 +64,12 @@ type Job struct {
 	// LastStatus and LastError are the previous attempt's, kept on the record.
 	LastStatus int    `json:"last_status,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
+	// EndpointVersion is the endpoint's update time (Unix ns) the renderer
+	// rendered this first send against; only the renderer's own job carries
+	// it (copies made by a resend, a retry or a deferral do not). While the
+	// endpoint is unchanged nobody else can have touched the delivery, so
+	// the sender sends such a job without an in-flight claim.
+	EndpointVersion int64 `json:"endpoint_version,omitempty"`
 }
 
 // Failure is the message on failed.*: a retryable failed attempt handed to

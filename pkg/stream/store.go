@@ -163,6 +163,11 @@ type Record struct {
 	Job      *Job   // nil when the delivery never rendered
 	Claim    string // the message that holds the IN_FLIGHT claim
 	Revision uint64 // KV revision read (0 for a new record)
+	// Last is the delivery's latest attempt. It is written with the
+	// delivery's state in the same record update, so a delivery sent once
+	// costs no write to the ATTEMPTS stream; the sender moves it there
+	// when a later attempt replaces it (see History).
+	Last *postbackv1.Attempt
 	// JobJSON, when set, is Job already encoded (the renderer encodes a job
 	// once for the record and the message).
 	JobJSON []byte
@@ -186,16 +191,26 @@ func deliveryKey(accountID, endpointID, id string) string {
 
 func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, d.EndpointId, d.Id) }
 
-// encode: uvarint len + Delivery protobuf, uvarint len + claim, Job JSON.
+// encode: uvarint len + Delivery protobuf, uvarint len + claim, uvarint
+// len + last Attempt protobuf (0: none), Job JSON.
 func (r *Record) encode() ([]byte, error) {
 	d, err := proto.Marshal(r.Delivery)
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery %s: %w", r.Delivery.Id, err)
 	}
-	out := binary.AppendUvarint(nil, uint64(len(d)))
+	var last []byte
+	if r.Last != nil {
+		if last, err = proto.Marshal(r.Last); err != nil {
+			return nil, fmt.Errorf("encode delivery %s attempt: %w", r.Delivery.Id, err)
+		}
+	}
+	out := make([]byte, 0, len(d)+len(r.Claim)+len(last)+len(r.JobJSON)+16)
+	out = binary.AppendUvarint(out, uint64(len(d)))
 	out = append(out, d...)
 	out = binary.AppendUvarint(out, uint64(len(r.Claim)))
 	out = append(out, r.Claim...)
+	out = binary.AppendUvarint(out, uint64(len(last)))
+	out = append(out, last...)
 	if r.JobJSON != nil {
 		out = append(out, r.JobJSON...)
 	} else if r.Job != nil {
@@ -223,6 +238,17 @@ func decodeRecord(b []byte, rev uint64) (*Record, error) {
 		return nil, errors.New("decode delivery record: truncated claim")
 	}
 	r.Claim = string(b[k : k+int(n)])
+	b = b[k+int(n):]
+	n, k = binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return nil, errors.New("decode delivery record: truncated attempt")
+	}
+	if n > 0 {
+		r.Last = &postbackv1.Attempt{}
+		if err := proto.Unmarshal(b[k:k+int(n)], r.Last); err != nil {
+			return nil, fmt.Errorf("decode delivery record attempt: %w", err)
+		}
+	}
 	if rest := b[k+int(n):]; len(rest) > 0 {
 		r.Job = &Job{}
 		if err := json.Unmarshal(rest, r.Job); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/broker"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -113,6 +114,52 @@ func TestDeliveryRecordsCreateOnceAndUpdateByRevision(t *testing.T) {
 	found, err := dls.Find(ctx, "dlv_1")
 	if err != nil || found.Claim != "claim-1" || found.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT {
 		t.Fatalf("Find = %+v, %v", found, err)
+	}
+	if found.Last != nil {
+		t.Fatalf("a record never sent holds an attempt: %v", found.Last)
+	}
+	found.Last = attempt(0, 1, "OK")
+	found.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+	if err := dls.Put(ctx, found); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := dls.Get(ctx, "acc", "ep_1", "dlv_1")
+	if err != nil || !proto.Equal(sent.Last, attempt(0, 1, "OK")) || string(sent.Job.Body) != `{"a":1}` || sent.Claim != "claim-1" {
+		t.Fatalf("after the attempt is written with the state: %+v, %v", sent, err)
+	}
+}
+
+func attempt(number int32, startSec int64, body string) *postbackv1.Attempt {
+	return &postbackv1.Attempt{DeliveryId: "dlv_1", Number: number, StartTime: timestamppb.New(time.Unix(startSec, 0)), StatusCode: 200, ResponseBody: body}
+}
+
+func TestHistoryIsTheMovedAttemptsThenTheRecordsLatestOnce(t *testing.T) {
+	a0, a1, a2 := attempt(0, 1, "ERR"), attempt(1, 2, "ERR"), attempt(2, 3, "OK")
+	replay := attempt(2, 9, "OK") // a replay repeats a number at a later start
+	cases := []struct {
+		name  string
+		moved []*postbackv1.Attempt
+		last  *postbackv1.Attempt
+		want  []*postbackv1.Attempt
+	}{
+		{"never sent", nil, nil, nil},
+		{"sent once: only the record holds it", nil, a0, []*postbackv1.Attempt{a0}},
+		{"retried: earlier attempts were moved", []*postbackv1.Attempt{a0, a1}, a2, []*postbackv1.Attempt{a0, a1, a2}},
+		{"a crash after moving the latest lists it once", []*postbackv1.Attempt{a0, a1}, a1, []*postbackv1.Attempt{a0, a1}},
+		{"a replayed attempt with the same number is another attempt", []*postbackv1.Attempt{a0, a1, a2}, replay, []*postbackv1.Attempt{a0, a1, a2, replay}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := History(c.moved, c.last)
+			if len(got) != len(c.want) {
+				t.Fatalf("got %d attempts, want %d", len(got), len(c.want))
+			}
+			for i := range got {
+				if !proto.Equal(got[i], c.want[i]) {
+					t.Errorf("attempt %d = %v, want %v", i, got[i], c.want[i])
+				}
+			}
+		})
 	}
 }
 

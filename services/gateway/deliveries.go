@@ -116,14 +116,18 @@ func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsR
 	if err != nil {
 		return nil, err
 	}
-	ats, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
+	if r.Delivery.AttemptCount <= 1 && r.Last != nil { // sent once: the record holds it
+		return &postbackv1.ListAttemptsResponse{Attempts: []*postbackv1.Attempt{r.Last}}, nil
+	}
+	moved, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	return &postbackv1.ListAttemptsResponse{Attempts: ats}, nil
+	return &postbackv1.ListAttemptsResponse{Attempts: stream.History(moved, r.Last)}, nil
 }
 
-// RetryDelivery sends a delivery again now (any state but in flight).
+// RetryDelivery sends a delivery again now (any state but in flight or
+// still queued for its first send).
 func (s *Server) RetryDelivery(ctx context.Context, req *postbackv1.RetryDeliveryRequest) (*postbackv1.Delivery, error) {
 	r, err := s.loadRecord(ctx, "id", req.Id)
 	if err != nil {
@@ -147,9 +151,14 @@ func (s *Server) resend(ctx context.Context, r *stream.Record) error {
 		return status.Errorf(codes.FailedPrecondition, "delivery %s is in flight; try again when it has an outcome", d.Id)
 	case r.Job == nil:
 		return status.Errorf(codes.FailedPrecondition, "delivery %s never rendered (%s); fix the endpoint and publish the event again", d.Id, d.Reason)
+	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING && d.AttemptCount == 0:
+		// Its first send may be under way (the sender sends a first send
+		// without a claim): a second copy now could send it twice.
+		return status.Errorf(codes.FailedPrecondition, "delivery %s is queued for its first send; try again when it has an outcome", d.Id)
 	}
 	job := *r.Job
 	job.Slot, job.Scheduled = time.Time{}, time.Time{}
+	job.EndpointVersion = 0 // a copy: the sender claims it
 	job.Sent = int(d.AttemptCount)
 	if !(d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING) {
 		// A finished delivery gets one more attempt, numbered after the last.
@@ -161,6 +170,9 @@ func (s *Server) resend(ctx context.Context, r *stream.Record) error {
 	d.NextAttemptTime = timestamppb.New(now)
 	d.UpdateTime = timestamppb.New(now)
 	r.Job, r.Claim = &job, ""
+	if err := s.attempts.Retire(ctx, r); err != nil { // the new attempt will replace the record's latest
+		return status.Errorf(codes.Unavailable, "%v", err)
+	}
 	if err := s.deliveries.Update(ctx, r); err != nil {
 		if errors.Is(err, stream.ErrConflict) {
 			return status.Errorf(codes.Aborted, "delivery %s changed meanwhile; try again", d.Id)

@@ -280,6 +280,7 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 	job := &stream.Job{
 		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
 		Created: now, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
+		EndpointVersion: endpoint.Version(ep),
 	}
 	for _, h := range req.Headers {
 		if c.templated[h.Name] && !h.Secret {

@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	r := &retrier{js: js, endpoints: cache, deliveries: dls, schedule: cfg.Schedule, log: log,
+	r := &retrier{js: js, endpoints: cache, deliveries: dls, attempts: stream.NewAttempts(js), schedule: cfg.Schedule, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	workers := cfg.Workers
 	if workers <= 0 {
@@ -111,6 +111,7 @@ type retrier struct {
 	js         jetstream.JetStream
 	endpoints  *stream.EndpointCache
 	deliveries *stream.Deliveries
+	attempts   *stream.Attempts
 	schedule   schedule.Schedule
 	log        *slog.Logger
 	tracer     *stream.Tracer
@@ -150,7 +151,7 @@ func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time,
 	job = f.Job
 	job.Attempt = n
 	job.Sent = f.Job.Sent + 1
-	job.Slot = time.Time{}
+	job.Slot, job.EndpointVersion = time.Time{}, 0
 	job.LastStatus, job.LastError = f.StatusCode, f.Error
 	job.Scheduled = f.End.Add(delay)
 	return job, job.Scheduled, true
@@ -196,6 +197,9 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	}
 	d.NextAttemptTime = timestamppb.New(at)
 	rec.Job = &job
+	if err := r.attempts.Retire(ctx, rec); err != nil { // the retry will replace the record's latest attempt
+		return err
+	}
 	if err := r.deliveries.Update(ctx, rec); err != nil {
 		if errors.Is(err, stream.ErrConflict) {
 			r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")

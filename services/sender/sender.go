@@ -19,6 +19,16 @@
 // record, the hand-over to retry) is retried in place, never by sending
 // again. Only a crash between send and record resends: at least once, with a
 // stable Postback-Delivery-Id for the receiver to drop the repeat.
+//
+// First sends skip the claim. The renderer's own job for a delivery (it
+// carries the endpoint version it was rendered against) has no rival copy
+// while that endpoint is unchanged: retries and deferrals are made only
+// after it, RetryDelivery refuses a delivery still queued for its first
+// send, and cancelling its pending deliveries changes the endpoint. So such
+// a job is sent without writing IN_FLIGHT first, and its outcome and
+// attempt are recorded in one write: a delivery that succeeds at once costs
+// the sender one record write. (A redelivery of the same message after the
+// ack wait is not stopped by a claim either: the claim names the message.)
 package sender
 
 import (
@@ -270,34 +280,17 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		return s.cancel(ctx, rec, job, "the endpoint is disabled", log)
 	}
 	lim := endpoint.Limits(ep)
+	first := firstSend(job, rec, ep)
 	if err = s.slot(ctx, ep.Id, lim, rec, job); err != nil {
 		return s.slotted(ctx, err)
 	}
-	// Claim the attempt: only one copy of a job is ever sent. The claim is
-	// written before the last wait, so its latency cannot make the request
-	// miss its slot.
-	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
-	rec.Delivery.UpdateTime = timestamppb.Now()
-	rec.Claim, rec.Job = claim, job
-	rec.JobJSON = unchanged(job, raw)
-	err = s.deliveries.Update(ctx, rec)
-	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
-		// The record moved since the job was written: read it and judge.
-		job.Revision = 0
-		var cur *stream.Record
-		if cur, err = s.current(ctx, job, claim, log); cur == nil || err != nil {
+	if !first {
+		// Claim the attempt: only one copy of a job is ever sent. The claim
+		// is written before the last wait, so its latency cannot make the
+		// request miss its slot.
+		if rec, err = s.claim(ctx, rec, job, raw, claim, log); rec == nil || err != nil {
 			return err
 		}
-		cur.Delivery.Status, cur.Delivery.UpdateTime = rec.Delivery.Status, rec.Delivery.UpdateTime
-		cur.Claim, cur.Job = claim, job
-		rec = cur
-		err = s.deliveries.Update(ctx, rec)
-	}
-	if err != nil {
-		if errors.Is(err, stream.ErrConflict) {
-			return fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
-		}
-		return err
 	}
 	for !lim.Unlimited() {
 		if err := sleepUntil(ctx, job.Slot); err != nil {
@@ -314,6 +307,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	opened, err := endpoint.Open(ep, s.cfg.Keyring)
 	if err != nil {
 		const reason = "the endpoint's secrets cannot be opened with the current keyring"
+		rec.JobJSON = unchanged(job, raw)
 		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, reason); err != nil {
 			return err
 		}
@@ -329,7 +323,46 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	// The request went out: recording it is retried here, never by sending
 	// again. (A crash still resends: at least once.)
 	end := time.Now()
-	return retryFor(ctx, settleFor, log, func() error { return s.settle(ctx, rec, job, res, end, log) })
+	return retryFor(ctx, settleFor, log, func() error { return s.settle(ctx, rec, job, raw, res, end, log) })
+}
+
+// firstSend reports whether job is the renderer's first send of a delivery
+// whose endpoint is unchanged since it was rendered, judged against the
+// record assumed at the job's revision (not read): such a job is sent
+// without a claim (see the package comment).
+func firstSend(job *stream.Job, assumedRec *stream.Record, ep *postbackv1.Endpoint) bool {
+	return assumedRec.Revision != 0 && assumedRec.Revision == job.Revision && job.Sent == 0 &&
+		job.Slot.IsZero() && job.EndpointVersion != 0 && job.EndpointVersion == endpoint.Version(ep)
+}
+
+// claim moves the record to IN_FLIGHT under this message's claim with a
+// compare-and-set; it returns the claimed record, or nil (and no error)
+// when the job is to be dropped.
+func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, claim string, log *slog.Logger) (*stream.Record, error) {
+	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
+	rec.Delivery.UpdateTime = timestamppb.Now()
+	rec.Claim, rec.Job = claim, job
+	rec.JobJSON = unchanged(job, raw)
+	err := s.deliveries.Update(ctx, rec)
+	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
+		// The record moved since the job was written: read it and judge.
+		job.Revision = 0
+		var cur *stream.Record
+		if cur, err = s.current(ctx, job, claim, log); cur == nil || err != nil {
+			return nil, err
+		}
+		cur.Delivery.Status, cur.Delivery.UpdateTime = rec.Delivery.Status, rec.Delivery.UpdateTime
+		cur.Claim, cur.Job = claim, job
+		rec = cur
+		err = s.deliveries.Update(ctx, rec)
+	}
+	if errors.Is(err, stream.ErrConflict) {
+		return nil, fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // settleFor bounds how long a sent attempt's recording is retried in place
@@ -356,13 +389,19 @@ func retryFor(ctx context.Context, limit time.Duration, log *slog.Logger, fn fun
 	}
 }
 
-// settle records a sent attempt and what follows from it: the attempt, the
-// delivery's state, and for a retryable failure the hand-over to the retry
-// service. Every step is idempotent, so settle can run again.
-func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job, res dispatch.Result, end time.Time, log *slog.Logger) error {
-	if err := s.attempts.Append(ctx, job.AccountID, res.Attempt); err != nil {
-		return err
+// settle records a sent attempt and what follows from it: the delivery's
+// state with the attempt as its latest (one record write), and for a
+// retryable failure the hand-over to the retry service. Every step is
+// idempotent, so settle can run again.
+func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, res dispatch.Result, end time.Time, log *slog.Logger) error {
+	if rec.Last != nil && !stream.Same(rec.Last, res.Attempt) {
+		// Whoever queued this attempt moves the previous one to the
+		// history; should the record still hold one, it is moved here.
+		if err := s.attempts.Retire(ctx, rec); err != nil {
+			return err
+		}
 	}
+	rec.JobJSON = unchanged(job, raw) // the record stores the job as it came when the sender did not change it
 	switch {
 	case res.Success:
 		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, ""); err != nil {
@@ -556,7 +595,9 @@ func (s *sender) setLimiterHealth(ctx context.Context, ok bool, err error) {
 	}
 }
 
-// finish records the delivery's state after this job.
+// finish records the delivery's state after this job, and the attempt
+// sent (if any) as the record's latest. rec.JobJSON, when set, is the job
+// already encoded.
 func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
 	d := rec.Delivery
 	d.Status, d.Reason, d.UpdateTime = st, reason, timestamppb.Now()
@@ -564,9 +605,9 @@ func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job
 	if at != nil {
 		d.AttemptCount = int32(job.Sent + 1)
 		d.LastStatusCode, d.LastError = at.StatusCode, at.Error
+		rec.Last = at
 	}
 	rec.Claim, rec.Job = "", job
-	rec.JobJSON = nil // the job may have taken a slot since it was read
 	// Unconditional: the request was sent (or the outcome is decided); this
 	// is the truth about it whatever changed meanwhile.
 	return s.deliveries.Put(ctx, rec)

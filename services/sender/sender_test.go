@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -31,6 +33,41 @@ func TestACopyOfAJobIsStaleOnceItsDeliveryMovedOn(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := stale(c.rec, job, "DELIVERIES:9") != ""; got != c.stale {
 				t.Fatalf("stale = %v, want %v", got, c.stale)
+			}
+		})
+	}
+}
+
+func TestOnlyTheRenderersJobAtAnUnchangedEndpointIsSentWithoutAClaim(t *testing.T) {
+	rendered := time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)
+	ep := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(rendered)}
+	changed := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(rendered.Add(time.Second))}
+	renderers := func() *stream.Job {
+		return &stream.Job{DeliveryID: "dlv_1", Revision: 7, EndpointVersion: rendered.UnixNano()}
+	}
+	cases := []struct {
+		name  string
+		job   func(j *stream.Job)
+		ep    *postbackv1.Endpoint
+		first bool
+	}{
+		{"the renderer's job at the endpoint it was rendered for", func(*stream.Job) {}, ep, true},
+		{"the endpoint changed since (it may have cancelled the delivery)", func(*stream.Job) {}, changed, false},
+		{"a copy from RetryDelivery or a replay (no endpoint version)", func(j *stream.Job) { j.EndpointVersion = 0 }, ep, false},
+		{"a retry", func(j *stream.Job) { j.Sent = 1 }, ep, false},
+		{"a job deferred to its limiter slot", func(j *stream.Job) { j.Slot = rendered.Add(time.Minute) }, ep, false},
+		{"a job without its record's revision", func(j *stream.Job) { j.Revision = 0 }, ep, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			job := renderers()
+			c.job(job)
+			rec := assumed(job)
+			if rec == nil {
+				rec = &stream.Record{Delivery: &postbackv1.Delivery{}, Revision: 9}
+			}
+			if got := firstSend(job, rec, c.ep); got != c.first {
+				t.Fatalf("firstSend = %v, want %v", got, c.first)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package standalone
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -86,6 +87,16 @@ func TestReplayedDeadDeliveriesAreDeliveredOnceEachWhenTheReceiverRecovers(t *te
 	for id, rs := range byDelivery(rc.requests()) {
 		if len(rs) != 4 || rs[3].Header.Get("Postback-Attempt") != "3" {
 			t.Errorf("delivery %s got %d requests (last attempt %q), want 4 with the replay as attempt 3", id, len(rs), rs[len(rs)-1].Header.Get("Postback-Attempt"))
+		}
+		// The history keeps every attempt: the three before the replay
+		// and the replay's own.
+		ats, err := h.deliveries.ListAttempts(context.Background(), &postbackv1.ListAttemptsRequest{DeliveryId: id})
+		var codes []int32
+		for _, at := range ats.GetAttempts() {
+			codes = append(codes, at.Number*1000+at.StatusCode)
+		}
+		if err != nil || fmt.Sprint(codes) != "[503 1503 2503 3200]" {
+			t.Errorf("ListAttempts of %s = number*1000+status %v, %v; want [503 1503 2503 3200]", id, codes, err)
 		}
 	}
 	// Replaying again finds nothing dead.

@@ -543,7 +543,7 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 			}
 		}
 	}
-	if scanned < 3 {
+	if scanned < 2 { // the endpoint and the delivery record, which holds its attempt (work queues are empty by now)
 		t.Fatalf("scanned only %d stream messages", scanned)
 	}
 	h.stop() // flush the store before reading its files

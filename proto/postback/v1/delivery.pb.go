@@ -29,9 +29,10 @@ type DeliveryStatus int32
 const (
 	// Not set (in filters: any).
 	DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED DeliveryStatus = 0
-	// Queued for its first send (or waiting for the endpoint's limits).
+	// Queued for its first send (or waiting for the endpoint's limits). A
+	// first send stays PENDING while its request is out.
 	DeliveryStatus_DELIVERY_STATUS_PENDING DeliveryStatus = 1
-	// A request is being sent now.
+	// A retry's or a resend's request is being sent now.
 	DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT DeliveryStatus = 2
 	// Failed; a retry is scheduled.
 	DeliveryStatus_DELIVERY_STATUS_RETRYING DeliveryStatus = 3

@@ -38,7 +38,8 @@ type DeliveryServiceClient interface {
 	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
 	// ListAttempts returns every attempt of a delivery, oldest first.
 	ListAttempts(ctx context.Context, in *ListAttemptsRequest, opts ...grpc.CallOption) (*ListAttemptsResponse, error)
-	// RetryDelivery sends a delivery again now (any state but in flight).
+	// RetryDelivery sends a delivery again now (any state but in flight or
+	// still queued for its first send: FAILED_PRECONDITION).
 	RetryDelivery(ctx context.Context, in *RetryDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
 	// ReplayDeliveries re-queues an endpoint's dead (or failed) deliveries in a time range.
 	ReplayDeliveries(ctx context.Context, in *ReplayDeliveriesRequest, opts ...grpc.CallOption) (*ReplayDeliveriesResponse, error)
@@ -114,7 +115,8 @@ type DeliveryServiceServer interface {
 	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
 	// ListAttempts returns every attempt of a delivery, oldest first.
 	ListAttempts(context.Context, *ListAttemptsRequest) (*ListAttemptsResponse, error)
-	// RetryDelivery sends a delivery again now (any state but in flight).
+	// RetryDelivery sends a delivery again now (any state but in flight or
+	// still queued for its first send: FAILED_PRECONDITION).
 	RetryDelivery(context.Context, *RetryDeliveryRequest) (*Delivery, error)
 	// ReplayDeliveries re-queues an endpoint's dead (or failed) deliveries in a time range.
 	ReplayDeliveries(context.Context, *ReplayDeliveriesRequest) (*ReplayDeliveriesResponse, error)

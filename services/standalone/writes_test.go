@@ -1,0 +1,93 @@
+package standalone
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+func streamState(t *testing.T, h *harness, name string) jetstream.StreamState {
+	t.Helper()
+	nc, err := nats.Connect(h.addrs.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// A postback that succeeds at once is the common case, so it is the cheap
+// one: its record is written when it is rendered and once more with its
+// outcome and attempt — no in-flight claim, nothing in the attempt history —
+// and ListAttempts still shows the attempt.
+func TestADeliverySucceedingAtOnceWritesItsRecordTwiceAndNoHistory(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	postTo(t, h, rc.URL)
+	const n = 20
+	for range n {
+		publishClearing(t, h)
+	}
+	eventually(t, 10*time.Second, "every delivery SUCCEEDED", func() bool {
+		return allStatus(listAll(t, h), n, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
+	})
+	records := streamState(t, h, "KV_"+stream.DeliveriesBucket)
+	if records.Msgs != n || records.LastSeq != 2*n {
+		t.Errorf("delivery records: %d kept after %d writes, want %d after %d (create + outcome each)", records.Msgs, records.LastSeq, n, 2*n)
+	}
+	if history := streamState(t, h, stream.AttemptsStream); history.LastSeq != 0 {
+		t.Errorf("the attempt history got %d writes, want none", history.LastSeq)
+	}
+	d := listAll(t, h)[0]
+	ats, err := h.deliveries.ListAttempts(context.Background(), &postbackv1.ListAttemptsRequest{DeliveryId: d.Id})
+	if err != nil || len(ats.Attempts) != 1 || ats.Attempts[0].StatusCode != 200 || ats.Attempts[0].Number != 0 ||
+		ats.Attempts[0].Outcome != postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS {
+		t.Fatalf("ListAttempts = %v, %v; want the one successful attempt 0", ats, err)
+	}
+}
+
+// A first send goes out without an in-flight claim, so a second copy of it
+// must not be made while it is queued: RetryDelivery says so.
+func TestRetryDeliveryRefusesADeliveryQueuedForItsFirstSend(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	limitedEndpoint(t, h, "brand-1", rc.URL, 60, 0) // the second postback waits a minute
+	publishClearing(t, h)
+	publishClearing(t, h)
+	var queued *postbackv1.Delivery
+	eventually(t, 10*time.Second, "one delivery sent and one waiting for its slot", func() bool {
+		queued = nil
+		ds := listAll(t, h)
+		for _, d := range ds {
+			if d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING && d.NextAttemptTime != nil {
+				queued = d
+			}
+		}
+		return len(ds) == 2 && queued != nil
+	})
+	_, err := h.deliveries.RetryDelivery(context.Background(), &postbackv1.RetryDeliveryRequest{Id: queued.Id})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("RetryDelivery of a delivery queued for its first send: %v, want FailedPrecondition", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := len(rc.requests()); got != 1 {
+		t.Fatalf("receiver got %d requests, want 1 (the second waits for its slot)", got)
+	}
+}
