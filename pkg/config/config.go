@@ -34,6 +34,10 @@ type Config struct {
 	// POSTBACK_TOKENS, accepting every call as an operator (standalone does
 	// so without it, with a warning).
 	InsecureNoAuth bool
+	// POSTBACK_PPROF: serve Go's /debug/pprof/ handlers on the HTTP address
+	// next to /healthz and /metrics; off by default: profiles expose
+	// internals.
+	PProf bool
 }
 
 // Defaults are API.md's defaults.
@@ -64,6 +68,7 @@ type boolSetting struct {
 func boolSettings(c *Config) []boolSetting {
 	return []boolSetting{
 		{"POSTBACK_INSECURE_NO_AUTH", "insecure-no-auth", "postback-gateway only: start without POSTBACK_TOKENS, every call an operator", &c.InsecureNoAuth},
+		{"POSTBACK_PPROF", "pprof", "serve /debug/pprof/ on the HTTP address (profiles expose internals)", &c.PProf},
 	}
 }
 

@@ -2,9 +2,9 @@
 // service, written once: configuration from the environment and flags, the
 // JSON logger with trace ids, OpenTelemetry from OTEL_*, the NATS
 // connection, readiness probes (NATS, streams) and the HTTP server for
-// /healthz, /readyz and /metrics. Each cmd main only builds its service's
-// Config. (Standalone wires the same pieces itself, around an embedded
-// server.)
+// /healthz, /readyz and /metrics (and /debug/pprof/ with POSTBACK_PPROF).
+// Each cmd main only builds its service's Config. (Standalone wires the same
+// pieces itself, around an embedded server.)
 package process
 
 import (
@@ -88,8 +88,12 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 	p.Probes = health.New()
 	p.Probes.Add("nats", health.NATS(p.NATS))
 	p.Probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, p.JetStream) })
+	mux := tel.Mux()
+	if p.Config.PProf {
+		health.MountPProf(mux)
+	}
 	go func() {
-		if err := health.Serve(ctx, p.Config.HTTPAddr, p.Probes.Handler(tel.Mux()), nil); err != nil {
+		if err := health.Serve(ctx, p.Config.HTTPAddr, p.Probes.Handler(mux), nil); err != nil {
 			p.Log.Error("health server stopped", "error", err)
 		}
 	}()

@@ -184,9 +184,13 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	mux := tel.Mux()
+	if cfg.PProf {
+		health.MountPProf(mux)
+	}
 	ready.Add(2)
 	run("http", func(ctx context.Context) error {
-		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(tel.Mux()), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
+		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(mux), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
 	})
 	run("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Config{
