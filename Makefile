@@ -10,7 +10,7 @@ MODULES = $(shell go list -m | sed 's|$$|/...|')
 TOOLS := bin/buf bin/protoc-gen-go bin/protoc-gen-go-grpc bin/nats-server
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build run test lint proto proto-check tools fmt vet bench clean demo
+.PHONY: all build run test lint proto proto-check tools fmt vet bench bench-profile clean demo
 
 all: build
 
@@ -94,3 +94,9 @@ stop-cluster:
 bench: build tools
 	./scripts/ensure-redis.sh
 	go run ./services/standalone/cmd/postback-bench -bin bin -redis-server "$$(command -v redis-server || echo /usr/bin/redis-server)" -out bench-result.json -markdown docs/benchmarks.md
+
+## bench-profile: the bench with pprof CPU and allocation profiles of every process during the bursts, in bench-profiles/
+## (figures not appended to docs/benchmarks.md: profiling costs CPU)
+bench-profile: build tools
+	./scripts/ensure-redis.sh
+	go run ./services/standalone/cmd/postback-bench -bin bin -redis-server "$$(command -v redis-server || echo /usr/bin/redis-server)" -out bench-profiles/result.json -markdown "" -profile bench-profiles

@@ -11,7 +11,9 @@
 // steady (200/s and 1,000/s), fan-out (1,000 endpoints across 100 accounts)
 // and noisy neighbour (a 1/s endpoint with a 5,000 backlog beside a steady
 // 200/s endpoint). Loopback only; bounded in count and time; it stops every
-// process it started. Run it with `make bench`.
+// process it started. Run it with `make bench`; `make bench-profile` (the
+// -profile flag) also takes pprof CPU and allocation profiles of every
+// process during the burst scenarios.
 package main
 
 import (
@@ -21,16 +23,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
 
 type options struct {
 	bin, redis, out, markdown string
+	profile                   string // folder for pprof profiles ("": none)
 	events, steadySeconds     int
 	shapes, scenarios         string
-	cpuProfile                bool
+	selfProfile               string // CPU profile of the bench process itself ("": none)
 }
 
 func main() {
@@ -43,7 +48,20 @@ func main() {
 	flag.IntVar(&o.steadySeconds, "steady-seconds", 30, "length of each steady scenario")
 	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
 	flag.StringVar(&o.scenarios, "scenarios", "", "scenarios to run (comma-separated; empty: all)")
+	flag.StringVar(&o.profile, "profile", "", "folder for pprof CPU and allocation profiles of every process during the burst scenarios (empty: none)")
+	flag.StringVar(&o.selfProfile, "self-cpuprofile", "", "write a CPU profile of the bench process itself (load generator, receiver, references) to this file")
 	flag.Parse()
+	if o.selfProfile != "" {
+		f, err := os.Create(o.selfProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := run(ctx, o); err != nil {
@@ -58,6 +76,7 @@ type Report struct {
 	Commit  string              `json:"commit"`
 	Machine Machine             `json:"machine"`
 	Raw     RawResult           `json:"raw_reference"`
+	Bare    BareResult          `json:"bare_pipeline"`
 	Shapes  map[string][]Result `json:"shapes"`
 	Elapsed string              `json:"elapsed"`
 }
@@ -81,22 +100,35 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), Shapes: map[string][]Result{}}
 	progress("raw reference: %d requests over keep-alive, 64 at a time", o.events)
 	report.Raw = b.raw(ctx, o.events)
 	progress("raw reference: %.0f requests/s", report.Raw.PerSecond)
+	progress("bare pipeline reference: %d events, in-process publisher → JetStream (file) → renderer → sender", o.events)
+	if report.Bare, err = b.bare(ctx, filepath.Join(work, "bare"), o.events, report.Raw); err != nil {
+		return err
+	}
+	progress("bare pipeline reference: %.0f delivered/s (%.2f of raw)", report.Bare.DeliveredPerSec, report.Bare.RatioToRaw)
 	for _, shape := range strings.Split(o.shapes, ",") {
 		var d *deployment
 		switch strings.TrimSpace(shape) {
 		case "standalone":
-			d, err = startStandalone(ctx, o.bin, work)
+			d, err = startStandalone(ctx, o.bin, work, o.profile != "")
 		case "multi-process":
-			d, err = startCluster(ctx, o.bin, o.redis, work)
+			d, err = startCluster(ctx, o.bin, o.redis, work, o.profile != "")
 		default:
 			return fmt.Errorf("unknown shape %q", shape)
 		}
 		if err != nil {
 			return err
+		}
+		if o.profile != "" {
+			b.profile = func(scenario string) func() { return d.profile(o.profile, scenario) }
 		}
 		results, err := b.runShape(ctx, d, report.Raw)
 		d.stop()

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,14 +15,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // proc is a child process whose CPU time and memory the bench reads from /proc.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
+	name  string
+	cmd   *exec.Cmd
+	pprof string // base URL of its /debug/pprof/ handlers ("": not profiled)
 }
 
 func startProc(name, bin string, args, env []string, logDir string) (*proc, error) {
@@ -167,14 +171,21 @@ func commonEnv() []string {
 	return []string{"POSTBACK_ALLOW_CIDRS=127.0.0.1/32", "POSTBACK_TOKENS=" + token + "=*", "POSTBACK_LOG_LEVEL=warn"}
 }
 
-// startStandalone runs bin/postback-standalone: embedded NATS, in-process limiter.
-func startStandalone(ctx context.Context, bin, work string) (*deployment, error) {
+// startStandalone runs bin/postback-standalone: embedded NATS, in-process
+// limiter; with pprof, /debug/pprof/ on its HTTP address.
+func startStandalone(ctx context.Context, bin, work string, pprof bool) (*deployment, error) {
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
 	env := append(commonEnv(), "POSTBACK_GRPC_ADDR="+grpcAddr, "POSTBACK_HTTP_ADDR="+httpAddr,
 		"POSTBACK_DATA_DIR="+filepath.Join(work, "standalone-data"))
+	if pprof {
+		env = append(env, "POSTBACK_PPROF=true")
+	}
 	p, err := startProc("standalone", filepath.Join(bin, "postback-standalone"), nil, env, work)
 	if err != nil {
 		return nil, err
+	}
+	if pprof {
+		p.pprof = "http://" + httpAddr + "/debug/pprof"
 	}
 	d := &deployment{shape: "standalone", grpcAddr: grpcAddr, procs: []*proc{p}}
 	if err := waitReady(ctx, httpAddr); err != nil {
@@ -185,15 +196,26 @@ func startStandalone(ctx context.Context, bin, work string) (*deployment, error)
 }
 
 // startCluster runs one nats-server, one Redis and the four services as
-// separate processes.
-func startCluster(ctx context.Context, bin, redisBin, work string) (*deployment, error) {
+// separate processes; with pprof, the services serve /debug/pprof/ on their
+// HTTP addresses and nats-server on a profiling port of its own (Redis is
+// not profiled).
+func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (*deployment, error) {
 	d := &deployment{shape: "multi-process"}
 	natsAddr := freeAddr()
 	_, natsPort, _ := net.SplitHostPort(natsAddr)
-	nats, err := startProc("nats-server", filepath.Join(bin, "nats-server"),
-		[]string{"-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", filepath.Join(work, "nats")}, nil, work)
+	natsArgs := []string{"-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", filepath.Join(work, "nats")}
+	var natsProf string
+	if pprof {
+		natsProf = freeAddr() // -a binds the profiling port to 127.0.0.1 too
+		_, profPort, _ := net.SplitHostPort(natsProf)
+		natsArgs = append(natsArgs, "--profile", profPort)
+	}
+	nats, err := startProc("nats-server", filepath.Join(bin, "nats-server"), natsArgs, nil, work)
 	if err != nil {
 		return nil, err
+	}
+	if pprof {
+		nats.pprof = "http://" + natsProf + "/debug/pprof"
 	}
 	d.procs = append(d.procs, nats)
 	redisAddr := freeAddr()
@@ -215,6 +237,9 @@ func startCluster(ctx context.Context, bin, redisBin, work string) (*deployment,
 	}
 	env := append(commonEnv(), "POSTBACK_NATS_URL=nats://"+natsAddr, "POSTBACK_REDIS_URL=redis://"+redisAddr,
 		"POSTBACK_SECRET_KEY="+secretKey())
+	if pprof {
+		env = append(env, "POSTBACK_PPROF=true")
+	}
 	d.grpcAddr = freeAddr()
 	var ready []string
 	for _, svc := range []string{"gateway", "renderer", "sender", "retry"} {
@@ -224,6 +249,9 @@ func startCluster(ctx context.Context, bin, redisBin, work string) (*deployment,
 		if err != nil {
 			d.stop()
 			return nil, err
+		}
+		if pprof {
+			p.pprof = "http://" + httpAddr + "/debug/pprof"
 		}
 		d.procs = append(d.procs, p)
 		ready = append(ready, httpAddr)
@@ -239,4 +267,76 @@ func startCluster(ctx context.Context, bin, redisBin, work string) (*deployment,
 		return nil, err
 	}
 	return d, nil
+}
+
+// profileSeconds is the length of the CPU profile taken from every process
+// when a burst starts publishing (a burst of 20,000 events takes 4-5 s).
+const profileSeconds = 3
+
+var profileClient = &http.Client{Timeout: (profileSeconds + 30) * time.Second}
+
+// profile starts a CPU profile of every process that serves pprof, at once
+// and concurrently, and returns a func that waits for them and then takes
+// each process's allocation profile (cumulative since it started). They are
+// written to dir/<shape>-<scenario>-<process>.cpu.pprof and .allocs.pprof. A
+// failed fetch is a warning, never an error of the run.
+func (d *deployment) profile(dir, scenario string) (done func()) {
+	prefix := filepath.Join(dir, d.shape+"-"+scenario+"-")
+	var wg sync.WaitGroup
+	cpu := make([]bool, len(d.procs)) // written
+	for i, p := range d.procs {
+		if p.pprof == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cpu[i] = fetchProfile(p.name, fmt.Sprintf("%s/profile?seconds=%d", p.pprof, profileSeconds), prefix+p.name+".cpu.pprof")
+		}()
+	}
+	return func() {
+		wg.Wait()
+		var names []string
+		for i, p := range d.procs {
+			if p.pprof == "" {
+				continue
+			}
+			if fetchProfile(p.name, p.pprof+"/allocs", prefix+p.name+".allocs.pprof") && cpu[i] {
+				names = append(names, p.name)
+			}
+		}
+		if len(names) == 0 {
+			names = []string{"no process"}
+		}
+		progress("%s: %s: profiles (CPU for %d s from the start of publishing, allocations) of %s written to %s*.pprof",
+			d.shape, scenario, profileSeconds, strings.Join(names, ", "), prefix)
+	}
+}
+
+// fetchProfile writes the profile at url to path, or prints a warning and
+// returns false.
+func fetchProfile(name, url, path string) bool {
+	err := func() error {
+		resp, err := profileClient.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		if len(b) == 0 {
+			return errors.New("empty profile")
+		}
+		return os.WriteFile(path, b, 0o644)
+	}()
+	if err != nil {
+		progress("warning: %s: profile %s not written: %v", name, filepath.Base(path), err)
+		return false
+	}
+	return true
 }
