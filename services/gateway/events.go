@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -90,7 +89,7 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if req.IdempotencyKey != "" {
 		p.msgID = "idem:" + req.AccountId + ":" + req.IdempotencyKey
 	}
-	body, err := json.Marshal(&p.event)
+	body, err := stream.EncodeEvent(&p.event)
 	if err != nil {
 		return nil, invalid(prefix+"data", "cannot encode: %v", err)
 	}
