@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -31,7 +30,9 @@ type Header struct {
 // Retries resend the rendered request (URL and body as rendered once);
 // headers, limits, rules and the enabled flag are read from the endpoint's
 // current configuration at send time. Headers carries only the values of
-// header templates, rendered with the event's data.
+// header templates, rendered with the event's data. Messages and records
+// carry a job in the binary format of job.go (MarshalBinary); the JSON tags
+// are for Failure and for reading jobs written before that format.
 type Job struct {
 	DeliveryID  string    `json:"delivery_id"`
 	AccountID   string    `json:"account_id"`
@@ -58,8 +59,8 @@ type Job struct {
 	// Revision is the delivery record's KV revision when this job was
 	// written: the sender claims the attempt with a compare-and-set on it,
 	// without reading the record first. A stale revision only costs a read.
-	// It travels in the RevisionHeader, so the job's JSON (also stored in
-	// the record) is encoded once.
+	// It travels in the RevisionHeader, so the job's encoding (also stored
+	// in the record) is encoded once.
 	Revision uint64 `json:"-"`
 	// LastStatus and LastError are the previous attempt's, kept on the record.
 	LastStatus int    `json:"last_status,omitempty"`
@@ -73,7 +74,10 @@ type Job struct {
 }
 
 // Failure is the message on failed.*: a retryable failed attempt handed to
-// the retry service.
+// the retry service. It stays JSON, with the Job in its JSON form: only
+// failed attempts make one, one each, so its cost is not the pipeline's;
+// the job's binary format (job.go) is for delivery and retry messages and
+// records.
 type Failure struct {
 	Job        Job       `json:"job"`
 	StatusCode int       `json:"status_code"`
@@ -135,7 +139,8 @@ func Propagator() propagation.TextMapPropagator {
 // onto the message the schedule fires).
 const RevisionHeader = "Postback-Record-Revision"
 
-// NewJobMsg is NewMsg for a job whose JSON is body, with its revision.
+// NewJobMsg is NewMsg for a job whose encoding (MarshalBinary) is body,
+// with its revision.
 func NewJobMsg(ctx context.Context, subject string, job *Job, body []byte, msgID string) *nats.Msg {
 	m := NewMsg(ctx, subject, body, msgID)
 	if job.Revision > 0 {
@@ -144,10 +149,11 @@ func NewJobMsg(ctx context.Context, subject string, job *Job, body []byte, msgID
 	return m
 }
 
-// DecodeJob reads a job message (and its revision header).
+// DecodeJob reads a job message (and its revision header), in the binary
+// format or, for a message written before it, JSON (see UnmarshalJob).
 func DecodeJob(m jetstream.Msg) (Job, error) {
 	var job Job
-	if err := json.Unmarshal(m.Data(), &job); err != nil {
+	if err := UnmarshalJob(m.Data(), &job); err != nil {
 		return job, err
 	}
 	if h := m.Headers(); h != nil {
@@ -161,7 +167,7 @@ func DecodeJob(m jetstream.Msg) (Job, error) {
 // given time. The time keeps its fractions: nats-server parses RFC 3339 with
 // sub-second precision.
 func Schedule(ctx context.Context, js jetstream.JetStream, job *Job, at time.Time, msgID string) error {
-	body, err := json.Marshal(job)
+	body, err := job.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode delivery %s: %w", job.DeliveryID, err)
 	}

@@ -3,7 +3,6 @@ package stream
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -168,9 +167,11 @@ type Record struct {
 	// costs no write to the ATTEMPTS stream; the sender moves it there
 	// when a later attempt replaces it (see History).
 	Last *postbackv1.Attempt
-	// JobJSON, when set, is Job already encoded (the renderer encodes a job
-	// once for the record and the message).
-	JobJSON []byte
+	// JobBytes, when set, is Job already encoded (MarshalBinary, or the
+	// JSON of a message written before that format): the renderer encodes a
+	// job once for the record and the message, and the sender stores a job
+	// it did not change as it came.
+	JobBytes []byte
 }
 
 // OpenDeliveries binds the deliveries bucket (Ensure must have run).
@@ -192,7 +193,11 @@ func deliveryKey(accountID, endpointID, id string) string {
 func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, d.EndpointId, d.Id) }
 
 // encode: uvarint len + Delivery protobuf, uvarint len + claim, uvarint
-// len + last Attempt protobuf (0: none), Job JSON.
+// len + last Attempt protobuf (0: none), then the rest is the Job in its
+// binary format (job.go), or none. Records written before that format hold
+// the Job as JSON there; decodeRecord reads both (UnmarshalJob).
+// (A Job whose every field is zero encodes to nothing and reads back as no
+// Job; the renderer never writes one.)
 func (r *Record) encode() ([]byte, error) {
 	d, err := proto.Marshal(r.Delivery)
 	if err != nil {
@@ -204,21 +209,23 @@ func (r *Record) encode() ([]byte, error) {
 			return nil, fmt.Errorf("encode delivery %s attempt: %w", r.Delivery.Id, err)
 		}
 	}
-	out := make([]byte, 0, len(d)+len(r.Claim)+len(last)+len(r.JobJSON)+16)
+	jobSize := len(r.JobBytes)
+	if r.JobBytes == nil && r.Job != nil {
+		jobSize = r.Job.size()
+	}
+	out := make([]byte, 0, len(d)+len(r.Claim)+len(last)+jobSize+3*binary.MaxVarintLen64)
 	out = binary.AppendUvarint(out, uint64(len(d)))
 	out = append(out, d...)
 	out = binary.AppendUvarint(out, uint64(len(r.Claim)))
 	out = append(out, r.Claim...)
 	out = binary.AppendUvarint(out, uint64(len(last)))
 	out = append(out, last...)
-	if r.JobJSON != nil {
-		out = append(out, r.JobJSON...)
+	if r.JobBytes != nil {
+		out = append(out, r.JobBytes...)
 	} else if r.Job != nil {
-		j, err := json.Marshal(r.Job)
-		if err != nil {
+		if out, err = r.Job.AppendBinary(out); err != nil {
 			return nil, fmt.Errorf("encode delivery %s: %w", r.Delivery.Id, err)
 		}
-		out = append(out, j...)
 	}
 	return out, nil
 }
@@ -251,7 +258,7 @@ func decodeRecord(b []byte, rev uint64) (*Record, error) {
 	}
 	if rest := b[k+int(n):]; len(rest) > 0 {
 		r.Job = &Job{}
-		if err := json.Unmarshal(rest, r.Job); err != nil {
+		if err := UnmarshalJob(rest, r.Job); err != nil {
 			return nil, fmt.Errorf("decode delivery record job: %w", err)
 		}
 	}

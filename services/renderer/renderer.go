@@ -8,9 +8,7 @@
 package renderer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -123,10 +121,8 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	span := trace.SpanFromContext(ctx)
-	var ev stream.Event
-	dec := json.NewDecoder(bytes.NewReader(m.Data()))
-	dec.UseNumber()
-	if err := dec.Decode(&ev); err != nil {
+	ev, err := stream.DecodeEvent(m.Data())
+	if err != nil {
 		r.log.ErrorContext(ctx, "dropping undecodable event", "subject", m.Subject(), "error", err)
 		span.SetStatus(codes.Error, "undecodable event")
 		_ = m.Term()
@@ -194,10 +190,10 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (in
 		}
 		p := pending{ep: ep, rec: &stream.Record{Delivery: rec, Job: job}}
 		if job != nil {
-			if p.body, err = json.Marshal(job); err != nil {
+			if p.body, err = job.MarshalBinary(); err != nil {
 				return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
 			}
-			p.rec.JobJSON = p.body
+			p.rec.JobBytes = p.body
 		}
 		if p.create, err = r.deliveries.CreateAsync(p.rec); err != nil {
 			return 0, err

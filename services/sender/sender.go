@@ -307,7 +307,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	opened, err := endpoint.Open(ep, s.cfg.Keyring)
 	if err != nil {
 		const reason = "the endpoint's secrets cannot be opened with the current keyring"
-		rec.JobJSON = unchanged(job, raw)
+		rec.JobBytes = unchanged(job, raw)
 		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, reason); err != nil {
 			return err
 		}
@@ -342,7 +342,7 @@ func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job,
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = claim, job
-	rec.JobJSON = unchanged(job, raw)
+	rec.JobBytes = unchanged(job, raw)
 	err := s.deliveries.Update(ctx, rec)
 	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
 		// The record moved since the job was written: read it and judge.
@@ -401,7 +401,7 @@ func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job
 			return err
 		}
 	}
-	rec.JobJSON = unchanged(job, raw) // the record stores the job as it came when the sender did not change it
+	rec.JobBytes = unchanged(job, raw) // the record stores the job as it came when the sender did not change it
 	switch {
 	case res.Success:
 		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, ""); err != nil {
@@ -437,8 +437,10 @@ func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job
 	return nil
 }
 
-// unchanged is the job's JSON as it arrived when the sender has not changed
-// the job (no limiter slot), so the record stores it without encoding again.
+// unchanged is the job's encoding as it arrived when the sender has not
+// changed the job (no limiter slot), so the record stores it without
+// encoding again. (A job that came as JSON, written before the binary
+// format, is stored as JSON: records read both.)
 func unchanged(job *stream.Job, raw []byte) []byte {
 	if job.Slot.IsZero() {
 		return raw
@@ -596,7 +598,7 @@ func (s *sender) setLimiterHealth(ctx context.Context, ok bool, err error) {
 }
 
 // finish records the delivery's state after this job, and the attempt
-// sent (if any) as the record's latest. rec.JobJSON, when set, is the job
+// sent (if any) as the record's latest. rec.JobBytes, when set, is the job
 // already encoded.
 func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
 	d := rec.Delivery

@@ -2,7 +2,6 @@ package standalone
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -168,7 +167,10 @@ func TestTwoCopiesOfTheSameRetryAreSentOnce(t *testing.T) {
 	if err := dls.Each(context.Background(), "brand-1", func(r *stream.Record) bool { rec = r; return false }); err != nil || rec == nil || rec.Job == nil {
 		t.Fatalf("read record: %v %v", rec, err)
 	}
-	body, _ := json.Marshal(rec.Job)
+	body, err := rec.Job.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
