@@ -45,6 +45,7 @@ type Process struct {
 // Main runs fn inside a set-up process until SIGINT or SIGTERM. It exits 2
 // on bad configuration and 1 when set-up or fn fails.
 func Main(name, version string, fn func(ctx context.Context, p *Process) error) {
+	TuneGC()
 	cfg, err := config.Load(name, os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

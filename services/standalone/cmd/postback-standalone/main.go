@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/process"
 	"github.com/postback-dev/postback/services/standalone"
 )
 
@@ -27,6 +28,7 @@ var version = "dev"
 const memoryLimit = 256 << 20
 
 func main() {
+	process.TuneGC()
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(memoryLimit)
 	}
