@@ -93,8 +93,8 @@ func (a *Attempts) List(ctx context.Context, accountID, deliveryID string) ([]*p
 	return out, nil
 }
 
-// Same reports whether a and b are the same attempt (its number and start).
-func Same(a, b *postbackv1.Attempt) bool {
+// SameAttempt reports whether a and b are the same attempt (its number and start).
+func SameAttempt(a, b *postbackv1.Attempt) bool {
 	return a.GetNumber() == b.GetNumber() && a.GetStartTime().AsTime().Equal(b.GetStartTime().AsTime())
 }
 
@@ -106,7 +106,7 @@ func History(moved []*postbackv1.Attempt, last *postbackv1.Attempt) []*postbackv
 		return moved
 	}
 	for _, at := range moved {
-		if Same(at, last) {
+		if SameAttempt(at, last) {
 			return moved
 		}
 	}

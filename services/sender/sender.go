@@ -394,7 +394,7 @@ func retryFor(ctx context.Context, limit time.Duration, log *slog.Logger, fn fun
 // retryable failure the hand-over to the retry service. Every step is
 // idempotent, so settle can run again.
 func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, res dispatch.Result, end time.Time, log *slog.Logger) error {
-	if rec.Last != nil && !stream.Same(rec.Last, res.Attempt) {
+	if rec.Last != nil && !stream.SameAttempt(rec.Last, res.Attempt) {
 		// Whoever queued this attempt moves the previous one to the
 		// history; should the record still hold one, it is moved here.
 		if err := s.attempts.Retire(ctx, rec); err != nil {
