@@ -23,7 +23,10 @@ var ErrExists = errors.New("already exists")
 
 // Endpoints is the endpoint configuration bucket. Values are
 // postbackv1.Endpoint in protobuf binary with secrets already sealed.
-type Endpoints struct{ kv jetstream.KeyValue }
+type Endpoints struct {
+	kv jetstream.KeyValue
+	st jetstream.Stream // the bucket's stream, for listing keys
+}
 
 // OpenEndpoints binds the endpoints bucket (Ensure must have run).
 func OpenEndpoints(ctx context.Context, js jetstream.JetStream) (*Endpoints, error) {
@@ -31,7 +34,11 @@ func OpenEndpoints(ctx context.Context, js jetstream.JetStream) (*Endpoints, err
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", EndpointsBucket, err)
 	}
-	return &Endpoints{kv: kv}, nil
+	st, err := js.Stream(ctx, "KV_"+EndpointsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", EndpointsBucket, err)
+	}
+	return &Endpoints{kv: kv, st: st}, nil
 }
 
 // EndpointKey is the key of an endpoint: ep.<account>.<event_type>.<id>.
@@ -79,16 +86,20 @@ func (s *Endpoints) GetByKey(ctx context.Context, key string) (*postbackv1.Endpo
 }
 
 // Get finds an endpoint by id alone (a server-side subject filter on the
-// last key token, no scan of values).
+// last key token, no scan of values). A key whose last entry is a delete
+// (the endpoint moved to another type) is passed over.
 func (s *Endpoints) Get(ctx context.Context, id string) (*postbackv1.Endpoint, error) {
 	keys, err := s.keys(ctx, "ep.*.*."+id)
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) == 0 {
-		return nil, ErrNotFound
+	for _, k := range keys {
+		e, err := s.GetByKey(ctx, k)
+		if !errors.Is(err, ErrNotFound) {
+			return e, err
+		}
 	}
-	return s.GetByKey(ctx, keys[0])
+	return nil, ErrNotFound
 }
 
 // List returns the endpoints of an account, optionally of one event type
@@ -121,23 +132,31 @@ func (s *Endpoints) List(ctx context.Context, accountID, eventType string) ([]*p
 }
 
 func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
-	keys, err := listKeys(ctx, s.kv, filter)
+	keys, err := listKeys(ctx, s.st, EndpointsBucket, filter)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoint keys %s: %w", filter, err)
 	}
 	return keys, nil
 }
 
-// listKeys lists a bucket's keys matching a subject filter, server side.
-func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
-	lister, err := kv.ListKeysFiltered(ctx, filter)
+// listKeys lists a bucket's keys matching a subject filter, server side,
+// from the bucket stream's per-subject state: one snapshot, in which a key
+// being updated is always present. (The KV key lister watches the bucket
+// instead, and misses a key whose only revision is replaced while it lists,
+// as delivery records are when their outcome is written.) Keys whose last
+// entry is a delete or purge are listed too; reading them gives
+// ErrNotFound, which every caller passes over.
+func listKeys(ctx context.Context, st jetstream.Stream, bucket, filter string) ([]string, error) {
+	prefix := "$KV." + bucket + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+filter))
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subject, prefix))
 	}
+	slices.Sort(keys)
 	return keys, nil
 }
 
@@ -154,6 +173,7 @@ func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]stri
 type Deliveries struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream
+	st jetstream.Stream // the bucket's stream, for listing keys
 }
 
 // Record is one stored delivery.
@@ -180,7 +200,11 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
 	}
-	return &Deliveries{kv: kv, js: js}, nil
+	st, err := js.Stream(ctx, "KV_"+DeliveriesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
+	}
+	return &Deliveries{kv: kv, js: js, st: st}, nil
 }
 
 // deliveryKey is <account>.<endpoint>.<delivery>: a delivery is found by id
@@ -358,14 +382,17 @@ func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
 
 // Find reads a record by id alone (server-side filter on the id token).
 func (s *Deliveries) Find(ctx context.Context, id string) (*Record, error) {
-	keys, err := listKeys(ctx, s.kv, "*.*."+id)
+	keys, err := listKeys(ctx, s.st, DeliveriesBucket, "*.*."+id)
 	if err != nil {
 		return nil, fmt.Errorf("find delivery %s: %w", id, err)
 	}
-	if len(keys) == 0 {
-		return nil, ErrNotFound
+	for _, k := range keys {
+		r, err := s.get(ctx, k)
+		if !errors.Is(err, ErrNotFound) {
+			return r, err
+		}
 	}
-	return s.get(ctx, keys[0])
+	return nil, ErrNotFound
 }
 
 // Each calls fn for every record of an account ("" = every account) until
@@ -385,7 +412,7 @@ func (s *Deliveries) EachOfEndpoint(ctx context.Context, accountID, endpointID s
 }
 
 func (s *Deliveries) each(ctx context.Context, filter string, fn func(*Record) bool) error {
-	keys, err := listKeys(ctx, s.kv, filter)
+	keys, err := listKeys(ctx, s.st, DeliveriesBucket, filter)
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +218,80 @@ func TestEndpointCacheFollowsPutsAndDeletes(t *testing.T) {
 	eventuallyEqual("ep_b=http://b")
 	if _, err := cache.Get(ctx, "acc", "action_clearing", "ep_a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a deleted endpoint: %v", err)
+	}
+}
+
+// ListDeliveries must not lose a delivery whose record is being written at
+// that moment (its outcome lands while a client lists): the listing reads
+// the bucket's per-subject state, where a key being replaced never goes
+// missing.
+func TestListingFindsEveryRecordWhileRecordsAreRewritten(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	recs := make([]*Record, n)
+	for i := range recs {
+		recs[i] = record(fmt.Sprintf("dlv_%02d", i))
+		if err := dls.Put(ctx, recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		for round := 0; ctx.Err() == nil && round < 200; round++ {
+			for _, r := range recs {
+				if err := dls.Put(ctx, r); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	for listing := 0; listing < 30; listing++ {
+		seen := 0
+		if err := dls.Each(ctx, "acc", func(*Record) bool { seen++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		if seen != n {
+			t.Fatalf("listing %d saw %d of %d records while they were rewritten", listing, seen, n)
+		}
+	}
+	cancel()
+	<-writing
+}
+
+func TestAnEndpointMovedToAnotherTypeIsFoundUnderItsNewKey(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	eps, err := OpenEndpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &postbackv1.Endpoint{Id: "ep_a", AccountId: "acc", EventType: "action_clearing", Url: "http://old"}
+	moved := &postbackv1.Endpoint{Id: "ep_a", AccountId: "acc", EventType: "action_update", Url: "http://new"}
+	// The gateway writes the new key, then deletes the old one (a tombstone
+	// that stays in the bucket's subject state). The old key sorts first.
+	if err := eps.Put(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := eps.Put(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := eps.Delete(ctx, Key(old)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := eps.Get(ctx, "ep_a")
+	if err != nil || got.Url != "http://new" {
+		t.Fatalf("Get = %v, %v; want the endpoint under its new key", got, err)
+	}
+	all, err := eps.List(ctx, "acc", "")
+	if err != nil || len(all) != 1 || all[0].Url != "http://new" {
+		t.Fatalf("List = %v, %v; want only the moved endpoint", all, err)
 	}
 }
