@@ -30,6 +30,11 @@ import (
 	"time"
 )
 
+// referenceRuns is how often each reference is measured; the fastest run
+// is kept. A reference is the denominator of Postback's ratios, so its best
+// run errs against Postback: a slow run of it would flatter the figures.
+const referenceRuns = 3
+
 type options struct {
 	bin, redis, out, markdown string
 	profile                   string // folder for pprof profiles ("": none)
@@ -106,14 +111,28 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), Shapes: map[string][]Result{}}
-	progress("raw reference: %d requests over keep-alive, 64 at a time", o.events)
-	report.Raw = b.raw(ctx, o.events)
-	progress("raw reference: %.0f requests/s", report.Raw.PerSecond)
-	progress("bare pipeline reference: %d events, in-process publisher → JetStream (file) → renderer → sender", o.events)
-	if report.Bare, err = b.bare(ctx, filepath.Join(work, "bare"), o.events, report.Raw); err != nil {
-		return err
+	for run := 1; run <= referenceRuns; run++ {
+		progress("raw reference %d/%d: %d requests over keep-alive, 64 at a time", run, referenceRuns, o.events)
+		r := b.raw(ctx, o.events)
+		progress("raw reference %d/%d: %.0f requests/s", run, referenceRuns, r.PerSecond)
+		if r.PerSecond > report.Raw.PerSecond {
+			report.Raw = r
+		}
 	}
-	progress("bare pipeline reference: %.0f delivered/s (%.2f of raw)", report.Bare.DeliveredPerSec, report.Bare.RatioToRaw)
+	for run := 1; run <= referenceRuns; run++ {
+		progress("bare pipeline reference %d/%d: %d events, in-process publisher → JetStream (file) → renderer → sender", run, referenceRuns, o.events)
+		r, err := b.bare(ctx, filepath.Join(work, fmt.Sprintf("bare-%d", run)), fmt.Sprintf("bare-%d", run), o.events)
+		if err != nil {
+			return err
+		}
+		progress("bare pipeline reference %d/%d: %.0f delivered/s", run, referenceRuns, r.DeliveredPerSec)
+		if r.DeliveredPerSec > report.Bare.DeliveredPerSec {
+			report.Bare = r
+		}
+	}
+	report.Bare.RatioToRaw = report.Bare.DeliveredPerSec / report.Raw.PerSecond
+	progress("references (fastest of %d runs each): raw %.0f requests/s, bare pipeline %.0f delivered/s (%.2f of raw)",
+		referenceRuns, report.Raw.PerSecond, report.Bare.DeliveredPerSec, report.Bare.RatioToRaw)
 	for _, shape := range strings.Split(o.shapes, ",") {
 		var d *deployment
 		switch strings.TrimSpace(shape) {
