@@ -371,9 +371,13 @@ func TestRecordsHoldTheJobInBinaryAndReadJobsOfOld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// jobSection is where a record's job starts: after the delivery, the
-	// claim and the last attempt.
+	// jobSection is where a record's job starts: after the format byte,
+	// the delivery, the claim and the last attempt.
 	jobSection := func(b []byte) []byte {
+		if b[0] != recordV2 {
+			t.Fatalf("record starts with %#x, want the format byte", b[0])
+		}
+		b = b[1:]
 		for range 3 {
 			n, k := binary.Uvarint(b)
 			b = b[k+int(n):]

@@ -216,10 +216,16 @@ func deliveryKey(accountID, endpointID, id string) string {
 
 func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, d.EndpointId, d.Id) }
 
-// encode: uvarint len + Delivery protobuf, uvarint len + claim, uvarint
-// len + last Attempt protobuf (0: none), then the rest is the Job in its
-// binary format (job.go), or none. Records written before that format hold
-// the Job as JSON there; decodeRecord reads both (UnmarshalJob).
+// encode: the byte recordV2, uvarint len + Delivery protobuf, uvarint len
+// + claim, uvarint len + last Attempt protobuf (0: none), then the rest is
+// the Job in its binary format (job.go), or none.
+//
+// Records of the first format have no leading byte and no attempt section,
+// and hold the Job as JSON. They start with the length of a Delivery, never
+// 0, so the leading 0 tells the formats apart and decodeRecord reads both:
+// data written before an upgrade stays readable.
+const recordV2 = 0x00
+
 // (A Job whose every field is zero encodes to nothing and reads back as no
 // Job; the renderer never writes one.)
 func (r *Record) encode() ([]byte, error) {
@@ -237,7 +243,8 @@ func (r *Record) encode() ([]byte, error) {
 	if r.JobBytes == nil && r.Job != nil {
 		jobSize = r.Job.size()
 	}
-	out := make([]byte, 0, len(d)+len(r.Claim)+len(last)+jobSize+3*binary.MaxVarintLen64)
+	out := make([]byte, 0, 1+len(d)+len(r.Claim)+len(last)+jobSize+3*binary.MaxVarintLen64)
+	out = append(out, recordV2)
 	out = binary.AppendUvarint(out, uint64(len(d)))
 	out = append(out, d...)
 	out = binary.AppendUvarint(out, uint64(len(r.Claim)))
@@ -256,6 +263,10 @@ func (r *Record) encode() ([]byte, error) {
 
 func decodeRecord(b []byte, rev uint64) (*Record, error) {
 	r := &Record{Delivery: &postbackv1.Delivery{}, Revision: rev}
+	v2 := len(b) > 0 && b[0] == recordV2
+	if v2 {
+		b = b[1:]
+	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
 		return nil, errors.New("decode delivery record: truncated")
@@ -270,17 +281,20 @@ func decodeRecord(b []byte, rev uint64) (*Record, error) {
 	}
 	r.Claim = string(b[k : k+int(n)])
 	b = b[k+int(n):]
-	n, k = binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, errors.New("decode delivery record: truncated attempt")
-	}
-	if n > 0 {
-		r.Last = &postbackv1.Attempt{}
-		if err := proto.Unmarshal(b[k:k+int(n)], r.Last); err != nil {
-			return nil, fmt.Errorf("decode delivery record attempt: %w", err)
+	if v2 {
+		n, k = binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, errors.New("decode delivery record: truncated attempt")
 		}
+		if n > 0 {
+			r.Last = &postbackv1.Attempt{}
+			if err := proto.Unmarshal(b[k:k+int(n)], r.Last); err != nil {
+				return nil, fmt.Errorf("decode delivery record attempt: %w", err)
+			}
+		}
+		b = b[k+int(n):]
 	}
-	if rest := b[k+int(n):]; len(rest) > 0 {
+	if rest := b; len(rest) > 0 {
 		r.Job = &Job{}
 		if err := UnmarshalJob(rest, r.Job); err != nil {
 			return nil, fmt.Errorf("decode delivery record job: %w", err)

@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -293,5 +295,47 @@ func TestAnEndpointMovedToAnotherTypeIsFoundUnderItsNewKey(t *testing.T) {
 	all, err := eps.List(ctx, "acc", "")
 	if err != nil || len(all) != 1 || all[0].Url != "http://new" {
 		t.Fatalf("List = %v, %v; want only the moved endpoint", all, err)
+	}
+}
+
+// A record written before the attempt section and the format byte existed
+// (delivery, claim, then the job as JSON) still reads: an upgrade keeps the
+// delivery history readable.
+func TestARecordOfTheFirstFormatStillReads(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := record("dlv_old")
+	old.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+	d, _ := proto.Marshal(old.Delivery)
+	job, _ := json.Marshal(old.Job)
+	b := binary.AppendUvarint(nil, uint64(len(d)))
+	b = append(b, d...)
+	b = binary.AppendUvarint(b, uint64(len("DELIVERIES:3")))
+	b = append(b, "DELIVERIES:3"...)
+	b = append(b, job...)
+	kv, err := js.KeyValue(ctx, DeliveriesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, deliveryKey("acc", "ep_1", "dlv_old"), b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dls.Get(ctx, "acc", "ep_1", "dlv_old")
+	if err != nil || !proto.Equal(got.Delivery, old.Delivery) || got.Claim != "DELIVERIES:3" || got.Last != nil ||
+		got.Job == nil || got.Job.URL != old.Job.URL || string(got.Job.Body) != `{"a":1}` {
+		t.Fatalf("old record = %+v, %v", got, err)
+	}
+	// Written again, it takes the current format and keeps its contents.
+	got.Last = attempt(0, 1, "OK")
+	if err := dls.Put(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	again, err := dls.Get(ctx, "acc", "ep_1", "dlv_old")
+	if err != nil || !proto.Equal(again.Last, got.Last) || again.Job.URL != old.Job.URL {
+		t.Fatalf("rewritten record = %+v, %v", again, err)
 	}
 }
