@@ -29,6 +29,15 @@
 //     by one, with each value's text as written (pkg/stream decodes the event
 //     envelope with it, handing the time to time.Time's UnmarshalJSON).
 //
+// FromStructWire is the gateway's other way in: it decodes the protobuf
+// wire bytes of a google.protobuf.Struct (a published event's data) straight
+// into what proto.Unmarshal into a structpb.Struct and AsMap return,
+// map[string]any, []any, string, float64 (NaN and ±Inf as AsMap's strings
+// "NaN", "Infinity", "-Infinity"), bool and nil, failing exactly where
+// proto.Unmarshal fails; a table and a fuzz target against protobuf-go
+// enforce that. Like Parse, it copies its input once into a string that the
+// keys and strings are substrings of, and sizes maps and slices up front.
+//
 // Parse allocates the result and little else: the input is copied once into
 // a string and strings without escapes, and numbers, are substrings of that
 // copy (never of the caller's buffer); maps and slices are allocated at their

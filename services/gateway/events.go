@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/event"
+	"github.com/postback-dev/postback/pkg/eventdata"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -42,6 +45,57 @@ type prepared struct {
 	body  []byte
 }
 
+// errNoData is eventData's answer for a request without data.
+var errNoData = errors.New("no data")
+
+// eventData is the request's data as a map: req.Data.AsMap() when req.Data
+// is set (callers in process, clients of another codec), else the data field
+// the gateway's server codec kept undecoded in the unknown fields (see
+// codec.go), decoded by eventdata.FromStructWire into the same map. It is
+// errNoData when the request has neither, and eventdata's error when the
+// field is malformed.
+func eventData(req *postbackv1.PublishRequest) (map[string]any, error) {
+	if req.Data != nil {
+		return req.Data.AsMap(), nil
+	}
+	var data []byte
+	fields := 0
+	for b := req.ProtoReflect().GetUnknown(); len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errMalformedUnknown
+		}
+		b = b[n:]
+		if num == publishDataField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, errMalformedUnknown
+			}
+			// Occurrences after the first merge into it, as proto.Unmarshal
+			// merges them: a Struct's bytes concatenated.
+			if fields++; fields == 1 {
+				data = v
+			} else {
+				data = append(data[:len(data):len(data)], v...)
+			}
+			b = b[n:]
+			continue
+		}
+		// Anything else, a data field of the wrong wire type included, is
+		// an unknown field proto.Unmarshal would have kept as such.
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil, errMalformedUnknown
+		}
+		b = b[n:]
+	}
+	if fields == 0 {
+		return nil, errNoData
+	}
+	return eventdata.FromStructWire(data)
+}
+
+var errMalformedUnknown = errors.New("malformed unknown fields")
+
 // prepare validates one PublishRequest; field names are prefixed with prefix
 // (e.g. "events[3]." in a batch).
 func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepared, error) {
@@ -52,8 +106,12 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if !ok {
 		return nil, invalid(prefix+"event_type", "unknown event type %q (see EventTypeService.ListEventTypes)", req.EventType)
 	}
-	if req.Data == nil {
+	data, err := eventData(req)
+	if errors.Is(err, errNoData) {
 		return nil, invalid(prefix+"data", "required: an object of data points")
+	}
+	if err != nil {
+		return nil, invalid(prefix+"data", "%s", strings.TrimPrefix(err.Error(), "eventdata: "))
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKey {
 		return nil, invalid(prefix+"idempotency_key", "at most %d characters", MaxIdempotencyKey)
@@ -61,12 +119,9 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if req.EventId != "" && !eventIDPattern.MatchString(req.EventId) {
 		return nil, invalid(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
 	}
-	if items, ok := req.Data.Fields["items"]; ok {
-		if n := len(items.GetListValue().GetValues()); n > s.limits.MaxItems {
-			return nil, tooBig(prefix+"data.items", n, s.limits.MaxItems, "items")
-		}
+	if items, ok := data["items"].([]any); ok && len(items) > s.limits.MaxItems {
+		return nil, tooBig(prefix+"data.items", len(items), s.limits.MaxItems, "items")
 	}
-	data := req.Data.AsMap()
 	if err := typ.Validate(data); err != nil {
 		var ve *event.ValidationError
 		if errors.As(err, &ve) && prefix != "" {

@@ -148,7 +148,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("gateway: listen on %s: %w", cfg.GRPCAddr, err)
 		}
 	}
-	opts := append(cfg.Auth.ServerOptions(), grpc.MaxRecvMsgSize(srv.limits.MaxMessageBytes))
+	opts := append(cfg.Auth.ServerOptions(), grpc.MaxRecvMsgSize(srv.limits.MaxMessageBytes),
+		// The proto codec, but leaving a published event's data for
+		// eventData to decode straight into a map (codec.go).
+		grpc.ForceServerCodecV2(newServerCodec()))
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
