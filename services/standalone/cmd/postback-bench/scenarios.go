@@ -413,14 +413,17 @@ func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
 	if err := b.endpoint(ctx, "bench-noisy", "noisy-slow", 1); err != nil {
 		return Result{}, err
 	}
+	var last string // the backlog's last event
 	for i := 0; i < backlog; i += 500 {
 		req := &postbackv1.PublishBatchRequest{}
 		for range 500 {
 			req.Events = append(req.Events, request("bench-noisy", time.Now()))
 		}
-		if _, err := b.client.PublishBatch(authed(ctx), req); err != nil {
+		res, err := b.client.PublishBatch(authed(ctx), req)
+		if err != nil {
 			return Result{}, err
 		}
+		last = res.Results[len(res.Results)-1].EventId
 	}
 	// The quiet traffic starts once the backlog is a backlog: rendered and
 	// deferred to its slots. Taking in 5,000 events at once holds up what
@@ -428,7 +431,7 @@ func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
 	// consumer serves every partition): that is the bursts' subject, not
 	// this scenario's.
 	began := time.Now()
-	if err := b.takenIn(ctx, "bench-noisy", 60*time.Second); err != nil {
+	if err := b.takenIn(ctx, "bench-noisy", last, 60*time.Second); err != nil {
 		return Result{}, err
 	}
 	progress("%s: the backlog was taken in after %s", name, time.Since(began).Round(10*time.Millisecond))
@@ -438,18 +441,23 @@ func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
 	return r, err
 }
 
-// takenIn waits until the account's newest deliveries all wait for their
-// slot (a next attempt time) or are done: the sender has reached the end of
+// takenIn waits until the delivery of the backlog's last event and the
+// account's 500 newest deliveries all wait for their slot (a next attempt
+// time) or are done: the renderer and the sender have reached the end of
 // the backlog.
-func (b *bench) takenIn(ctx context.Context, account string, limit time.Duration) error {
+func (b *bench) takenIn(ctx context.Context, account, lastEvent string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		l, err := b.deliveries.ListDeliveries(authed(ctx), &postbackv1.ListDeliveriesRequest{AccountId: account, PageSize: 500})
 		if err != nil {
 			return err
 		}
-		waiting := len(l.Deliveries) > 0
-		for _, d := range l.Deliveries {
+		lastOne, err := b.deliveries.ListDeliveries(authed(ctx), &postbackv1.ListDeliveriesRequest{AccountId: account, EventId: lastEvent})
+		if err != nil {
+			return err
+		}
+		waiting := len(l.Deliveries) > 0 && len(lastOne.Deliveries) == 1
+		for _, d := range append(l.Deliveries, lastOne.Deliveries...) {
 			if d.NextAttemptTime == nil && d.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED {
 				waiting = false
 			}
