@@ -101,36 +101,13 @@ func (a *arena) add(b []byte) {
 // unmarshalPublish is proto.Unmarshal(b, m) but for the data fields, which
 // end up, as they are on the wire, in m's unknown fields.
 func unmarshalPublish(b []byte, m *postbackv1.PublishRequest, a *arena) error {
-	proto.Reset(m)
-	mark, run := len(a.buf), 0
-	for i := 0; i < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[i:])
-		if n < 0 {
-			return proto.Unmarshal(b, m)
-		}
-		l := protowire.ConsumeFieldValue(num, typ, b[i+n:])
-		if l < 0 {
-			return proto.Unmarshal(b, m)
-		}
-		end := i + n + l
-		if num == publishDataField && typ == protowire.BytesType {
-			if run < i {
-				if err := merge.Unmarshal(b[run:i], m); err != nil {
-					return err
-				}
-			}
-			a.add(b[i:end])
-			run = end
-		}
-		i = end
-	}
-	if run == 0 {
-		return proto.Unmarshal(b, m) // no data field
-	}
-	if run < len(b) {
-		if err := merge.Unmarshal(b[run:], m); err != nil {
-			return err
-		}
+	mark := len(a.buf)
+	found, err := splitFields(b, m, publishDataField, func(field, _ []byte) error {
+		a.add(field)
+		return nil
+	})
+	if err != nil || !found {
+		return err
 	}
 	data := a.buf[mark:len(a.buf):len(a.buf)]
 	r := m.ProtoReflect()
@@ -144,37 +121,55 @@ func unmarshalPublish(b []byte, m *postbackv1.PublishRequest, a *arena) error {
 // unmarshalBatch is proto.Unmarshal(b, m) with each event decoded by
 // unmarshalPublish.
 func unmarshalBatch(b []byte, m *postbackv1.PublishBatchRequest) error {
-	proto.Reset(m)
 	a := &arena{size: len(b)}
+	_, err := splitFields(b, m, batchEventsField, func(_, value []byte) error {
+		req := new(postbackv1.PublishRequest)
+		if err := unmarshalPublish(value, req, a); err != nil {
+			return err
+		}
+		m.Events = append(m.Events, req)
+		return nil
+	})
+	return err
+}
+
+// splitFields is proto.Unmarshal(b, m) except for the length-delimited fields
+// numbered num: the runs of other fields around them are merged into m, and
+// take gets each such field (tag included) and its value. found is false
+// when b has no such field; b is then simply unmarshalled, as it is when the
+// walk finds it malformed (proto.Unmarshal reports the error).
+func splitFields(b []byte, m proto.Message, num protowire.Number, take func(field, value []byte) error) (found bool, err error) {
+	proto.Reset(m)
 	run := 0
 	for i := 0; i < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[i:])
-		if n < 0 {
-			return proto.Unmarshal(b, m)
+		n, typ, tagLen := protowire.ConsumeTag(b[i:])
+		if tagLen < 0 {
+			return false, proto.Unmarshal(b, m) // resets m
 		}
-		l := protowire.ConsumeFieldValue(num, typ, b[i+n:])
-		if l < 0 {
-			return proto.Unmarshal(b, m)
+		valLen := protowire.ConsumeFieldValue(n, typ, b[i+tagLen:])
+		if valLen < 0 {
+			return false, proto.Unmarshal(b, m) // resets m
 		}
-		end := i + n + l
-		if num == batchEventsField && typ == protowire.BytesType {
+		end := i + tagLen + valLen
+		if n == num && typ == protowire.BytesType {
 			if run < i {
 				if err := merge.Unmarshal(b[run:i], m); err != nil {
-					return err
+					return false, err
 				}
 			}
-			ev, _ := protowire.ConsumeBytes(b[i+n : end])
-			req := new(postbackv1.PublishRequest)
-			if err := unmarshalPublish(ev, req, a); err != nil {
-				return err
+			value, _ := protowire.ConsumeBytes(b[i+tagLen : end])
+			if err := take(b[i:end], value); err != nil {
+				return false, err
 			}
-			m.Events = append(m.Events, req)
-			run = end
+			found, run = true, end
 		}
 		i = end
 	}
-	if run < len(b) {
-		return merge.Unmarshal(b[run:], m)
+	if !found {
+		return false, proto.Unmarshal(b, m)
 	}
-	return nil
+	if run < len(b) {
+		return true, merge.Unmarshal(b[run:], m)
+	}
+	return true, nil
 }
