@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -153,12 +150,7 @@ func TestTwoCopiesOfTheSameRetryAreSentOnce(t *testing.T) {
 	})
 	// The pending retry (due in an hour) is the job to race: fire two copies
 	// of it at once, as a fired schedule and a manual retry would.
-	nc, err := nats.Connect(h.addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := h.jetStream(t)
 	dls, err := stream.OpenDeliveries(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)

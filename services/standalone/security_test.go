@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -479,15 +478,7 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 
 	// At rest: the endpoint as stored in its KV bucket, every message of
 	// every stream, and every file under the data dir.
-	nc, err := nats.Connect(h.addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := h.jetStream(t)
 	sctx := as(t, "")
 	kv, err := js.KeyValue(sctx, stream.EndpointsBucket)
 	if err != nil {
@@ -744,13 +735,7 @@ func TestInputOverALimitIsRefusedAndNothingIsStoredOrPublished(t *testing.T) {
 	if err != nil || len(l.Endpoints) != 1 {
 		t.Fatalf("endpoints after the refusals: %v, %v", l, err)
 	}
-	nc, err := nats.Connect(h.addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, stream.EventsStream)
+	s, err := h.jetStream(t).Stream(ctx, stream.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,13 +15,7 @@ import (
 
 func streamState(t *testing.T, h *harness, name string) jetstream.StreamState {
 	t.Helper()
-	nc, err := nats.Connect(h.addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(context.Background(), name)
+	s, err := h.jetStream(t).Stream(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
