@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -216,6 +217,11 @@ func deliveryKey(accountID, endpointID, id string) string {
 
 func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, d.EndpointId, d.Id) }
 
+// recordSubject is the subject a record is written to in the bucket's stream.
+func recordSubject(d *postbackv1.Delivery) string {
+	return "$KV." + DeliveriesBucket + "." + recordKey(d)
+}
+
 // encode: the byte recordV2, uvarint len + Delivery protobuf, uvarint len
 // + claim, uvarint len + last Attempt protobuf (0: none), then the rest is
 // the Job in its binary format (job.go), or none.
@@ -328,8 +334,8 @@ func (s *Deliveries) CreateAsync(r *Record) (jetstream.PubAckFuture, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: "$KV." + DeliveriesBucket + "." + recordKey(r.Delivery), Data: b, Header: nats.Header{}}
-	m.Header.Set("Nats-Expected-Last-Subject-Sequence", "0")
+	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b, Header: nats.Header{}}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	f, err := s.js.PublishMsgAsync(m)
 	if err != nil {
 		return nil, fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
@@ -350,7 +356,9 @@ func (s *Deliveries) Put(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Put(ctx, recordKey(r.Delivery), b)
+	// Published straight to the key's subject (what KeyValue.Put does,
+	// without checking a key this package built against a regexp).
+	rev, err := publish(ctx, s.js.Conn(), &nats.Msg{Subject: recordSubject(r.Delivery), Data: b})
 	if err != nil {
 		return fmt.Errorf("store delivery %s: %w", r.Delivery.Id, err)
 	}
@@ -367,9 +375,11 @@ func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Update(ctx, recordKey(r.Delivery), b, r.Revision)
+	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b, Header: nats.Header{}}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(r.Revision, 10))
+	rev, err := publish(ctx, s.js.Conn(), m)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if IsExists(err) { // the wrong-last-sequence answer: someone wrote it since
 			return ErrConflict
 		}
 		return fmt.Errorf("update delivery %s: %w", r.Delivery.Id, err)

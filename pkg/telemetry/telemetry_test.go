@@ -154,3 +154,42 @@ func TestRecordingMetricsDoesNotAllocate(t *testing.T) {
 	var nilMetrics *Metrics
 	nilMetrics.Attempt(ctx, 200, 1) // a nil *Metrics records nothing
 }
+
+// With attributes are added when a line is written, not when the logger is
+// made; the line must read as the wrapped handler alone would write it.
+func TestLogLinesReadAsTheWrappedHandlerWritesThem(t *testing.T) {
+	cases := []struct {
+		name string
+		log  func(l *slog.Logger)
+	}{
+		{"no attributes", func(l *slog.Logger) { l.Info("delivered") }},
+		{"with attributes first", func(l *slog.Logger) {
+			l.With("delivery_id", "dlv_1", "attempt", 2).Warn("retried", "status_code", 503)
+		}},
+		{"with twice keeps both", func(l *slog.Logger) {
+			base := l.With("service", "sender")
+			base.With("delivery_id", "dlv_1").Info("a")
+			base.With("delivery_id", "dlv_2").Info("b") // the first With's attrs are not shared
+		}},
+		{"attributes before a group stay outside it", func(l *slog.Logger) {
+			l.With("delivery_id", "dlv_1").WithGroup("http").With("status", 200).Info("sent", "ms", 3)
+		}},
+		{"a disabled level writes nothing", func(l *slog.Logger) { l.With("delivery_id", "dlv_1").Debug("quiet") }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			noTime := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey && len(groups) == 0 {
+					return slog.Attr{}
+				}
+				return a
+			}}
+			var want, got bytes.Buffer
+			c.log(slog.New(slog.NewJSONHandler(&want, noTime)))
+			c.log(Logger(slog.New(slog.NewJSONHandler(&got, noTime))))
+			if got.String() != want.String() {
+				t.Errorf("wrapped handler wrote\n%s\nthe JSON handler alone\n%s", got.String(), want.String())
+			}
+		})
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,10 +214,7 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 			span.SetAttributes(telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(job.Scheduled.UTC().Format(time.RFC3339Nano)))
 		}
 	}
-	claim := m.Subject()
-	if meta, err := m.Metadata(); err == nil {
-		claim = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
-	}
+	claim := &claimName{m: m}
 	log := s.log.With("delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "attempt", job.Attempt)
 	if err := s.process(ctx, &job, m.Data(), claim, log); err != nil {
 		log.WarnContext(ctx, "delivery will be retried after a transient error", "error", err)
@@ -225,6 +223,24 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	_ = m.Ack()
+}
+
+// claimName names the message a job came in, "<stream>:<sequence>", for an
+// in-flight claim. It is worked out when first asked for: a first send,
+// the common case, never claims.
+type claimName struct {
+	m    jetstream.Msg
+	name string
+}
+
+func (c *claimName) String() string {
+	if c.name == "" {
+		c.name = c.m.Subject()
+		if meta, err := c.m.Metadata(); err == nil {
+			c.name = meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+		}
+	}
+	return c.name
 }
 
 // errDeferred means the job was handed to a schedule: ack it.
@@ -257,7 +273,7 @@ func stale(rec *stream.Record, job *stream.Job, claim string) string {
 }
 
 // process does one job; a returned error means "try this message again".
-func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim string, log *slog.Logger) error {
+func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim *claimName, log *slog.Logger) error {
 	// A job written with its record's revision is claimed by a
 	// compare-and-set on that revision, without reading the record: if the
 	// record changed since, the claim fails and the record is read and
@@ -338,10 +354,10 @@ func firstSend(job *stream.Job, assumedRec *stream.Record, ep *postbackv1.Endpoi
 // claim moves the record to IN_FLIGHT under this message's claim with a
 // compare-and-set; it returns the claimed record, or nil (and no error)
 // when the job is to be dropped.
-func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, claim string, log *slog.Logger) (*stream.Record, error) {
+func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, claim *claimName, log *slog.Logger) (*stream.Record, error) {
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
 	rec.Delivery.UpdateTime = timestamppb.Now()
-	rec.Claim, rec.Job = claim, job
+	rec.Claim, rec.Job = claim.String(), job
 	rec.JobBytes = unchanged(job, raw)
 	err := s.deliveries.Update(ctx, rec)
 	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
@@ -352,7 +368,7 @@ func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job,
 			return nil, err
 		}
 		cur.Delivery.Status, cur.Delivery.UpdateTime = rec.Delivery.Status, rec.Delivery.UpdateTime
-		cur.Claim, cur.Job = claim, job
+		cur.Claim, cur.Job = claim.String(), job
 		rec = cur
 		err = s.deliveries.Update(ctx, rec)
 	}
@@ -464,7 +480,7 @@ func assumed(job *stream.Job) *stream.Record {
 
 // current reads the job's record and judges the job against it; nil (and
 // no error) when the job is to be dropped.
-func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log *slog.Logger) (*stream.Record, error) {
+func (s *sender) current(ctx context.Context, job *stream.Job, claim *claimName, log *slog.Logger) (*stream.Record, error) {
 	rec, err := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
 	if errors.Is(err, stream.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
@@ -474,7 +490,7 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim string, log
 	if err != nil {
 		return nil, err
 	}
-	if why := stale(rec, job, claim); why != "" {
+	if why := stale(rec, job, claim.String()); why != "" {
 		log.InfoContext(ctx, "dropping duplicate job", "why", why)
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, why)
 		return nil, nil

@@ -1,0 +1,53 @@
+package stream
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
+	cases := []struct {
+		name     string
+		ack      string
+		seq      uint64
+		err      error
+		conflict bool
+	}{
+		{name: "plain ack", ack: `{"stream":"KV_postback-deliveries","seq":42}`, seq: 42},
+		{name: "ack with a domain", ack: `{"stream":"KV_postback-deliveries","domain":"hub","seq":7}`, seq: 7},
+		{name: "large sequence", ack: `{"stream":"DELIVERIES","seq":18446744073709551615}`, seq: 18446744073709551615},
+		{name: "duplicate", ack: `{"stream":"DELIVERIES","seq":3,"duplicate":true}`, seq: 3},
+		{name: "sequence first", ack: `{"seq":9,"stream":"EVENTS"}`, seq: 9},
+		{name: "wrong last sequence is a conflict",
+			ack: `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"KV_postback-deliveries","seq":0}`, conflict: true},
+		{name: "other API error", ack: `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`},
+		{name: "not JSON", ack: `+OK`, err: jetstream.ErrInvalidJSAck},
+		{name: "no stream", ack: `{"seq":4}`, err: jetstream.ErrInvalidJSAck},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			seq, err := parsePubAck([]byte(c.ack))
+			var apiErr *jetstream.APIError
+			switch {
+			case c.conflict:
+				if !IsExists(err) {
+					t.Fatalf("err = %v, want a wrong-last-sequence API error", err)
+				}
+			case c.err != nil:
+				if !errors.Is(err, c.err) {
+					t.Fatalf("err = %v, want %v", err, c.err)
+				}
+			case c.seq == 0:
+				if !errors.As(err, &apiErr) || IsExists(err) {
+					t.Fatalf("err = %v, want an API error other than a conflict", err)
+				}
+			default:
+				if err != nil || seq != c.seq {
+					t.Fatalf("got %d, %v; want %d", seq, err, c.seq)
+				}
+			}
+		})
+	}
+}
