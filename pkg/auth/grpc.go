@@ -55,8 +55,7 @@ func (a *Authenticator) Authenticate(ctx context.Context) (Identity, error) {
 	if a.Open() {
 		return AnonymousOperator, nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get(MetadataKey)
+	values := metadata.ValueFromIncomingContext(ctx, MetadataKey) // no copy of the whole metadata
 	switch len(values) {
 	case 0:
 		return Identity{}, status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\"")

@@ -53,6 +53,7 @@ type bench struct {
 	rc         *receiver
 	events     int
 	steady     time.Duration
+	conn       *grpc.ClientConn
 	client     postbackv1.EventServiceClient
 	eps        postbackv1.EndpointServiceClient
 	deliveries postbackv1.DeliveryServiceClient
@@ -144,6 +145,7 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 	}
 	defer conn.Close()
 	b.shape = d.shape
+	b.conn = conn
 	b.client = postbackv1.NewEventServiceClient(conn)
 	b.eps = postbackv1.NewEndpointServiceClient(conn)
 	b.deliveries = postbackv1.NewDeliveryServiceClient(conn)
@@ -294,20 +296,15 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 				n := min(per, b.events-int(from))
 				var err error
 				if batch {
-					req := &postbackv1.PublishBatchRequest{}
-					now := time.Now()
-					for range n {
-						req.Events = append(req.Events, request(account, now))
-					}
 					var res *postbackv1.PublishBatchResponse
-					res, err = b.client.PublishBatch(authed(ctx), req)
+					res, err = b.publishBatch(authed(ctx), account, n, time.Now())
 					for _, r := range res.GetResults() {
 						if r.Error != nil && err == nil {
 							err = fmt.Errorf("%s", r.Error.Message)
 						}
 					}
 				} else {
-					_, err = b.client.Publish(authed(ctx), request(account, time.Now()))
+					err = b.publish(authed(ctx), account, time.Now())
 				}
 				if err != nil {
 					errs.Add(1)
@@ -352,7 +349,7 @@ func (b *bench) steadyRun(ctx context.Context, name, tag string, rate int, setup
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if _, err := b.client.Publish(authed(ctx), request(account, time.Now())); err != nil {
+			if err := b.publish(authed(ctx), account, time.Now()); err != nil {
 				errs.Add(1)
 			}
 		}()
