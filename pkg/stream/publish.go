@@ -17,6 +17,17 @@ import (
 // jetstream's own default does.
 const publishTimeout = 5 * time.Second
 
+// Ack is what JetStream answers a publish with.
+type Ack struct {
+	Sequence  uint64
+	Duplicate bool // the message id was seen within the dedupe window: not stored again
+}
+
+// Publish stores m in its stream, as jetstream.PublishMsg does (see publish).
+func Publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
+	return publish(ctx, nc, m)
+}
+
 // publish stores m in its stream and returns the stored sequence, as
 // jetstream.PublishMsg does (it retries "no responders" twice, 250 ms
 // apart, to ride over a leader change) but reading the acknowledgement
@@ -24,7 +35,7 @@ const publishTimeout = 5 * time.Second
 // way, so the reflection-driven decode of every ack was a measurable part
 // of its CPU. Anything but a plain ack (an error, something unexpected) is
 // decoded in full, and an API error comes back as a *jetstream.APIError.
-func publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (uint64, error) {
+func publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
@@ -34,23 +45,23 @@ func publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (uint64, error) {
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < jetstream.DefaultPubRetryAttempts; try++ {
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return Ack{}, ctx.Err()
 		case <-time.After(jetstream.DefaultPubRetryWait):
 		}
 		resp, err = nc.RequestMsgWithContext(ctx, m)
 	}
 	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, jetstream.ErrNoStreamResponse
+		return Ack{}, jetstream.ErrNoStreamResponse
 	}
 	if err != nil {
-		return 0, err
+		return Ack{}, err
 	}
 	return parsePubAck(resp.Data)
 }
 
 // parsePubAck reads a JetStream publish acknowledgement: the plain
 // {"stream":"…","seq":N…} by hand, anything else with encoding/json.
-func parsePubAck(b []byte) (uint64, error) {
+func parsePubAck(b []byte) (Ack, error) {
 	if !bytes.Contains(b, []byte(`"error"`)) && bytes.HasPrefix(b, []byte(`{"stream":"`)) {
 		if i := bytes.Index(b, []byte(`"seq":`)); i > 0 {
 			digits := b[i+len(`"seq":`):]
@@ -59,23 +70,24 @@ func parsePubAck(b []byte) (uint64, error) {
 				n++
 			}
 			if seq, err := strconv.ParseUint(string(digits[:n]), 10, 64); err == nil && seq > 0 {
-				return seq, nil
+				return Ack{Sequence: seq, Duplicate: bytes.Contains(b, []byte(`"duplicate":true`))}, nil
 			}
 		}
 	}
 	var ack struct {
-		Error    *jetstream.APIError `json:"error"`
-		Stream   string              `json:"stream"`
-		Sequence uint64              `json:"seq"`
+		Error     *jetstream.APIError `json:"error"`
+		Stream    string              `json:"stream"`
+		Sequence  uint64              `json:"seq"`
+		Duplicate bool                `json:"duplicate"`
 	}
 	if err := json.Unmarshal(b, &ack); err != nil {
-		return 0, jetstream.ErrInvalidJSAck
+		return Ack{}, jetstream.ErrInvalidJSAck
 	}
 	if ack.Error != nil {
-		return 0, fmt.Errorf("nats: %w", ack.Error)
+		return Ack{}, fmt.Errorf("nats: %w", ack.Error)
 	}
 	if ack.Stream == "" {
-		return 0, jetstream.ErrInvalidJSAck
+		return Ack{}, jetstream.ErrInvalidJSAck
 	}
-	return ack.Sequence, nil
+	return Ack{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }

@@ -12,13 +12,15 @@ func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
 		name     string
 		ack      string
 		seq      uint64
+		dup      bool
 		err      error
 		conflict bool
 	}{
 		{name: "plain ack", ack: `{"stream":"KV_postback-deliveries","seq":42}`, seq: 42},
 		{name: "ack with a domain", ack: `{"stream":"KV_postback-deliveries","domain":"hub","seq":7}`, seq: 7},
 		{name: "large sequence", ack: `{"stream":"DELIVERIES","seq":18446744073709551615}`, seq: 18446744073709551615},
-		{name: "duplicate", ack: `{"stream":"DELIVERIES","seq":3,"duplicate":true}`, seq: 3},
+		{name: "duplicate", ack: `{"stream":"DELIVERIES","seq":3,"duplicate":true}`, seq: 3, dup: true},
+		{name: "duplicate before the sequence", ack: `{"stream":"EVENTS","duplicate":true,"seq":12}`, seq: 12, dup: true},
 		{name: "sequence first", ack: `{"seq":9,"stream":"EVENTS"}`, seq: 9},
 		{name: "wrong last sequence is a conflict",
 			ack: `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"},"stream":"KV_postback-deliveries","seq":0}`, conflict: true},
@@ -28,7 +30,7 @@ func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			seq, err := parsePubAck([]byte(c.ack))
+			ack, err := parsePubAck([]byte(c.ack))
 			var apiErr *jetstream.APIError
 			switch {
 			case c.conflict:
@@ -44,8 +46,8 @@ func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
 					t.Fatalf("err = %v, want an API error other than a conflict", err)
 				}
 			default:
-				if err != nil || seq != c.seq {
-					t.Fatalf("got %d, %v; want %d", seq, err, c.seq)
+				if err != nil || ack.Sequence != c.seq || ack.Duplicate != c.dup {
+					t.Fatalf("got %+v, %v; want seq %d duplicate %v", ack, err, c.seq, c.dup)
 				}
 			}
 		})

@@ -180,7 +180,7 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	ack, err := s.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
+	ack, err := stream.Publish(ctx, s.js.Conn(), stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
 	if err != nil {
 		return nil, publishError(err)
 	}

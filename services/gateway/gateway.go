@@ -112,6 +112,10 @@ func (s *Server) Register(g *grpc.Server, hs *health.Server) {
 }
 
 // Run serves the gateway until ctx ends.
+// streamWorkers is how many goroutines serve gRPC calls (the bench's unary
+// burst keeps 64 calls in flight).
+const streamWorkers = 64
+
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Auth == nil {
 		return errors.New("gateway: Config.Auth is required (auth.New(nil, log) accepts every call as an operator)")
@@ -151,7 +155,11 @@ func Run(ctx context.Context, cfg Config) error {
 	opts := append(cfg.Auth.ServerOptions(), grpc.MaxRecvMsgSize(srv.limits.MaxMessageBytes),
 		// The proto codec, but leaving a published event's data for
 		// eventData to decode straight into a map (codec.go).
-		grpc.ForceServerCodecV2(newServerCodec()))
+		grpc.ForceServerCodecV2(newServerCodec()),
+		// Calls run on long-lived workers (a fresh goroutine per call when
+		// all are busy): a new goroutine's stack grew and was copied on
+		// every call, ~9 µs of a unary Publish's ~65 µs in the gateway.
+		grpc.NumStreamWorkers(streamWorkers))
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
