@@ -62,7 +62,11 @@ func publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
 // parsePubAck reads a JetStream publish acknowledgement: the plain
 // {"stream":"…","seq":N…} by hand, anything else with encoding/json.
 func parsePubAck(b []byte) (Ack, error) {
-	if !bytes.Contains(b, []byte(`"error"`)) && bytes.HasPrefix(b, []byte(`{"stream":"`)) {
+	// The plain ack is what nats-server writes for a stored message:
+	// {"stream":"<name>",["domain":"<domain>",]"seq":<n>} (and more fields
+	// for features Postback does not use). An error or a duplicate
+	// ("duplicate": true, with a space) is read in full.
+	if bytes.HasPrefix(b, []byte(`{"stream":"`)) && !bytes.Contains(b, []byte(`"error"`)) && !bytes.Contains(b, []byte(`"duplicate"`)) {
 		if i := bytes.Index(b, []byte(`"seq":`)); i > 0 {
 			digits := b[i+len(`"seq":`):]
 			n := 0
@@ -70,7 +74,7 @@ func parsePubAck(b []byte) (Ack, error) {
 				n++
 			}
 			if seq, err := strconv.ParseUint(string(digits[:n]), 10, 64); err == nil && seq > 0 {
-				return Ack{Sequence: seq, Duplicate: bytes.Contains(b, []byte(`"duplicate":true`))}, nil
+				return Ack{Sequence: seq}, nil
 			}
 		}
 	}
