@@ -14,6 +14,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,7 +55,7 @@ const (
 // Dispatcher sends postbacks. It is safe for concurrent use; its connections
 // are pooled and reused across deliveries.
 type Dispatcher struct {
-	client    *http.Client
+	transport *transport
 	userAgent string
 	now       func() time.Time
 	tracer    trace.Tracer
@@ -71,6 +72,9 @@ type Options struct {
 	// TracerProvider traces each request as an HTTP client span (nil: the
 	// global provider).
 	TracerProvider trace.TracerProvider
+	// TLS is the client TLS configuration for https endpoints (nil: the
+	// system's roots, TLS 1.2 and up); tests give their own roots.
+	TLS *tls.Config
 }
 
 // New returns a dispatcher whose connections may reach only what the network
@@ -79,16 +83,6 @@ func New(o Options) *Dispatcher {
 	version := o.Version
 	dialer := guard.Dialer(o.Allow, 10*time.Second)
 	dialer.Resolver = o.Resolver
-	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would bypass the guard's view of the destination
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 	if version == "" {
 		version = "dev"
 	}
@@ -98,15 +92,17 @@ func New(o Options) *Dispatcher {
 	}
 	return &Dispatcher{
 		tracer: tp.Tracer(telemetry.Scope),
-		client: &http.Client{
-			Transport: transport,
-			// Redirects are not followed: the brand's answer is the first response.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		// Every connection is dialled through the guard; no proxy (it would
+		// hide the destination from the guard); redirects are not followed
+		// (conns.go).
+		transport: newTransport(dialer.DialContext, o.TLS),
 		userAgent: "Postback/" + version,
 		now:       time.Now,
 	}
 }
+
+// CloseIdle closes the connections kept for reuse.
+func (d *Dispatcher) CloseIdle() { d.transport.CloseIdle() }
 
 // Result is a sent (or refused) attempt and its verdict.
 type Result struct {
@@ -233,7 +229,7 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		return fail(true, "the rendered URL is malformed: "+err.Error())
 	}
 	d.setHeaders(req, ep, job, start)
-	resp, err := d.client.Do(req)
+	resp, err := d.transport.RoundTrip(req)
 	if err != nil {
 		var blocked *guard.BlockedError
 		switch {
