@@ -70,11 +70,11 @@ func pipeline(b *testing.B) (*harness, *receiver, *structpb.Struct) {
 
 func waitDelivered(b *testing.B, rc *receiver) {
 	deadline := time.Now().Add(5 * time.Minute)
-	for len(rc.requests()) < b.N && time.Now().Before(deadline) {
+	for rc.count() < b.N && time.Now().Before(deadline) { // (copying every request each poll was ~9% of the CPU)
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.StopTimer()
-	if n := len(rc.requests()); n < b.N {
+	if n := rc.count(); n < b.N {
 		b.Fatalf("%d of %d delivered", n, b.N)
 	}
 }

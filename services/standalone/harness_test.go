@@ -152,6 +152,13 @@ func newReceiver(t testing.TB) *receiver {
 	return rc
 }
 
+// count is how many requests arrived (without copying them).
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.got)
+}
+
 func (rc *receiver) requests() []received {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
