@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
@@ -16,9 +15,9 @@ import (
 // GRPCServerOptions instrument the gateway's gRPC server; pass them as
 // gateway.Config.ServerOptions (they run after authentication):
 //
-//   - otelgrpc's server spans and rpc.server.* metrics, with the W3C
-//     propagator, for every call but grpc.health.v1 and reflection (probes
-//     would drown the traces);
+//   - server spans and the rpc.server.call.duration metric as otelgrpc
+//     records them (rpc.go), with the W3C propagator, for every call but
+//     grpc.health.v1 and reflection (probes would drown the traces);
 //   - a "publish events.{event_type}" PRODUCER span around EventService
 //     Publish and PublishBatch, child of the server span: the published
 //     messages carry it, so the renderer's work continues the caller's
@@ -26,12 +25,7 @@ import (
 //     each event accepted (duplicates not counted).
 func (t *Telemetry) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(t.TracerProvider),
-			otelgrpc.WithMeterProvider(t.MeterProvider),
-			otelgrpc.WithPropagators(Propagator()),
-			otelgrpc.WithFilter(traced),
-		)),
+		grpc.StatsHandler(newRPCServer(t.TracerProvider, t.MeterProvider, Propagator(), traced)),
 		grpc.ChainUnaryInterceptor(publishInterceptor(stream.NewTracer(t.TracerProvider), NewMetrics(t.MeterProvider))),
 	}
 }

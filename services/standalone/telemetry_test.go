@@ -434,7 +434,7 @@ func TestMetricsCountPublishedEventsDeliveriesAttemptsAndRetries(t *testing.T) {
 		rpc = rpc || strings.HasPrefix(k, "rpc_server_")
 	}
 	if !rpc {
-		t.Errorf("no rpc.server metrics from otelgrpc")
+		t.Errorf("no rpc.server metrics")
 	}
 	// Health beside it.
 	for _, p := range []string{"/healthz", "/readyz"} {
