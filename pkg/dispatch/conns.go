@@ -48,6 +48,7 @@ const (
 	maxIdlePerHost  = 256
 	maxIdle         = 1024
 	drainLimit      = 1 << 20
+	maxHeaderBytes  = 1 << 20 // of a response's status line and headers
 	handshakeBudget = 10 * time.Second
 )
 
@@ -79,11 +80,21 @@ type conn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	read      int64 // bytes read from the connection so far
+	limit     int64 // read no further than this (the response headers' budget); 0: no limit
 	reused    bool
 	idleSince time.Time
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.limit > 0 {
+		left := c.limit - c.read
+		if left <= 0 {
+			return 0, fmt.Errorf("response headers over %d bytes", maxHeaderBytes)
+		}
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+	}
 	n, err := c.Conn.Read(p)
 	c.read += int64(n)
 	return n, err
@@ -106,6 +117,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	addr := net.JoinHostPort(host, port)
 	key := u.Scheme + "://" + addr
 	ctx := req.Context()
+	if u.User != nil && req.Header.Get("Authorization") == "" {
+		// The URL's user and password, as http.Client sends them.
+		password, _ := u.User.Password()
+		req = req.Clone(ctx)
+		req.SetBasicAuth(u.User.Username(), password)
+	}
 	for try := 0; ; try++ {
 		c, err := t.get(ctx, key, u.Scheme, host, addr)
 		if err != nil {
@@ -175,7 +192,11 @@ func (t *transport) exchange(ctx context.Context, c *conn, req *http.Request) (*
 		return nil, err
 	}
 	for {
+		// A receiver cannot make the sender hold more than maxHeaderBytes
+		// of headers (net/http's Transport has the same kind of limit).
+		c.limit = c.read + maxHeaderBytes
 		resp, err := http.ReadResponse(c.br, req)
+		c.limit = 0
 		if err != nil {
 			stop()
 			return nil, err

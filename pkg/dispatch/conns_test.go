@@ -314,3 +314,59 @@ func BenchmarkTransport(b *testing.B) {
 	})
 	b.Run("postback", func(b *testing.B) { run(b, newTransport(plainDial, nil)) })
 }
+
+func TestTheURLsUserAndPasswordGoAsBasicAuth(t *testing.T) {
+	got := make(chan string, 2)
+	s, _ := counted(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization") + " " + r.URL.RequestURI()
+	})
+	tr := newTransport(plainDial, nil)
+	u := strings.Replace(s.URL, "http://", "http://brand:s3cret@", 1) + "/pb?a=1"
+	if _, _, err := post(t, tr, context.Background(), u, "{}"); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; a != "Basic YnJhbmQ6czNjcmV0 /pb?a=1" {
+		t.Fatalf("receiver saw %q, want basic auth of brand:s3cret and no user info in the request line", a)
+	}
+	// An Authorization header of the endpoint's own wins, as with http.Client.
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if a := <-got; a != "Bearer t0ken /pb?a=1" {
+		t.Fatalf("receiver saw %q", a)
+	}
+}
+
+func TestAReceiverCannotSendEndlessHeaders(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = http.ReadRequest(bufio.NewReader(c))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Filler: " + strings.Repeat("f", 1000) + "\r\n"
+		for range 4 * maxHeaderBytes / len(line) { // 4 MiB of headers, never ending them
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	}()
+	tr := newTransport(plainDial, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = post(t, tr, ctx, "http://"+ln.Addr().String()+"/", "{}")
+	if err == nil || !strings.Contains(err.Error(), "response headers over") {
+		t.Fatalf("err = %v, want the header limit", err)
+	}
+}
