@@ -29,6 +29,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -50,8 +51,13 @@ type rpcServer struct {
 	duration   rpcconv.ServerCallDuration
 	filter     func(*stats.RPCTagInfo) bool
 
-	methods sync.Map // full method name -> *rpcMethod
+	methods sync.Map     // full method name -> *rpcMethod
+	cached  atomic.Int32 // entries in methods, at most maxRPCMethods
 }
+
+// maxRPCMethods bounds the method cache: a caller names the method, and
+// gRPC reports calls of methods that do not exist too.
+const maxRPCMethods = 256
 
 // rpcMethod is what is made once per method.
 type rpcMethod struct {
@@ -93,7 +99,13 @@ func (h *rpcServer) method(full string) *rpcMethod {
 		m.attrs = append(m.attrs, semconv.RPCMethod(name))
 	}
 	m.attrs = append(m.attrs, semconv.RPCSystemNameGRPC)
-	actual, _ := h.methods.LoadOrStore(full, m)
+	if h.cached.Load() >= maxRPCMethods {
+		return m
+	}
+	actual, loaded := h.methods.LoadOrStore(full, m)
+	if !loaded {
+		h.cached.Add(1)
+	}
 	return actual.(*rpcMethod)
 }
 

@@ -159,3 +159,18 @@ func TestRPCInstrumentationMatchesOtelgrpc(t *testing.T) {
 		t.Errorf("rpc.server.call.duration:\n%s\nwant (otelgrpc):\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
 	}
 }
+
+func TestTheMethodCacheHoldsNoMoreThanItsBound(t *testing.T) {
+	h := newRPCServer(sdktrace.NewTracerProvider(), sdkmetric.NewMeterProvider(), Propagator(), nil)
+	for i := range 3 * maxRPCMethods {
+		m := h.method(fmt.Sprintf("/made.Up/Method%d", i))
+		if m.name != fmt.Sprintf("made.Up/Method%d", i) {
+			t.Fatalf("method %d named %q", i, m.name)
+		}
+	}
+	n := 0
+	h.methods.Range(func(any, any) bool { n++; return true })
+	if n != maxRPCMethods {
+		t.Fatalf("%d methods cached, want %d", n, maxRPCMethods)
+	}
+}
