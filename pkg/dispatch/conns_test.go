@@ -18,25 +18,17 @@ import (
 	"time"
 
 	"github.com/postback-dev/postback/pkg/guard"
+	"github.com/postback-dev/postback/pkg/guard/guardtest"
 )
 
 // All traffic here goes to httptest servers or listeners on 127.0.0.1.
 
 var plainDial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 
-// counted is an httptest server that counts the connections it accepted.
+// counted is a receiver on 127.0.0.1 that counts the connections it accepted.
 func counted(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	var conns atomic.Int64
-	s := httptest.NewUnstartedServer(h)
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	return s, &conns
+	return guardtest.CountingServer(t, "127.0.0.1:0", h)
 }
 
 func post(t *testing.T, tr *transport, ctx context.Context, url, body string) (*http.Response, string, error) {

@@ -170,28 +170,12 @@ func TestParseAllow(t *testing.T) {
 	}
 }
 
-// countingServer is an httptest server on addr ("127.0.0.1:0" or "[::1]:0")
-// that counts the connections it accepts.
+// countingServer is a counting receiver on addr that answers "OK".
 func countingServer(t *testing.T, addr string) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return guardtest.CountingServer(t, addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "OK")
 	}))
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, &conns
 }
 
 // offlineResolver answers names from /etc/hosts only ("localhost"); any DNS

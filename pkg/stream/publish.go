@@ -23,19 +23,15 @@ type Ack struct {
 	Duplicate bool // the message id was seen within the dedupe window: not stored again
 }
 
-// Publish stores m in its stream, as jetstream.PublishMsg does (see publish).
-func Publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
-	return publish(ctx, nc, m)
-}
-
-// publish stores m in its stream and returns the stored sequence, as
+// Publish stores m in its stream and returns the acknowledgement, as
 // jetstream.PublishMsg does (it retries "no responders" twice, 250 ms
 // apart, to ride over a leader change) but reading the acknowledgement
 // without encoding/json. The sender writes one record per delivery this
-// way, so the reflection-driven decode of every ack was a measurable part
-// of its CPU. Anything but a plain ack (an error, something unexpected) is
-// decoded in full, and an API error comes back as a *jetstream.APIError.
-func publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
+// way and the gateway each unary Publish's event, so the reflection-driven
+// decode of every ack was a measurable part of their CPU. Anything but a
+// plain ack (an error, a duplicate, something unexpected) is decoded in
+// full, and an API error comes back as a *jetstream.APIError.
+func Publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)

@@ -358,7 +358,7 @@ func (s *Deliveries) Put(ctx context.Context, r *Record) error {
 	}
 	// Published straight to the key's subject (what KeyValue.Put does,
 	// without checking a key this package built against a regexp).
-	ack, err := publish(ctx, s.js.Conn(), &nats.Msg{Subject: recordSubject(r.Delivery), Data: b})
+	ack, err := Publish(ctx, s.js.Conn(), &nats.Msg{Subject: recordSubject(r.Delivery), Data: b})
 	if err != nil {
 		return fmt.Errorf("store delivery %s: %w", r.Delivery.Id, err)
 	}
@@ -377,7 +377,7 @@ func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	}
 	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b, Header: nats.Header{}}
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(r.Revision, 10))
-	ack, err := publish(ctx, s.js.Conn(), m)
+	ack, err := Publish(ctx, s.js.Conn(), m)
 	if err != nil {
 		if IsExists(err) { // the wrong-last-sequence answer: someone wrote it since
 			return ErrConflict

@@ -1,14 +1,40 @@
 // Package guardtest holds test doubles for the network guard's neighbours:
 // a DNS server on loopback that answers NXDOMAIN to every name, and a
 // resolver that asks only it, so tests of "the host does not resolve" never
-// send a packet to the machine's real nameserver.
+// send a packet to the machine's real nameserver; and a receiver on
+// loopback that counts the connections it accepts.
 package guardtest
 
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 )
+
+// CountingServer is an httptest server with handler h on addr ("127.0.0.1:0"
+// or "[::1]:0") that counts the connections it accepts.
+func CountingServer(t testing.TB, addr string, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
 
 // NXDOMAINServer answers every DNS query on 127.0.0.1 (UDP) with
 // NXDOMAIN, echoing the question, and returns its address.
