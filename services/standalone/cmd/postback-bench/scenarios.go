@@ -195,7 +195,7 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 			r.RatioToRaw = r.DeliveredPerSec / raw.PerSecond
 		}
 		r.Latency = map[string]float64{"p50": r.P50, "p90": r.P90, "p99": r.P99, "max": r.Max}
-		progress("%s: %s: %d/%d delivered, %.0f/s (%.2f of raw), p50 %.1f ms, p99 %.1f ms, max %.1f ms, dupes %d, lost %d",
+		progress("%s: %s: %d/%d delivered, %.0f/s (%.3f of raw), p50 %.1f ms, p99 %.1f ms, max %.1f ms, dupes %d, lost %d",
 			d.shape, s.name, r.Delivered, r.Expected, r.DeliveredPerSec, r.RatioToRaw, r.P50, r.P99, r.Max, r.Duplicates, r.Lost)
 		out = append(out, r)
 	}
@@ -497,7 +497,7 @@ func printReport(w io.Writer, r Report) {
 			}
 			sort.Strings(cpu)
 			sort.Strings(rss)
-			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.2f %8.1f %8.1f %8.1f %8.1f  %s; %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
+			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.3f %8.1f %8.1f %8.1f %8.1f  %s; %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
 				x.AcceptedPerSec, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P90, x.P99, x.Max, strings.Join(cpu, " "), strings.Join(rss, " "))
 		}
 	}
@@ -515,7 +515,7 @@ func appendMarkdown(path string, r Report) error {
 			for _, v := range x.PeakRSSMB {
 				rss = max(rss, v)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d/%d | %d | %d | %.0f | %.2f | %.1f | %.1f | %.1f | %.0f |\n", shape, x.Scenario, x.Delivered, x.Expected,
+			fmt.Fprintf(&b, "| %s | %s | %d/%d | %d | %d | %.0f | %.3f | %.1f | %.1f | %.1f | %.0f |\n", shape, x.Scenario, x.Delivered, x.Expected,
 				x.Duplicates, x.Lost, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P99, x.Max, rss)
 		}
 	}
