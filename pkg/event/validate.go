@@ -333,3 +333,23 @@ func describe(v any) string {
 	}
 	return "unsupported value"
 }
+
+// Accepts reports whether v may be the value of the top-level data point
+// name (as Validate judges it) and returns the data point's index in
+// DataPoints. The items collection is not a data point here.
+func (t *Type) Accepts(name string, v any) (index int, ok bool) {
+	i, found := t.fields[name]
+	if !found || checkValue(v, t.DataPoints[i].Type) != "" {
+		return 0, false
+	}
+	return i, true
+}
+
+// AcceptsItem is Accepts for a field of an item of the items collection.
+func (t *Type) AcceptsItem(name string, v any) (index int, ok bool) {
+	i, found := t.items[name]
+	if !found || checkValue(v, t.DataPoints[i].Type) != "" {
+		return 0, false
+	}
+	return i, true
+}

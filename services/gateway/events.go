@@ -58,6 +58,16 @@ func eventData(req *postbackv1.PublishRequest) (map[string]any, error) {
 	if req.Data != nil {
 		return req.Data.AsMap(), nil
 	}
+	data, err := dataWire(req)
+	if err != nil {
+		return nil, err
+	}
+	return eventdata.FromStructWire(data)
+}
+
+// dataWire is the wire bytes of the data field the server codec kept in
+// req's unknown fields (errNoData when there is none).
+func dataWire(req *postbackv1.PublishRequest) ([]byte, error) {
 	var data []byte
 	fields := 0
 	for b := req.ProtoReflect().GetUnknown(); len(b) > 0; {
@@ -91,7 +101,7 @@ func eventData(req *postbackv1.PublishRequest) (map[string]any, error) {
 	if fields == 0 {
 		return nil, errNoData
 	}
-	return eventdata.FromStructWire(data)
+	return data, nil
 }
 
 var errMalformedUnknown = errors.New("malformed unknown fields")
@@ -106,12 +116,17 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if !ok {
 		return nil, invalid(prefix+"event_type", "unknown event type %q (see EventTypeService.ListEventTypes)", req.EventType)
 	}
-	data, err := eventData(req)
-	if errors.Is(err, errNoData) {
-		return nil, invalid(prefix+"data", "required: an object of data points")
-	}
-	if err != nil {
-		return nil, invalid(prefix+"data", "%s", strings.TrimPrefix(err.Error(), "eventdata: "))
+	dataJSON, fast := s.fastData(typ, req)
+	var data map[string]any
+	if !fast {
+		var err error
+		data, err = eventData(req)
+		if errors.Is(err, errNoData) {
+			return nil, invalid(prefix+"data", "required: an object of data points")
+		}
+		if err != nil {
+			return nil, invalid(prefix+"data", "%s", strings.TrimPrefix(err.Error(), "eventdata: "))
+		}
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKey {
 		return nil, invalid(prefix+"idempotency_key", "at most %d characters", MaxIdempotencyKey)
@@ -119,15 +134,17 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if req.EventId != "" && !eventIDPattern.MatchString(req.EventId) {
 		return nil, invalid(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
 	}
-	if items, ok := data["items"].([]any); ok && len(items) > s.limits.MaxItems {
-		return nil, tooBig(prefix+"data.items", len(items), s.limits.MaxItems, "items")
-	}
-	if err := typ.Validate(data); err != nil {
-		var ve *event.ValidationError
-		if errors.As(err, &ve) && prefix != "" {
-			return nil, status.Error(codes.InvalidArgument, prefix+err.Error())
+	if !fast {
+		if items, ok := data["items"].([]any); ok && len(items) > s.limits.MaxItems {
+			return nil, tooBig(prefix+"data.items", len(items), s.limits.MaxItems, "items")
 		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		if err := typ.Validate(data); err != nil {
+			var ve *event.ValidationError
+			if errors.As(err, &ve) && prefix != "" {
+				return nil, status.Error(codes.InvalidArgument, prefix+err.Error())
+			}
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
 	}
 	now := s.now()
 	p := &prepared{event: stream.Event{AccountID: req.AccountId, Type: req.EventType, Time: now, Data: data}}
@@ -144,7 +161,13 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	if req.IdempotencyKey != "" {
 		p.msgID = "idem:" + req.AccountId + ":" + req.IdempotencyKey
 	}
-	body, err := stream.EncodeEvent(&p.event)
+	var body []byte
+	var err error
+	if fast {
+		body, err = stream.EncodeEventData(&p.event, dataJSON)
+	} else {
+		body, err = stream.EncodeEvent(&p.event)
+	}
 	if err != nil {
 		return nil, invalid(prefix+"data", "cannot encode: %v", err)
 	}
