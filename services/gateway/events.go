@@ -38,7 +38,9 @@ func invalid(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-// prepared is a validated event ready to publish.
+// prepared is a validated event ready to publish. event.Data is nil when
+// the data took the fast path (fastData: body holds it, and only body);
+// a request with Data set (in process, PreviewEndpoint) never does.
 type prepared struct {
 	event stream.Event
 	msgID string
