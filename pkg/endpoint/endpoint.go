@@ -133,6 +133,14 @@ func Timeout(e *postbackv1.Endpoint) time.Duration {
 	return DefaultTimeout
 }
 
+// Why a delivery is CANCELLED: the same words whichever service notices
+// first (the gateway when the endpoint changes, or the sender or the retry
+// service when a postback's time comes).
+const (
+	ReasonDisabled = "the endpoint was disabled"
+	ReasonDeleted  = "the endpoint was deleted"
+)
+
 // Enabled reports whether the endpoint receives postbacks (unset = enabled).
 func Enabled(e *postbackv1.Endpoint) bool { return e.Enabled == nil || *e.Enabled }
 

@@ -287,7 +287,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 		}
 	}
 	if endpoint.Enabled(old) && !endpoint.Enabled(e) {
-		if n, err := s.cancelPending(ctx, e, "the endpoint was disabled"); err != nil {
+		if n, err := s.cancelPending(ctx, e, endpoint.ReasonDisabled); err != nil {
 			return nil, status.Errorf(codes.Unavailable, "endpoint disabled, but cancelling its pending deliveries failed after %d: %v", n, err)
 		}
 	}
@@ -325,7 +325,7 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpo
 	if err := s.endpoints.Delete(ctx, stream.Key(e)); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	if n, err := s.cancelPending(ctx, e, "the endpoint was deleted"); err != nil {
+	if n, err := s.cancelPending(ctx, e, endpoint.ReasonDeleted); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "endpoint deleted, but cancelling its pending deliveries failed after %d: %v", n, err)
 	}
 	s.log.Info("endpoint deleted", "endpoint_id", e.Id, "account_id", e.AccountId, "caller", caller(ctx))

@@ -180,12 +180,12 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	ep, err := r.endpoints.ForJob(ctx, &f.Job)
 	switch {
 	case errors.Is(err, stream.ErrNotFound):
-		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint was deleted"
+		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, endpoint.ReasonDeleted
 		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
 	case err != nil:
 		return err
 	case !endpoint.Enabled(ep):
-		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, "the endpoint is disabled"
+		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, endpoint.ReasonDisabled
 		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
 	}
 	job, at, ok := Next(r.schedule, f)

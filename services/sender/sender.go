@@ -287,13 +287,13 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	}
 	ep, err := s.cache.ForJob(ctx, job)
 	if errors.Is(err, stream.ErrNotFound) {
-		return s.cancel(ctx, rec, job, "the endpoint was deleted", log)
+		return s.cancel(ctx, rec, job, endpoint.ReasonDeleted, log)
 	}
 	if err != nil {
 		return err
 	}
 	if !endpoint.Enabled(ep) {
-		return s.cancel(ctx, rec, job, "the endpoint is disabled", log)
+		return s.cancel(ctx, rec, job, endpoint.ReasonDisabled, log)
 	}
 	lim := endpoint.Limits(ep)
 	first := firstSend(job, rec, ep)
