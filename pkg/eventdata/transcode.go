@@ -2,7 +2,6 @@ package eventdata
 
 import (
 	"math"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -36,12 +35,14 @@ type StructVisitor interface {
 // Repeated keys are for visit to refuse: here the last would win when the
 // JSON is read, as in the map.
 func AppendStructWireJSON(dst, b []byte, visit StructVisitor) ([]byte, bool) {
-	t := transcoder{s: string(b), visit: visit}
-	return t.object(dst, 0, len(t.s), -1)
+	t := transcoder{structDecoder: structDecoder{b: b, s: string(b)}, visit: visit}
+	return t.object(dst, 0, len(b), -1)
 }
 
+// transcoder reads the wire bytes with FromStructWire's decoder (keys and
+// strings are substrings of its one copy).
 type transcoder struct {
-	s     string // the wire bytes; keys and strings are substrings of it
+	structDecoder
 	visit StructVisitor
 }
 
@@ -64,8 +65,8 @@ func (t *transcoder) object(dst []byte, start, end, item int) ([]byte, bool) {
 		if !ok || after != ee {
 			return nil, false
 		}
-		key := t.s[ks:ke]
-		if !utf8.ValidString(key) {
+		key, err := t.str(ks, ke)
+		if err != nil {
 			return nil, false
 		}
 		if !first {
@@ -74,7 +75,7 @@ func (t *transcoder) object(dst []byte, start, end, item int) ([]byte, bool) {
 		first = false
 		dst = AppendString(dst, key)
 		dst = append(dst, ':')
-		if item < 0 && vs < ve && protowire.Number(t.s[vs]>>3) == valueList {
+		if item < 0 && vs < ve && protowire.Number(t.b[vs]>>3) == valueList {
 			if dst, ok = t.list(dst, key, vs, ve); !ok {
 				return nil, false
 			}
@@ -147,48 +148,41 @@ func (t *transcoder) list(dst []byte, key string, start, end int) ([]byte, bool)
 
 // scalar decodes the Value s[start:end] holding exactly one scalar kind.
 func (t *transcoder) scalar(start, end int) (any, bool) {
-	if start >= end {
-		return nil, false // no kind: the general path decides
+	num, typ, n := t.tag(start, end)
+	if n <= 0 {
+		return nil, false // no kind, or malformed: the general path decides
 	}
-	tag, n := consumeVarint(t.s, start, end)
-	if n < 0 {
-		return nil, false
-	}
-	num, typ := protowire.Number(tag>>3), protowire.Type(tag&7)
 	i := start + n
 	var v any
 	switch {
 	case num == valueNull && typ == protowire.VarintType:
-		x, m := consumeVarint(t.s, i, end)
+		x, m := protowire.ConsumeVarint(t.b[i:end])
 		if m < 0 || x != 0 {
 			return nil, false
 		}
 		i += m
 	case num == valueNumber && typ == protowire.Fixed64Type:
-		if end-i < 8 {
+		bits, m := protowire.ConsumeFixed64(t.b[i:end])
+		if m < 0 {
 			return nil, false
-		}
-		var bits uint64
-		for k := 7; k >= 0; k-- {
-			bits = bits<<8 | uint64(t.s[i+k])
 		}
 		f := math.Float64frombits(bits)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return nil, false
 		}
-		v, i = f, i+8
+		v, i = f, i+m
 	case num == valueString && typ == protowire.BytesType:
-		x, m := consumeVarint(t.s, i, end)
-		if m < 0 || uint64(end-i-m) < x {
+		ss, se, err := t.bytes(i, end)
+		if err != nil {
 			return nil, false
 		}
-		s := t.s[i+m : i+m+int(x)]
-		if !utf8.ValidString(s) {
+		str, err := t.str(ss, se)
+		if err != nil {
 			return nil, false
 		}
-		v, i = s, i+m+int(x)
+		v, i = str, se
 	case num == valueBool && typ == protowire.VarintType:
-		x, m := consumeVarint(t.s, i, end)
+		x, m := protowire.ConsumeVarint(t.b[i:end])
 		if m < 0 || x > 1 {
 			return nil, false
 		}
@@ -202,41 +196,16 @@ func (t *transcoder) scalar(start, end int) (any, bool) {
 	return v, true
 }
 
-// field reads, at s[i:end], a length-delimited field numbered num and
+// field reads, at b[i:end], a length-delimited field numbered num and
 // returns its payload's bounds and where the next field starts.
 func (t *transcoder) field(i, end int, num protowire.Number) (start, stop, next int, ok bool) {
-	x, n := consumeVarint(t.s, i, end)
-	if n < 0 || protowire.Number(x>>3) != num || protowire.Type(x&7) != protowire.BytesType {
+	fn, typ, n := t.tag(i, end)
+	if n < 0 || fn != num || typ != protowire.BytesType {
 		return 0, 0, 0, false
 	}
-	i += n
-	l, m := consumeVarint(t.s, i, end)
-	if m < 0 || uint64(end-i-m) < l {
+	start, stop, err := t.bytes(i+n, end)
+	if err != nil {
 		return 0, 0, 0, false
 	}
-	start = i + m
-	stop = start + int(l)
 	return start, stop, stop, true
-}
-
-// consumeVarint reads a varint at s[i:end]; n < 0 when it is malformed.
-func consumeVarint(s string, i, end int) (x uint64, n int) {
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i+n >= end {
-			return 0, -1
-		}
-		c := s[i+n]
-		n++
-		if shift == 63 && c > 1 {
-			return 0, -1 // over 64 bits
-		}
-		x |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			if n > 1 && c == 0 {
-				return 0, -1 // not minimal: the general path decides
-			}
-			return x, n
-		}
-	}
-	return 0, -1
 }
