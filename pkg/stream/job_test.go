@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"reflect"
@@ -32,7 +33,7 @@ func fullJob() *Job {
 		ContentType: "application/json",
 		Slot:        at.Add(2*time.Second + 7),
 		Scheduled:   at.Add(time.Hour + 999999999),
-		Sent:        2, Revision: 42,
+		Sent:        2, Revision: 42, Queued: true,
 		LastStatus: 503, LastError: "503 Service Unavailable: ünïcode and \"quotes\"",
 		EndpointVersion: at.Add(-time.Minute).UnixNano(),
 	}
@@ -62,8 +63,8 @@ func burstJob() *Job {
 }
 
 // normal is a job as it compares after a round trip: times as UTC instants
-// without a monotonic reading, no Revision, nil for an empty body or
-// header list.
+// without a monotonic reading, no Revision or Queued (headers carry them),
+// nil for an empty body or header list.
 func normal(j Job) Job {
 	for _, t := range []*time.Time{&j.Created, &j.Published, &j.Slot, &j.Scheduled} {
 		*t = t.UTC()
@@ -74,7 +75,7 @@ func normal(j Job) Job {
 	if len(j.Headers) == 0 {
 		j.Headers = nil
 	}
-	j.Revision = 0
+	j.Revision, j.Queued = 0, false
 	return j
 }
 
@@ -500,6 +501,34 @@ func BenchmarkJobCodec(b *testing.B) {
 				if err := c.fn(); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// The Queued mark travels in a header, both ways.
+func TestAQueuedJobIsMarkedInItsHeaders(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		job    Job
+		header string
+		queued bool
+	}{
+		{"the renderer's first send", Job{DeliveryID: "dlv_1", Queued: true}, "none", true},
+		{"a job with a record", Job{DeliveryID: "dlv_1", Revision: 3}, "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body, err := c.job.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := NewJobMsg(context.Background(), "deliveries.1.acc.ep_1.dlv_1", &c.job, body, "")
+			if got := m.Header.Get(QueuedHeader); got != c.header {
+				t.Fatalf("%s header = %q, want %q", QueuedHeader, got, c.header)
+			}
+			job, err := DecodeJob(&fakeMsg{data: m.Data, header: m.Header})
+			if err != nil || job.Queued != c.queued || job.Revision != c.job.Revision {
+				t.Fatalf("DecodeJob = %+v, %v; want Queued %v, Revision %d", job, err, c.queued, c.job.Revision)
 			}
 		})
 	}

@@ -13,7 +13,8 @@
 //	            Dedupe window (Options.EventDedupe, default 1h) serves the
 //	            publisher's idempotency keys (Nats-Msg-Id = account:key).
 //
-//	DELIVERIES  deliveries.<partition>.<endpoint_id>   new work for the sender
+//	DELIVERIES  deliveries.<partition>.<account_id>.<endpoint_id>.<delivery_id>
+//	                                                   first sends, for the sender
 //	            failed.<partition>.<endpoint_id>       failed attempts for retry
 //	            Work queue, discard new, dedupe 2m: every hop publishes with a
 //	            Nats-Msg-Id derived from the delivery id and attempt number, so
@@ -21,6 +22,16 @@
 //	            The partition token (hash of the endpoint id mod Partitions)
 //	            lets several consumers share the load while one endpoint always
 //	            lands in the same partition.
+//	            A first send is queued on its delivery's own subject because
+//	            it is that delivery's record until the sender writes one: the
+//	            renderer writes no record for a delivery that rendered (one
+//	            stored message fewer per delivery — the bucket's per-key
+//	            bookkeeping and a second publish made it ~20% of the whole
+//	            pipeline's CPU), and Deliveries reads a queued job as a
+//	            PENDING record, found by id and listed by account or endpoint
+//	            with subject filters, as records are. (Subjects of the older
+//	            deliveries.<partition>.<endpoint_id> form still reach the
+//	            sender; their deliveries have records.)
 //
 //	SCHEDULES   schedules.<delivery_id>                one pending schedule per delivery
 //	            retries.<partition>.<endpoint_id>      what a schedule fires
@@ -47,7 +58,8 @@
 //	            account's endpoints for this event type" by prefix.
 //	KV postback-deliveries  <account_id>.<endpoint_id>.<delivery_id>
 //	            The current state of each delivery, its rendered job and its
-//	            latest attempt;
+//	            latest attempt, from its first outcome (or deferral, or
+//	            cancellation) on — before that its queued job stands for it;
 //	            found by id alone or listed per endpoint with subject
 //	            filters; entries expire after Options.Retention.
 //
@@ -117,9 +129,11 @@ func Partition(endpointID string) string {
 	return strconv.Itoa(int(h.Sum32() % DefaultPartitions))
 }
 
-// DeliverySubject is where new work for an endpoint goes.
-func DeliverySubject(endpointID string) string {
-	return "deliveries." + Partition(endpointID) + "." + endpointID
+// DeliverySubject is where the renderer queues a delivery's first send:
+// one subject per delivery, so a delivery with no record yet is found (and
+// listed per account or endpoint) by its queued job.
+func DeliverySubject(accountID, endpointID, deliveryID string) string {
+	return "deliveries." + Partition(endpointID) + "." + accountID + "." + endpointID + "." + deliveryID
 }
 
 // FailedSubject is where a failed attempt goes for the retry service.

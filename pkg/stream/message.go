@@ -26,7 +26,7 @@ type Header struct {
 	Value string `json:"value"`
 }
 
-// Job is the message on deliveries.* and retries.*: one request to send.
+// Job is the message on deliveries.> and retries.>: one request to send.
 // Retries resend the rendered request (URL and body as rendered once);
 // headers, limits, rules and the enabled flag are read from the endpoint's
 // current configuration at send time. Headers carries only the values of
@@ -65,6 +65,13 @@ type Job struct {
 	// LastStatus and LastError are the previous attempt's, kept on the record.
 	LastStatus int    `json:"last_status,omitempty"`
 	LastError  string `json:"last_error,omitempty"`
+	// Queued marks the renderer's job for a delivery that has no record
+	// yet: the renderer writes none for a delivery that rendered, so until
+	// the sender records an outcome (or a deferral, or a cancellation writes
+	// one) this job, queued on its own subject, is the delivery's PENDING
+	// record (see Deliveries). It travels in the QueuedHeader; a copy made
+	// by a schedule never carries it.
+	Queued bool `json:"-"`
 	// EndpointVersion is the endpoint's update time (Unix ns) the renderer
 	// rendered this first send against; only the renderer's own job carries
 	// it (copies made by a resend, a retry or a deferral do not). While the
@@ -139,12 +146,18 @@ func Propagator() propagation.TextMapPropagator {
 // onto the message the schedule fires).
 const RevisionHeader = "Postback-Record-Revision"
 
+// QueuedHeader carries Job.Queued: "none" (no delivery record yet).
+const QueuedHeader = "Postback-Record"
+
 // NewJobMsg is NewMsg for a job whose encoding (MarshalBinary) is body,
-// with its revision.
+// with its revision (or its Queued mark).
 func NewJobMsg(ctx context.Context, subject string, job *Job, body []byte, msgID string) *nats.Msg {
 	m := NewMsg(ctx, subject, body, msgID)
 	if job.Revision > 0 {
 		m.Header.Set(RevisionHeader, strconv.FormatUint(job.Revision, 10))
+	}
+	if job.Queued {
+		m.Header.Set(QueuedHeader, "none")
 	}
 	return m
 }
@@ -156,10 +169,15 @@ func DecodeJob(m jetstream.Msg) (Job, error) {
 	if err := UnmarshalJob(m.Data(), &job); err != nil {
 		return job, err
 	}
-	if h := m.Headers(); h != nil {
-		job.Revision, _ = strconv.ParseUint(h.Get(RevisionHeader), 10, 64)
-	}
+	readJobHeaders(&job, m.Headers())
 	return job, nil
+}
+
+func readJobHeaders(job *Job, h nats.Header) {
+	if h != nil {
+		job.Revision, _ = strconv.ParseUint(h.Get(RevisionHeader), 10, 64)
+		job.Queued = h.Get(QueuedHeader) == "none"
+	}
 }
 
 // Schedule publishes job as its delivery's one pending schedule
@@ -172,6 +190,7 @@ func Schedule(ctx context.Context, js jetstream.JetStream, job *Job, at time.Tim
 		return fmt.Errorf("encode delivery %s: %w", job.DeliveryID, err)
 	}
 	m := NewJobMsg(ctx, ScheduleSubject(job.DeliveryID), job, body, msgID)
+	m.Header.Del(QueuedHeader) // whoever schedules a job has a record behind it
 	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", RetrySubject(job.EndpointID))
 	if _, err := js.PublishMsg(ctx, m); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -171,10 +172,20 @@ func listKeys(ctx context.Context, st jetstream.Stream, bucket, filter string) (
 // record to IN_FLIGHT with a compare-and-set on its revision, naming the
 // message it is sending for; a copy that finds the record already past its
 // attempt, or claimed by another message, is dropped.
+//
+// A delivery that rendered has no record until the sender records its first
+// outcome (or defers it, or a cancellation writes one): until then its job,
+// queued on deliveries.<partition>.<account>.<endpoint>.<delivery_id>,
+// stands for it. Find, Lookup, Each and EachOfEndpoint read such a job as a
+// PENDING Record with Queued set and Revision 0, so an Update of it creates
+// the record only if none has been written meanwhile. A job is looked for
+// after the record, and the record again when the job has gone meanwhile:
+// a delivery moving from its queue to its record is not missed.
 type Deliveries struct {
-	kv jetstream.KeyValue
-	js jetstream.JetStream
-	st jetstream.Stream // the bucket's stream, for listing keys
+	kv   jetstream.KeyValue
+	js   jetstream.JetStream
+	st   jetstream.Stream // the bucket's stream, for listing keys
+	work jetstream.Stream // DELIVERIES, for first sends still queued
 }
 
 // Record is one stored delivery.
@@ -188,6 +199,9 @@ type Record struct {
 	// costs no write to the ATTEMPTS stream; the sender moves it there
 	// when a later attempt replaces it (see History).
 	Last *postbackv1.Attempt
+	// Queued is set on a record read from the delivery's job still queued
+	// for its first send: no record is stored yet.
+	Queued bool
 	// JobBytes, when set, is Job already encoded (MarshalBinary, or the
 	// JSON of a message written before that format): the renderer encodes a
 	// job once for the record and the message, and the sender stores a job
@@ -205,7 +219,11 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
 	}
-	return &Deliveries{kv: kv, js: js, st: st}, nil
+	work, err := js.Stream(ctx, DeliveriesStream)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", DeliveriesStream, err)
+	}
+	return &Deliveries{kv: kv, js: js, st: st, work: work}, nil
 }
 
 // deliveryKey is <account>.<endpoint>.<delivery>: a delivery is found by id
@@ -388,7 +406,8 @@ func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	return nil
 }
 
-// Get reads a record by account, endpoint and id.
+// Get reads a stored record by account, endpoint and id (not a queued
+// job: see Lookup).
 func (s *Deliveries) Get(ctx context.Context, accountID, endpointID, id string) (*Record, error) {
 	return s.get(ctx, deliveryKey(accountID, endpointID, id))
 }
@@ -404,44 +423,109 @@ func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
 	return decodeRecord(entry.Value(), entry.Revision())
 }
 
-// Find reads a record by id alone (server-side filter on the id token).
+// Lookup reads a delivery by account, endpoint and id: its record, or the
+// job queued for its first send read as one.
+func (s *Deliveries) Lookup(ctx context.Context, accountID, endpointID, id string) (*Record, error) {
+	r, err := s.Get(ctx, accountID, endpointID, id)
+	if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	r, err = s.queued(ctx, DeliverySubject(accountID, endpointID, id))
+	if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	return s.Get(ctx, accountID, endpointID, id) // sent and recorded meanwhile?
+}
+
+// queued reads the job queued on subject as a PENDING record.
+func (s *Deliveries) queued(ctx context.Context, subject string) (*Record, error) {
+	m, err := s.work.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read queued delivery %s: %w", subject, err)
+	}
+	job := &Job{}
+	if err := UnmarshalJob(m.Data, job); err != nil {
+		return nil, fmt.Errorf("decode queued delivery %s: %w", subject, err)
+	}
+	readJobHeaders(job, m.Header)
+	return QueuedRecord(job, m.Data), nil
+}
+
+// QueuedRecord is the PENDING record a job queued for its first send stands
+// for (raw, when set, is its encoding).
+func QueuedRecord(job *Job, raw []byte) *Record {
+	created := timestamppb.New(job.Created)
+	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: &postbackv1.Delivery{
+		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
+		EventType: job.EventType, Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+		CreateTime: created, UpdateTime: created,
+	}}
+}
+
+// Find reads a delivery by id alone (server-side filters on the id token):
+// its record, or its queued job.
 func (s *Deliveries) Find(ctx context.Context, id string) (*Record, error) {
-	keys, err := listKeys(ctx, s.st, DeliveriesBucket, "*.*."+id)
+	var found *Record
+	err := s.each(ctx, "*", "*", id, func(r *Record) bool { found = r; return false })
 	if err != nil {
 		return nil, fmt.Errorf("find delivery %s: %w", id, err)
 	}
-	for _, k := range keys {
-		r, err := s.get(ctx, k)
-		if !errors.Is(err, ErrNotFound) {
-			return r, err
-		}
+	if found == nil {
+		return nil, ErrNotFound
 	}
-	return nil, ErrNotFound
+	return found, nil
 }
 
-// Each calls fn for every record of an account ("" = every account) until
-// fn returns false.
+// Each calls fn for every delivery of an account ("" = every account),
+// recorded or queued, until fn returns false.
 func (s *Deliveries) Each(ctx context.Context, accountID string, fn func(*Record) bool) error {
 	acc := accountID
 	if acc == "" {
 		acc = "*"
 	}
-	return s.each(ctx, acc+".*.*", fn)
+	return s.each(ctx, acc, "*", "*", fn)
 }
 
-// EachOfEndpoint calls fn for every record of one endpoint until fn
-// returns false; only that endpoint's keys are listed.
+// EachOfEndpoint calls fn for every delivery of one endpoint, recorded or
+// queued, until fn returns false; only that endpoint's subjects are listed.
 func (s *Deliveries) EachOfEndpoint(ctx context.Context, accountID, endpointID string, fn func(*Record) bool) error {
-	return s.each(ctx, accountID+"."+endpointID+".*", fn)
+	return s.each(ctx, accountID, endpointID, "*", fn)
 }
 
-func (s *Deliveries) each(ctx context.Context, filter string, fn func(*Record) bool) error {
-	keys, err := listKeys(ctx, s.st, DeliveriesBucket, filter)
+// each visits the deliveries matching the three key tokens (or "*"): the
+// queued jobs' subjects are listed before the record keys, and each delivery
+// is read from its record if it has one by then, else from its job, else
+// (sent meanwhile) from its record again; one visit per delivery, in key
+// order.
+func (s *Deliveries) each(ctx context.Context, account, endpoint, id string, fn func(*Record) bool) error {
+	queued, err := s.work.Info(ctx, jetstream.WithSubjectFilter("deliveries.*."+account+"."+endpoint+"."+id))
+	if err != nil {
+		return fmt.Errorf("list queued deliveries: %w", err)
+	}
+	keys, err := listKeys(ctx, s.st, DeliveriesBucket, account+"."+endpoint+"."+id)
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}
+	jobs := make(map[string]string, len(queued.State.Subjects)) // key → queued subject
+	for subject := range queued.State.Subjects {
+		if t := strings.Split(subject, "."); len(t) == 5 {
+			k := deliveryKey(t[2], t[3], t[4])
+			keys = append(keys, k)
+			jobs[k] = subject
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // a delivery both queued and recorded (the sender has not acked yet)
 	for _, k := range keys {
 		r, err := s.get(ctx, k)
+		if subject, ok := jobs[k]; ok && errors.Is(err, ErrNotFound) {
+			if r, err = s.queued(ctx, subject); errors.Is(err, ErrNotFound) {
+				r, err = s.get(ctx, k)
+			}
+		}
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}

@@ -62,9 +62,12 @@ func TestWorkStreamsRefuseNewMessagesWhenFullInsteadOfDroppingOld(t *testing.T) 
 }
 
 func TestAnEndpointAlwaysLandsInTheSamePartition(t *testing.T) {
-	a, b := DeliverySubject("ep_01"), DeliverySubject("ep_01")
-	if a != b || RetrySubject("ep_01")[len("retries."):] != a[len("deliveries."):] {
-		t.Fatalf("subjects differ: %s %s %s", a, b, RetrySubject("ep_01"))
+	a, b := DeliverySubject("acc", "ep_01", "dlv_1"), DeliverySubject("acc", "ep_01", "dlv_2")
+	partition := func(subject string) string { return strings.Split(subject, ".")[1] }
+	for _, other := range []string{b, RetrySubject("ep_01"), FailedSubject("ep_01")} {
+		if partition(other) != partition(a) {
+			t.Fatalf("partitions differ: %s %s", a, other)
+		}
 	}
 }
 
@@ -129,6 +132,97 @@ func TestDeliveryRecordsCreateOnceAndUpdateByRevision(t *testing.T) {
 	sent, err := dls.Get(ctx, "acc", "ep_1", "dlv_1")
 	if err != nil || !proto.Equal(sent.Last, attempt(0, 1, "OK")) || string(sent.Job.Body) != `{"a":1}` || sent.Claim != "claim-1" {
 		t.Fatalf("after the attempt is written with the state: %+v, %v", sent, err)
+	}
+}
+
+// queue publishes a renderer's first send, which has no record.
+func queue(t *testing.T, js jetstream.JetStream, account, endpointID, id string) *Job {
+	t.Helper()
+	job := &Job{DeliveryID: id, AccountID: account, EndpointID: endpointID, EventID: "evt_1", EventType: "action_lifecycle",
+		Created: time.Unix(100, 0).UTC(), URL: "http://127.0.0.1/", Body: []byte(`{"a":1}`), EndpointVersion: 7, Queued: true}
+	body, err := job.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(context.Background(), NewJobMsg(context.Background(), DeliverySubject(account, endpointID, id), job, body, "job:"+id+":0")); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+func ids(t *testing.T, each func(fn func(*Record) bool) error) string {
+	t.Helper()
+	var got []string
+	if err := each(func(r *Record) bool {
+		got = append(got, fmt.Sprintf("%s:%s:queued=%v", r.Delivery.Id, strings.TrimPrefix(r.Delivery.Status.String(), "DELIVERY_STATUS_"), r.Queued))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(got, " ")
+}
+
+func TestAFirstSendStillQueuedReadsAsAPendingDeliveryUntilItHasARecord(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := queue(t, js, "acc", "ep_1", "dlv_2")
+	queue(t, js, "acc", "ep_2", "dlv_3")
+	queue(t, js, "other", "ep_9", "dlv_4")
+	if err := dls.Create(ctx, record("dlv_1")); err != nil { // recorded, nothing queued
+		t.Fatal(err)
+	}
+
+	got, err := dls.Find(ctx, "dlv_2")
+	if err != nil || !got.Queued || got.Revision != 0 || got.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING ||
+		got.Delivery.AccountId != "acc" || got.Delivery.EndpointId != "ep_1" || got.Delivery.EventId != "evt_1" ||
+		!got.Delivery.CreateTime.AsTime().Equal(job.Created) || string(got.Job.Body) != `{"a":1}` || !got.Job.Queued {
+		t.Fatalf("Find of a queued first send = %+v, %v", got, err)
+	}
+	if _, err := dls.Get(ctx, "acc", "ep_1", "dlv_2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get (records only) of a queued first send: %v, want ErrNotFound", err)
+	}
+	if got, err := dls.Lookup(ctx, "acc", "ep_1", "dlv_2"); err != nil || !got.Queued {
+		t.Fatalf("Lookup of a queued first send = %+v, %v", got, err)
+	}
+	if got := ids(t, func(fn func(*Record) bool) error { return dls.Each(ctx, "acc", fn) }); got != "dlv_1:PENDING:queued=false dlv_2:PENDING:queued=true dlv_3:PENDING:queued=true" {
+		t.Fatalf("Each(acc) = %s", got)
+	}
+	if got := ids(t, func(fn func(*Record) bool) error { return dls.EachOfEndpoint(ctx, "acc", "ep_1", fn) }); got != "dlv_1:PENDING:queued=false dlv_2:PENDING:queued=true" {
+		t.Fatalf("EachOfEndpoint(acc, ep_1) = %s", got)
+	}
+
+	// A cancellation writes the record at revision 0: only while there is none.
+	cancelled := got
+	cancelled.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED
+	if err := dls.Update(ctx, cancelled); err != nil {
+		t.Fatal(err)
+	}
+	late, _ := dls.Lookup(ctx, "other", "ep_9", "dlv_4")
+	late.Delivery.AccountId, late.Delivery.EndpointId, late.Delivery.Id = "acc", "ep_1", "dlv_2"
+	if err := dls.Update(ctx, late); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a second write at revision 0: %v, want ErrConflict", err)
+	}
+	// Recorded and still queued (the sender has not acked): the record wins, once.
+	if got := ids(t, func(fn func(*Record) bool) error { return dls.EachOfEndpoint(ctx, "acc", "ep_1", fn) }); got != "dlv_1:PENDING:queued=false dlv_2:CANCELLED:queued=false" {
+		t.Fatalf("EachOfEndpoint after the record was written = %s", got)
+	}
+	if got, err := dls.Find(ctx, "dlv_2"); err != nil || got.Queued || got.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED {
+		t.Fatalf("Find after the record was written = %+v, %v", got, err)
+	}
+	// The queue lets the job go: the record stays.
+	work, _ := js.Stream(ctx, DeliveriesStream)
+	if err := work.Purge(ctx, jetstream.WithPurgeSubject(DeliverySubject("acc", "ep_1", "dlv_2"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dls.Find(ctx, "dlv_2"); err != nil || got.Queued || got.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED {
+		t.Fatalf("Find after the queue let the job go = %+v, %v", got, err)
+	}
+	if _, err := dls.Find(ctx, "dlv_9"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Find of an unknown delivery: %v, want ErrNotFound", err)
 	}
 }
 
@@ -337,5 +431,27 @@ func TestARecordOfTheFirstFormatStillReads(t *testing.T) {
 	again, err := dls.Get(ctx, "acc", "ep_1", "dlv_old")
 	if err != nil || !proto.Equal(again.Last, got.Last) || again.Job.URL != old.Job.URL {
 		t.Fatalf("rewritten record = %+v, %v", again, err)
+	}
+}
+
+// A scheduled copy of a queued job never carries the Queued mark: whoever
+// schedules a job (a deferral) writes its record.
+func TestAScheduledCopyOfAQueuedJobIsNotQueued(t *testing.T) {
+	js := startJetStream(t)
+	ctx := context.Background()
+	job := &Job{DeliveryID: "dlv_1", AccountID: "acc", EndpointID: "ep_1", URL: "http://127.0.0.1/", Queued: true}
+	if err := Schedule(ctx, js, job, time.Now().Add(time.Hour), "slot:dlv_1"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, ScheduleSubject("dlv_1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(QueuedHeader) != "" || m.Header.Get("Nats-Schedule") == "" {
+		t.Fatalf("schedule headers %v: want a schedule without %s", m.Header, QueuedHeader)
 	}
 }

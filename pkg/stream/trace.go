@@ -24,8 +24,9 @@ import (
 // so one event's spans — gateway, renderer, sender, retry, and the sender
 // again when a schedule fires (the server copies a schedule's headers onto
 // the message it fires) — form one trace. Span names use the subject's
-// template ("deliveries.{partition}.{endpoint_id}"), never the subject, so
-// they stay few; the subject is messaging.destination.name.
+// template ("deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}"),
+// never the subject, so they stay few; the subject is
+// messaging.destination.name.
 //
 // Attributes: messaging.system=nats, messaging.operation.type = send (the
 // current convention's name for what it used to call publish) or process,
@@ -55,7 +56,7 @@ type destination struct {
 func init() {
 	for prefix, template := range map[string]string{
 		"events":     "events.{event_type}",
-		"deliveries": "deliveries.{partition}.{endpoint_id}",
+		"deliveries": "deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
 		"failed":     "failed.{partition}.{endpoint_id}",
 		"retries":    "retries.{partition}.{endpoint_id}",
 		"schedules":  "schedules.{delivery_id}",
@@ -66,7 +67,7 @@ func init() {
 	}
 }
 
-// Template is the subject's template, e.g. "deliveries.{partition}.{endpoint_id}".
+// Template is the subject's template, e.g. "events.{event_type}".
 func Template(subject string) string { return destinationOf(subject).template }
 
 func destinationOf(subject string) destination {

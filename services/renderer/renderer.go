@@ -1,14 +1,16 @@
 // Package renderer turns each published event into one delivery per
 // subscribed endpoint: it finds the account's enabled endpoints for the event
-// type (a KV prefix lookup), renders URL, templated headers and body, records
-// the delivery as PENDING and publishes it for the sender. The event is acked
-// only when every delivery is durable; a redelivered event renders the same
-// delivery ids, and the record's create-if-absent plus the publish's
-// Nats-Msg-Id make the second pass a no-op.
+// type (a KV prefix lookup), renders URL, templated headers and body, and
+// queues each delivery for the sender on its own subject, where the queued
+// job stands for the delivery's PENDING record until the sender writes one.
+// The event is acked only when every delivery is durable; a redelivered
+// event renders the same delivery ids, and looking each one up first (plus
+// the publish's Nats-Msg-Id) makes the second pass a no-op.
 package renderer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -138,7 +140,7 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.NakWithDelay(time.Second)
 		return
 	}
-	n, err := r.render(ctx, &ev, meta.Sequence.Stream)
+	n, err := r.render(ctx, &ev, meta.Sequence.Stream, meta.NumDelivered > 1)
 	if err != nil {
 		r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
 		span.SetStatus(codes.Error, err.Error())
@@ -154,113 +156,95 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	_ = m.Ack()
 }
 
-// render creates and publishes the deliveries of one event, and returns how
-// many it published. Two pipelined rounds: every delivery record is created
-// (create-if-absent, so a redelivered event finds its records), then every
-// job is published with its record's revision. Each publish is a PRODUCER
-// span whose context the delivery message carries.
-func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64) (int, error) {
+// render queues the deliveries of one event, and returns how many it
+// queued. A delivery that rendered is queued for the sender with no record
+// (its queued job stands for it until the sender records it: see
+// stream.Deliveries); one that did not is recorded FAILED. Each publish is
+// a PRODUCER span whose context the delivery message carries; they are
+// pipelined and awaited together. An event delivered again (redelivered
+// after a crash, or after its ack was lost) first looks each delivery up
+// and queues only those with neither a record nor a queued job, so a
+// delivery is not queued twice however late the redelivery comes.
+func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, redelivered bool) (int, error) {
 	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
 	if err != nil {
 		return 0, err
 	}
-	type pending struct {
-		ep     *postbackv1.Endpoint
-		rec    *stream.Record
-		body   []byte
-		create jetstream.PubAckFuture
-	}
-	var work []pending
+	var (
+		futures []jetstream.PubAckFuture
+		spans   []trace.Span // spans[i] is the publish of futures[i], nil for a record
+		ended   int          // spans[:ended] have ended
+		queued  int
+	)
+	defer func() { // an early return: end the spans of publishes not awaited
+		for _, s := range spans[ended:] {
+			if s != nil {
+				s.End()
+			}
+		}
+	}()
 	for _, ep := range eps {
 		if !endpoint.Enabled(ep) {
 			continue
 		}
 		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
-		now := time.Now()
-		rec := &postbackv1.Delivery{
-			Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
-			Status:     postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now),
+		if redelivered {
+			if _, err := r.deliveries.Lookup(ctx, ev.AccountID, ep.Id, dlvID); err == nil {
+				continue // queued or recorded by an earlier pass
+			} else if !errors.Is(err, stream.ErrNotFound) {
+				return 0, err
+			}
 		}
+		now := time.Now()
 		job, renderErr := r.job(ep, ev, dlvID, now)
 		if renderErr != nil {
-			rec.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED
-			rec.Reason = renderErr.Error()
 			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
-		}
-		p := pending{ep: ep, rec: &stream.Record{Delivery: rec, Job: job}}
-		if job != nil {
-			if p.body, err = job.MarshalBinary(); err != nil {
-				return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
-			}
-			p.rec.JobBytes = p.body
-		}
-		if p.create, err = r.deliveries.CreateAsync(p.rec); err != nil {
-			return 0, err
-		}
-		work = append(work, p)
-	}
-	var (
-		futures []jetstream.PubAckFuture
-		spans   []trace.Span // spans[i] is the publish of futures[i]
-		ended   int          // spans[:ended] have ended
-	)
-	defer func() { // an early return: end the spans of publishes not awaited
-		for _, s := range spans[ended:] {
-			s.End()
-		}
-	}()
-	for _, p := range work {
-		job := p.rec.Job
-		select {
-		case ack := <-p.create.Ok():
-			if job != nil {
-				job.Revision = ack.Sequence
-			}
-		case err := <-p.create.Err():
-			if !stream.IsExists(err) {
-				return 0, fmt.Errorf("create delivery %s: %w", p.rec.Delivery.Id, err)
-			}
-			// A redelivered event: publish the job again (the server drops
-			// it if it is within the dedupe window) unless the delivery has
-			// moved on since.
-			stored, err := r.deliveries.Get(ctx, ev.AccountID, p.ep.Id, p.rec.Delivery.Id)
+			f, err := r.deliveries.CreateAsync(&stream.Record{Delivery: &postbackv1.Delivery{
+				Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
+				Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, Reason: renderErr.Error(),
+				CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now),
+			}})
 			if err != nil {
 				return 0, err
 			}
-			if job == nil || stored.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || stored.Delivery.AttemptCount > 0 {
-				continue
-			}
-			job.Revision = stored.Revision
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		if job == nil {
+			futures, spans = append(futures, f), append(spans, nil)
 			continue
 		}
-		subject := stream.DeliverySubject(p.ep.Id)
-		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(job.DeliveryID), telemetry.EndpointID.String(p.ep.Id), telemetry.Attempt.Int(0))
-		spans = append(spans, span)
-		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, p.body, "job:"+job.DeliveryID+":0"))
+		body, err := job.MarshalBinary()
 		if err != nil {
-			return 0, fmt.Errorf("publish delivery %s: %w", job.DeliveryID, err)
+			return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
+		}
+		subject := stream.DeliverySubject(ev.AccountID, ep.Id, dlvID)
+		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
+		spans = append(spans, span)
+		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, body, "job:"+dlvID+":0"))
+		if err != nil {
+			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
 		}
 		futures = append(futures, f)
+		queued++
 	}
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
-			spans[i].End()
-			ended = i + 1
 		case err := <-f.Err():
-			stream.EndSpan(spans[i], err)
-			ended = i + 1
+			if spans[i] == nil && stream.IsExists(err) {
+				break // a failed render recorded by an earlier pass
+			}
+			if spans[i] != nil {
+				stream.EndSpan(spans[i], err)
+				ended = i + 1
+			}
 			return 0, fmt.Errorf("publish delivery: %w", err)
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
+		if spans[i] != nil {
+			spans[i].End()
+		}
+		ended = i + 1
 	}
-	return len(futures), nil
+	return queued, nil
 }
 
 // job renders one endpoint's request for the event.
@@ -276,7 +260,7 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 	job := &stream.Job{
 		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
 		Created: now, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
-		EndpointVersion: endpoint.Version(ep),
+		EndpointVersion: endpoint.Version(ep), Queued: true,
 	}
 	for _, h := range req.Headers {
 		if c.templated[h.Name] && !h.Secret {

@@ -27,8 +27,11 @@
 // send, and cancelling its pending deliveries changes the endpoint. So such
 // a job is sent without writing IN_FLIGHT first, and its outcome and
 // attempt are recorded in one write: a delivery that succeeds at once costs
-// the sender one record write. (A redelivery of the same message after the
-// ack wait is not stopped by a claim either: the claim names the message.)
+// the sender one record write, and the whole pipeline three stored messages
+// (event, job, record), since the renderer queues the job with no record
+// (the queued job stands for the PENDING record until then). (A redelivery
+// of the same message after the ack wait is not stopped by a claim either:
+// the claim names the message.)
 package sender
 
 import (
@@ -274,10 +277,10 @@ func stale(rec *stream.Record, job *stream.Job, claim string) string {
 
 // process does one job; a returned error means "try this message again".
 func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim *claimName, log *slog.Logger) error {
-	// A job written with its record's revision is claimed by a
-	// compare-and-set on that revision, without reading the record: if the
-	// record changed since, the claim fails and the record is read and
-	// judged then.
+	// A job written with its record's revision (or queued with none) is
+	// claimed by a compare-and-set on that revision (0: create), without
+	// reading the record: if the record changed since (or was written),
+	// the claim fails and the record is read and judged then.
 	rec := assumed(job)
 	if rec == nil {
 		var err error
@@ -347,7 +350,8 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 // record assumed at the job's revision (not read): such a job is sent
 // without a claim (see the package comment).
 func firstSend(job *stream.Job, assumedRec *stream.Record, ep *postbackv1.Endpoint) bool {
-	return assumedRec.Revision != 0 && assumedRec.Revision == job.Revision && job.Sent == 0 &&
+	assumedAsWritten := job.Queued || assumedRec.Revision != 0 && assumedRec.Revision == job.Revision
+	return assumedAsWritten && job.Sent == 0 &&
 		job.Slot.IsZero() && job.EndpointVersion != 0 && job.EndpointVersion == endpoint.Version(ep)
 }
 
@@ -360,9 +364,10 @@ func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job,
 	rec.Claim, rec.Job = claim.String(), job
 	rec.JobBytes = unchanged(job, raw)
 	err := s.deliveries.Update(ctx, rec)
-	if errors.Is(err, stream.ErrConflict) && job.Revision != 0 {
-		// The record moved since the job was written: read it and judge.
-		job.Revision = 0
+	if errors.Is(err, stream.ErrConflict) && (job.Revision != 0 || job.Queued) {
+		// The record moved since the job was written (or was written, for
+		// a queued job): read it and judge.
+		job.Revision, job.Queued = 0, false
 		var cur *stream.Record
 		if cur, err = s.current(ctx, job, claim, log); cur == nil || err != nil {
 			return nil, err
@@ -465,12 +470,15 @@ func unchanged(job *stream.Job, raw []byte) []byte {
 }
 
 // assumed is the record a job with a revision was written against: a
-// pending delivery at that revision. nil when the job has no revision.
+// pending delivery at that revision; for a queued job (no record yet), the
+// pending delivery it stands for, at revision 0 (so a compare-and-set
+// creates the record only if there is still none). nil when the job has
+// neither.
 func assumed(job *stream.Job) *stream.Record {
-	if job.Revision == 0 {
+	if job.Revision == 0 && !job.Queued {
 		return nil
 	}
-	return &stream.Record{Revision: job.Revision, Job: job, Delivery: &postbackv1.Delivery{
+	return &stream.Record{Revision: job.Revision, Queued: job.Queued, Job: job, Delivery: &postbackv1.Delivery{
 		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
 		EventType: job.EventType, Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
 		AttemptCount: int32(job.Sent), LastStatusCode: int32(job.LastStatus), LastError: job.LastError,

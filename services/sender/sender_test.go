@@ -57,6 +57,8 @@ func TestOnlyTheRenderersJobAtAnUnchangedEndpointIsSentWithoutAClaim(t *testing.
 		{"a retry", func(j *stream.Job) { j.Sent = 1 }, ep, false},
 		{"a job deferred to its limiter slot", func(j *stream.Job) { j.Slot = rendered.Add(time.Minute) }, ep, false},
 		{"a job without its record's revision", func(j *stream.Job) { j.Revision = 0 }, ep, false},
+		{"the renderer's queued job (no record yet) at its endpoint", func(j *stream.Job) { j.Revision, j.Queued = 0, true }, ep, true},
+		{"a queued job whose endpoint changed since", func(j *stream.Job) { j.Revision, j.Queued = 0, true }, changed, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

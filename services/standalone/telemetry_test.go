@@ -179,8 +179,8 @@ func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 	// The parent chains, leaf first.
 	first := []string{
 		"POST",
-		"process deliveries.{partition}.{endpoint_id}",
-		"publish deliveries.{partition}.{endpoint_id}",
+		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
+		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
 		"process events.{event_type}",
 		"publish events.{event_type}",
 		"postback.v1.EventService/Publish",
