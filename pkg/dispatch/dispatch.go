@@ -192,11 +192,14 @@ func annotate(span trace.Span, job *stream.Job, res Result) {
 
 func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) Result {
 	start := d.now()
+	u, err := url.Parse(job.URL) // once: the attempt's redacted URL and the request's
 	at := &postbackv1.Attempt{
 		DeliveryId: job.DeliveryID,
 		Number:     int32(job.Attempt),
 		StartTime:  timestamppb.New(start),
-		Url:        redactURL(job.URL),
+	}
+	if err == nil {
+		at.Url = u.Redacted()
 	}
 	errorType := ""
 	fail := func(final bool, reason string) Result {
@@ -206,7 +209,6 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		at.Error = reason
 		return Result{Attempt: at, Final: final, Reason: reason, errorType: errorType}
 	}
-	u, err := url.Parse(job.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		errorType = "malformed_url"
 		return fail(true, "the rendered URL is malformed or not http(s)")
@@ -223,11 +225,15 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 	if len(job.Body) > 0 {
 		body = bytes.NewReader(job.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, job.Method, job.URL, body)
-	if err != nil {
-		errorType = "malformed_url"
-		return fail(true, "the rendered URL is malformed: "+err.Error())
+	req, err := http.NewRequestWithContext(ctx, job.Method, "", body)
+	if err != nil { // only an invalid method is left to refuse
+		errorType = "malformed_request"
+		return fail(true, "the request cannot be made: "+err.Error())
 	}
+	// The URL parsed above, as NewRequest would have set it from job.URL
+	// (an empty port dropped).
+	u.Host = strings.TrimSuffix(u.Host, ":")
+	req.URL, req.Host = u, u.Host
 	d.setHeaders(req, ep, job, start)
 	resp, err := d.transport.RoundTrip(req)
 	if err != nil {
@@ -313,14 +319,6 @@ func transportReason(err error) string {
 		return op.Op + ": " + op.Err.Error()
 	}
 	return err.Error()
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return u.Redacted()
 }
 
 func storedBody(b []byte) string {

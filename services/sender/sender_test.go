@@ -6,7 +6,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/limiter"
+	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -91,4 +93,47 @@ func TestLimiterSlotsMapOntoTheLocalClockByTheFastestRoundTrip(t *testing.T) {
 	if got := slot.Sub(later); got != 500*time.Millisecond {
 		t.Fatalf("slot at +%s, want +500ms", got)
 	}
+}
+
+func TestAnEndpointIsOpenedOncePerVersion(t *testing.T) {
+	k, err := secret.ParseKeyring(mustKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(sec int64) *postbackv1.Endpoint {
+		ep := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(time.Unix(sec, 0)),
+			Headers: []*postbackv1.Header{{Name: "X-Key", Value: "v1", Secret: true}}}
+		if err := endpoint.Seal(ep, k); err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	var c openedCache
+	first, err := c.open(at(1), k)
+	if err != nil || first.Headers[0].Value != "v1" {
+		t.Fatalf("open = %v, %v; want the header opened", first, err)
+	}
+	if again, _ := c.open(at(1), k); again != first {
+		t.Fatal("the same version was opened again")
+	}
+	changed := at(2)
+	changed.Headers[0].Value, _ = k.Seal("v2")
+	if next, err := c.open(changed, k); err != nil || next == first || next.Headers[0].Value != "v2" {
+		t.Fatalf("a new version: %v, %v; want it opened anew", next, err)
+	}
+	unversioned := at(0)
+	unversioned.UpdateTime = nil
+	a, _ := c.open(unversioned, k)
+	if b, _ := c.open(unversioned, k); a == b {
+		t.Fatal("an endpoint without a version was served from the cache")
+	}
+}
+
+func mustKey(t *testing.T) string {
+	t.Helper()
+	key, err := secret.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
