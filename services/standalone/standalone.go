@@ -109,6 +109,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("NO API TOKENS CONFIGURED: every gRPC call is accepted without authentication; set POSTBACK_TOKENS before exposing this process")
 	}
 
+	// Each service gets its own connection, as it has in the multi-process
+	// shape: one shared connection put every publish and ack of every
+	// service through one client lock and one server read loop.
+	var connect func(name string) (*nats.Conn, error)
 	var nc *nats.Conn
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
@@ -125,17 +129,30 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer srv.Stop()
 		natsURL = srv.ClientURL()
-		nc, err = srv.Connect("postback-standalone")
+		connect = srv.Connect
+	} else {
+		connect = func(name string) (*nats.Conn, error) {
+			nc, err := nats.Connect(natsURL, nats.Name(name), nats.MaxReconnects(-1))
+			if err != nil {
+				return nil, fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+			}
+			return nc, nil
+		}
+	}
+	conns := map[string]*nats.Conn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for _, name := range []string{"standalone", "gateway", "renderer", "sender", "retry"} {
+		c, err := connect("postback-" + name)
 		if err != nil {
 			return err
 		}
-	} else {
-		nc, err = nats.Connect(natsURL, nats.Name("postback-standalone"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
-		}
+		conns[name] = c
 	}
-	defer nc.Close()
+	nc = conns["standalone"]
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -194,21 +211,21 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	run("gateway", func(ctx context.Context) error {
 		return gateway.Run(ctx, gateway.Config{
-			GRPCAddr: cfg.GRPCAddr, NATS: nc, Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
+			GRPCAddr: cfg.GRPCAddr, NATS: conns["gateway"], Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
 			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS, ServerOptions: tel.GRPCServerOptions(), Readiness: probes,
 			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
 		})
 	})
 	run("renderer", func(ctx context.Context) error {
-		return renderer.Run(ctx, renderer.Config{NATS: nc, Layout: layout, Logger: log.With("service", "renderer"),
+		return renderer.Run(ctx, renderer.Config{NATS: conns["renderer"], Layout: layout, Logger: log.With("service", "renderer"),
 			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	run("sender", func(ctx context.Context) error {
-		return sender.Run(ctx, sender.Config{NATS: nc, Layout: layout, Limiter: lim, Dispatcher: dispatcher,
+		return sender.Run(ctx, sender.Config{NATS: conns["sender"], Layout: layout, Limiter: lim, Dispatcher: dispatcher,
 			Keyring: keyring, Logger: log.With("service", "sender"), TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	run("retry", func(ctx context.Context) error {
-		return retry.Run(ctx, retry.Config{NATS: nc, Layout: layout, Schedule: sched, Logger: log.With("service", "retry"),
+		return retry.Run(ctx, retry.Config{NATS: conns["retry"], Layout: layout, Schedule: sched, Logger: log.With("service", "retry"),
 			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	go func() {
