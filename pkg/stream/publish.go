@@ -32,19 +32,24 @@ type Ack struct {
 // plain ack (an error, a duplicate, something unexpected) is decoded in
 // full, and an API error comes back as a *jetstream.APIError.
 func Publish(ctx context.Context, nc *nats.Conn, m *nats.Msg) (Ack, error) {
-	if _, ok := ctx.Deadline(); !ok {
+	request := func() (*nats.Msg, error) { return nc.RequestMsgWithContext(ctx, m) }
+	if ctx.Done() == nil {
+		// A context that cannot end (a consumer's handler runs on one):
+		// the plain timeout, without a context and its timer per publish.
+		request = func() (*nats.Msg, error) { return nc.RequestMsg(m, publishTimeout) }
+	} else if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
 	}
-	resp, err := nc.RequestMsgWithContext(ctx, m)
+	resp, err := request()
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < jetstream.DefaultPubRetryAttempts; try++ {
 		select {
 		case <-ctx.Done():
 			return Ack{}, ctx.Err()
 		case <-time.After(jetstream.DefaultPubRetryWait):
 		}
-		resp, err = nc.RequestMsgWithContext(ctx, m)
+		resp, err = request()
 	}
 	if errors.Is(err, nats.ErrNoResponders) {
 		return Ack{}, jetstream.ErrNoStreamResponse
