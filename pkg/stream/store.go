@@ -426,15 +426,21 @@ func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
 // Lookup reads a delivery by account, endpoint and id: its record, or the
 // job queued for its first send read as one.
 func (s *Deliveries) Lookup(ctx context.Context, accountID, endpointID, id string) (*Record, error) {
-	r, err := s.Get(ctx, accountID, endpointID, id)
-	if !errors.Is(err, ErrNotFound) {
+	return s.read(ctx, deliveryKey(accountID, endpointID, id), DeliverySubject(accountID, endpointID, id))
+}
+
+// read reads the delivery at key from its record if it has one, else from
+// its job queued on subject ("": none listed), else (sent and recorded
+// meanwhile) from its record again.
+func (s *Deliveries) read(ctx context.Context, key, subject string) (*Record, error) {
+	r, err := s.get(ctx, key)
+	if subject == "" || !errors.Is(err, ErrNotFound) {
 		return r, err
 	}
-	r, err = s.queued(ctx, DeliverySubject(accountID, endpointID, id))
-	if !errors.Is(err, ErrNotFound) {
+	if r, err = s.queued(ctx, subject); !errors.Is(err, ErrNotFound) {
 		return r, err
 	}
-	return s.Get(ctx, accountID, endpointID, id) // sent and recorded meanwhile?
+	return s.get(ctx, key)
 }
 
 // queued reads the job queued on subject as a PENDING record.
@@ -451,12 +457,12 @@ func (s *Deliveries) queued(ctx context.Context, subject string) (*Record, error
 		return nil, fmt.Errorf("decode queued delivery %s: %w", subject, err)
 	}
 	readJobHeaders(job, m.Header)
-	return QueuedRecord(job, m.Data), nil
+	return queuedRecord(job, m.Data), nil
 }
 
-// QueuedRecord is the PENDING record a job queued for its first send stands
+// queuedRecord is the PENDING record a job queued for its first send stands
 // for (raw, when set, is its encoding).
-func QueuedRecord(job *Job, raw []byte) *Record {
+func queuedRecord(job *Job, raw []byte) *Record {
 	created := timestamppb.New(job.Created)
 	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: &postbackv1.Delivery{
 		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
@@ -497,9 +503,7 @@ func (s *Deliveries) EachOfEndpoint(ctx context.Context, accountID, endpointID s
 
 // each visits the deliveries matching the three key tokens (or "*"): the
 // queued jobs' subjects are listed before the record keys, and each delivery
-// is read from its record if it has one by then, else from its job, else
-// (sent meanwhile) from its record again; one visit per delivery, in key
-// order.
+// is read as read does; one visit per delivery, in key order.
 func (s *Deliveries) each(ctx context.Context, account, endpoint, id string, fn func(*Record) bool) error {
 	queued, err := s.work.Info(ctx, jetstream.WithSubjectFilter("deliveries.*."+account+"."+endpoint+"."+id))
 	if err != nil {
@@ -520,12 +524,7 @@ func (s *Deliveries) each(ctx context.Context, account, endpoint, id string, fn 
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // a delivery both queued and recorded (the sender has not acked yet)
 	for _, k := range keys {
-		r, err := s.get(ctx, k)
-		if subject, ok := jobs[k]; ok && errors.Is(err, ErrNotFound) {
-			if r, err = s.queued(ctx, subject); errors.Is(err, ErrNotFound) {
-				r, err = s.get(ctx, k)
-			}
-		}
+		r, err := s.read(ctx, k, jobs[k])
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}

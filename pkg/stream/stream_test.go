@@ -14,26 +14,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/postback-dev/postback/pkg/broker"
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := broker.Start(broker.Options{Port: -1, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := srv.Connect("stream-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStream(t)
 	ctx := context.Background()
 	for range 2 { // idempotent: every service calls it at start-up
 		if err := Ensure(ctx, js, DefaultOptions()); err != nil {

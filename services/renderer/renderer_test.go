@@ -9,27 +9,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/postback-dev/postback/pkg/broker"
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 	t.Helper()
-	srv, err := broker.Start(broker.Options{Port: -1, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	nc, err := srv.Connect("renderer-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStream(t)
 	ctx := context.Background()
 	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
 		t.Fatal(err)
