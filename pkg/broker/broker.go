@@ -53,9 +53,13 @@ func Start(o Options) (*Server, error) {
 	return &Server{s}, nil
 }
 
-// Connect opens an in-process connection (no TCP) to the server.
+// Connect opens a connection to the server over its loopback listener.
+// Not an in-process connection (nats.InProcessServer): that is a
+// synchronous pipe, where every write waits for the server's read loop to
+// take it, and under load it made the standalone burst slower than TCP over
+// loopback (A/B, same window: PublishBatch +5%, unary Publish +13%).
 func (s *Server) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.Server), nats.Name(name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(s.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded nats-server: %w", err)
 	}
