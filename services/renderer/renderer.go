@@ -39,7 +39,10 @@ type Config struct {
 	NATSURL string
 	Layout  stream.Options
 	Logger  *slog.Logger
-	// Workers is how many events are rendered at once (default 64).
+	// Workers is how many events are rendered at once (default 256). A
+	// worker spends most of an event waiting for its jobs' acknowledgements,
+	// so the renderer's rate is about Workers / that wait: at 64 it capped
+	// the burst below what the CPU allowed (docs/benchmarks.md).
 	Workers int
 	// TracerProvider and MeterProvider receive the renderer's spans and
 	// metrics (nil: the global providers).
@@ -80,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	workers := cfg.Workers
 	if workers <= 0 {
-		workers = 64
+		workers = 256
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
 	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RendererConsumer, r.handle))
