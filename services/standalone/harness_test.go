@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	"github.com/postback-dev/postback/pkg/config"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -194,14 +194,5 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // look at streams and buckets as an operator would.
 func (h *harness) jetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(h.addrs.NATS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return brokertest.Connect(t, h.addrs.NATS)
 }
