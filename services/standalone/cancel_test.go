@@ -54,12 +54,7 @@ func TestQueuedPostbacksOfAnEndpointDisabledAndReenabledStayCancelled(t *testing
 	h := start(t, dir, func(c *Config) { c.Targets = "gateway,renderer,retry" }) // no sender: the jobs wait
 	ep := postTo(t, h, rc.URL)
 	const n = 5
-	for range n {
-		publishClearing(t, h)
-	}
-	eventually(t, 5*time.Second, "every delivery PENDING", func() bool {
-		return allStatus(listAll(t, h), n, postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING)
-	})
+	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING, 5*time.Second)
 	setEnabled(t, h, ep.Id, false)
 	setEnabled(t, h, ep.Id, true)
 	allCancelled(t, h, n, "the endpoint was disabled")
@@ -96,12 +91,7 @@ func TestDisablingOrDeletingAnEndpointCancelsItsRetries(t *testing.T) {
 			rc.answer = func(int, *http.Request) (int, string) { return 503, "down" }
 			ep := postTo(t, h, rc.URL)
 			const n = 3
-			for range n {
-				publishClearing(t, h)
-			}
-			eventually(t, 5*time.Second, "every delivery RETRYING", func() bool {
-				return allStatus(listAll(t, h), n, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING)
-			})
+			publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, 5*time.Second)
 			c.act(t, h, ep.Id)
 			allCancelled(t, h, n, c.reason)
 			time.Sleep(1500 * time.Millisecond) // past the retry's time

@@ -59,12 +59,7 @@ func TestReplayedDeadDeliveriesAreDeliveredOnceEachWhenTheReceiverRecovers(t *te
 	}
 	ep := postTo(t, h, rc.URL)
 	const n = 5
-	for range n {
-		publishClearing(t, h)
-	}
-	eventually(t, 20*time.Second, "every delivery DEAD", func() bool {
-		return allStatus(listAll(t, h), n, postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD)
-	})
+	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, 20*time.Second)
 	before := len(rc.requests())
 	if before != n*3 {
 		t.Fatalf("receiver got %d requests before replay, want %d (1 + 2 retries each)", before, n*3)

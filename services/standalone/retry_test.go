@@ -42,6 +42,18 @@ func publishClearing(t *testing.T, h *harness) {
 	}
 }
 
+// publishUntilAll publishes n action_clearing events and waits (up to
+// within) until the account has n deliveries, all in status st.
+func publishUntilAll(t *testing.T, h *harness, n int, st postbackv1.DeliveryStatus, within time.Duration) {
+	t.Helper()
+	for range n {
+		publishClearing(t, h)
+	}
+	eventually(t, within, "every delivery "+strings.TrimPrefix(st.String(), "DELIVERY_STATUS_"), func() bool {
+		return allStatus(listAll(t, h), n, st)
+	})
+}
+
 // settled waits until the only delivery of the account reaches a final status.
 func settled(t *testing.T, h *harness, within time.Duration) *postbackv1.Delivery {
 	t.Helper()

@@ -36,12 +36,7 @@ func TestADeliverySucceedingAtOnceWritesItsRecordOnceAndNoHistory(t *testing.T) 
 	rc := newReceiver(t)
 	postTo(t, h, rc.URL)
 	const n = 20
-	for range n {
-		publishClearing(t, h)
-	}
-	eventually(t, 10*time.Second, "every delivery SUCCEEDED", func() bool {
-		return allStatus(listAll(t, h), n, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED)
-	})
+	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
 	records := streamState(t, h, "KV_"+stream.DeliveriesBucket)
 	if records.Msgs != n || records.LastSeq != n {
 		t.Errorf("delivery records: %d kept after %d writes, want %d after %d (the outcome each)", records.Msgs, records.LastSeq, n, n)
