@@ -3,6 +3,7 @@ package standalone
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -30,22 +31,23 @@ import (
 const slack = 35 * time.Millisecond
 
 // checkRate fails when any window [t_i, t_j] holds more requests than the
-// token bucket allows: burst + rate × (window + slack).
+// token bucket allows: burst + rate × (window + slack), that is when the
+// window is more than slack shorter than the bucket needs for them.
 func checkRate(t *testing.T, at []time.Time, rate float64) {
 	t.Helper()
 	burst := max(1, rate)
-	headroom := time.Duration(1<<62 - 1) // tightest window's length beyond what the bucket needs
+	tightest := time.Duration(math.MaxInt64) // window length beyond what the bucket needs
 	for i := range at {
 		for j := i; j < len(at); j++ {
 			n := float64(j - i + 1)
-			need := time.Duration((n - burst) / rate * float64(time.Second))
-			headroom = min(headroom, at[j].Sub(at[i])-need)
-			if window := at[j].Sub(at[i]) + slack; n > burst+rate*window.Seconds()+1e-9 {
+			spare := at[j].Sub(at[i]) - time.Duration((n-burst)/rate*float64(time.Second))
+			if spare < -slack {
 				t.Fatalf("%v requests within %s: more than burst %v + %v/s", n, at[j].Sub(at[i]), burst, rate)
 			}
+			tightest = min(tightest, spare)
 		}
 	}
-	t.Logf("tightest window: %s longer than the bucket needs (negative: jitter, within the %s slack)", headroom.Round(100*time.Microsecond), slack)
+	t.Logf("tightest window: %s longer than the bucket needs (negative: jitter, within the %s slack)", tightest.Round(100*time.Microsecond), slack)
 }
 
 func checkSpacing(t *testing.T, at []time.Time, minDelay time.Duration) {
