@@ -9,8 +9,9 @@
 // Scenarios: burst (20,000 ~1 KB action_lifecycle events with 3 items and a
 // custom JSON template, through PublishBatch and through unary Publish),
 // steady (200/s and 1,000/s), fan-out (1,000 endpoints across 100 accounts)
-// and noisy neighbour (a 1/s endpoint with a 5,000 backlog beside a steady
-// 200/s endpoint). Loopback only; bounded in count and time; it stops every
+// noisy neighbour (a 1/s endpoint with a 5,000 backlog beside a steady 200/s
+// endpoint) and noisy intake (that backlog arriving while the steady 200/s
+// runs). Loopback only; bounded in count and time; it stops every
 // process it started. Run it with `make bench`; `make bench-profile` (the
 // -profile flag) also takes pprof CPU and allocation profiles of every
 // process during the burst scenarios.

@@ -164,6 +164,7 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 		}},
 		{"fan-out", b.fanout},
 		{"noisy-neighbour", b.noisy},
+		{"noisy-intake", b.noisyIntake},
 	}
 	var out []Result
 	for _, s := range scenarios {
@@ -403,38 +404,78 @@ func (b *bench) fanout(ctx context.Context, name string) (Result, error) {
 	return b.finish(name, t, events, events*perAccount, began, accepted), nil
 }
 
+// noisyBacklog is the 1/s endpoint's backlog in the noisy scenarios.
+const noisyBacklog = 5000
+
 // noisy: a 1/s endpoint gets a 5,000 backlog, then a steady 200/s runs to
 // another endpoint; its p99 is compared with steady-200 without the noise.
+// The quiet traffic starts once the backlog is a backlog: rendered and
+// deferred to its slots. Taking the backlog in is noisy-intake's subject.
 func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
-	const backlog = 5000
-	if err := b.endpoint(ctx, "bench-noisy", "noisy-slow", 1); err != nil {
+	last, err := b.publishBacklog(ctx, "noisy")
+	if err != nil {
 		return Result{}, err
 	}
-	var last string // the backlog's last event
-	for i := 0; i < backlog; i += 500 {
-		req := &postbackv1.PublishBatchRequest{}
-		for range 500 {
-			req.Events = append(req.Events, request("bench-noisy", time.Now()))
-		}
-		res, err := b.client.PublishBatch(authed(ctx), req)
-		if err != nil {
-			return Result{}, err
-		}
-		last = res.Results[len(res.Results)-1].EventId
-	}
-	// The quiet traffic starts once the backlog is a backlog: rendered and
-	// deferred to its slots. Taking in 5,000 events at once holds up what
-	// is queued behind them for a moment whatever their endpoint (one
-	// consumer serves every partition): that is the bursts' subject, not
-	// this scenario's.
 	began := time.Now()
 	if err := b.takenIn(ctx, "bench-noisy", last, 60*time.Second); err != nil {
 		return Result{}, err
 	}
 	progress("%s: the backlog was taken in after %s", name, time.Since(began).Round(10*time.Millisecond))
-	r, err := b.steadyRun(ctx, name, "noisy-quiet", 200, nil)
-	slow, _, _ := b.rc.tally(b.tag("noisy-slow")).counts()
-	r.Note = fmt.Sprintf("the 1/s endpoint delivered %d of its %d backlog meanwhile", slow, backlog)
+	return b.noisyQuiet(ctx, name, "noisy")
+}
+
+// noisyIntake: the steady 200/s runs first and, two seconds in, the 1/s
+// endpoint's 5,000 events arrive at once. Figures, no target: one consumer
+// each in the renderer and the sender takes the events and jobs in order,
+// so the steady traffic queues behind the intake of the backlog (rendering
+// it and deferring every job to its slot) for as long as that takes.
+func (b *bench) noisyIntake(ctx context.Context, name string) (Result, error) {
+	published := make(chan error, 1)
+	go func() {
+		select {
+		case <-ctx.Done():
+			published <- ctx.Err()
+			return
+		case <-time.After(2 * time.Second):
+		}
+		_, err := b.publishBacklog(ctx, "intake")
+		progress("%s: the backlog is published", name)
+		published <- err
+	}()
+	r, err := b.noisyQuiet(ctx, name, "intake")
+	if perr := <-published; err == nil {
+		err = perr
+	}
+	return r, err
+}
+
+// publishBacklog publishes the backlog of a noisy scenario (each has its
+// own accounts, "bench-<kind>" for the 1/s endpoint and
+// "bench-<kind>-quiet" for the steady one) and returns its last event's id.
+func (b *bench) publishBacklog(ctx context.Context, kind string) (string, error) {
+	if err := b.endpoint(ctx, "bench-"+kind, kind+"-slow", 1); err != nil {
+		return "", err
+	}
+	var last string
+	for i := 0; i < noisyBacklog; i += 500 {
+		req := &postbackv1.PublishBatchRequest{}
+		for range 500 {
+			req.Events = append(req.Events, request("bench-"+kind, time.Now()))
+		}
+		res, err := b.client.PublishBatch(authed(ctx), req)
+		if err != nil {
+			return "", fmt.Errorf("publish the backlog: %w", err)
+		}
+		last = res.Results[len(res.Results)-1].EventId
+	}
+	return last, nil
+}
+
+// noisyQuiet runs a noisy scenario's steady 200/s beside its backlog.
+func (b *bench) noisyQuiet(ctx context.Context, name, kind string) (Result, error) {
+	r, err := b.steadyRun(ctx, name, kind+"-quiet", 200, nil)
+	slow, _, _ := b.rc.tally(b.tag(kind + "-slow")).counts()
+	r.Note = fmt.Sprintf("the 1/s endpoint delivered %d of its backlog meanwhile", slow)
 	return r, err
 }
 
