@@ -439,7 +439,9 @@ func (b *bench) noisyIntake(ctx context.Context, name string) (Result, error) {
 		case <-time.After(2 * time.Second):
 		}
 		_, err := b.publishBacklog(ctx, "intake")
-		progress("%s: the backlog is published", name)
+		if err == nil {
+			progress("%s: the backlog is published", name)
+		}
 		published <- err
 	}()
 	r, err := b.noisyQuiet(ctx, name, "intake")
