@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
@@ -173,17 +174,21 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 	if err != nil {
 		return 0, err
 	}
+	// pending is one pipelined publish: a queued job with its PRODUCER
+	// span, or the record of a delivery that failed to render (no span).
+	type pending struct {
+		f      jetstream.PubAckFuture
+		span   trace.Span
+		record bool
+	}
 	var (
-		futures []jetstream.PubAckFuture
-		spans   []trace.Span // spans[i] is the publish of futures[i], nil for a record
-		ended   int          // spans[:ended] have ended
-		queued  int
+		pubs   []pending
+		ended  int // pubs[:ended] are awaited and their spans ended
+		queued int
 	)
 	defer func() { // an early return: end the spans of publishes not awaited
-		for _, s := range spans[ended:] {
-			if s != nil {
-				s.End()
-			}
+		for _, p := range pubs[ended:] {
+			p.span.End()
 		}
 	}()
 	for _, ep := range eps {
@@ -210,7 +215,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 			if err != nil {
 				return 0, err
 			}
-			futures, spans = append(futures, f), append(spans, nil)
+			pubs = append(pubs, pending{f: f, span: noop.Span{}, record: true})
 			continue
 		}
 		body, err := job.MarshalBinary()
@@ -219,31 +224,27 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		subject := stream.DeliverySubject(ev.AccountID, ep.Id, dlvID)
 		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
-		spans = append(spans, span)
 		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, body, "job:"+dlvID+":0"))
 		if err != nil {
+			span.End()
 			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
 		}
-		futures = append(futures, f)
+		pubs = append(pubs, pending{f: f, span: span})
 		queued++
 	}
-	for i, f := range futures {
+	for i, p := range pubs {
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if spans[i] == nil && stream.IsExists(err) {
-				break // a failed render recorded by an earlier pass
-			}
-			if spans[i] != nil {
-				stream.EndSpan(spans[i], err)
+		case <-p.f.Ok():
+			p.span.End()
+		case err := <-p.f.Err():
+			if !p.record || !stream.IsExists(err) {
+				stream.EndSpan(p.span, err)
 				ended = i + 1
+				return 0, fmt.Errorf("publish delivery: %w", err)
 			}
-			return 0, fmt.Errorf("publish delivery: %w", err)
+			p.span.End() // a failed render recorded by an earlier pass
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		}
-		if spans[i] != nil {
-			spans[i].End()
 		}
 		ended = i + 1
 	}

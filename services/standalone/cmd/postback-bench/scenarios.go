@@ -412,16 +412,17 @@ const noisyBacklog = 5000
 // The quiet traffic starts once the backlog is a backlog: rendered and
 // deferred to its slots. Taking the backlog in is noisy-intake's subject.
 func (b *bench) noisy(ctx context.Context, name string) (Result, error) {
-	last, err := b.publishBacklog(ctx, "noisy")
+	const kind = "noisy"
+	last, err := b.publishBacklog(ctx, kind)
 	if err != nil {
 		return Result{}, err
 	}
 	began := time.Now()
-	if err := b.takenIn(ctx, "bench-noisy", last, 60*time.Second); err != nil {
+	if err := b.takenIn(ctx, "bench-"+kind, last, 60*time.Second); err != nil {
 		return Result{}, err
 	}
 	progress("%s: the backlog was taken in after %s", name, time.Since(began).Round(10*time.Millisecond))
-	return b.noisyQuiet(ctx, name, "noisy")
+	return b.noisyQuiet(ctx, name, kind)
 }
 
 // noisyIntake: the steady 200/s runs first and, two seconds in, the 1/s
