@@ -28,7 +28,10 @@ package dispatch
 // not answer it, and postbacks are at least once with a stable delivery id
 // for receivers that drop duplicates. A context that ends (the endpoint's
 // timeout) stops the exchange at once, and the error says so
-// (context.DeadlineExceeded).
+// (context.DeadlineExceeded); it bounds the response body too, its reading
+// and its draining on Close, so a receiver that answers slowly, sends an
+// endless body or never closes the connection holds a request no longer
+// than its timeout.
 
 import (
 	"bufio"
@@ -224,22 +227,30 @@ type body struct {
 	closed   bool
 }
 
+// Close drains what is left of the response (at most drainLimit bytes, and
+// only while the request's context lasts: the context's hook still cuts the
+// connection at the deadline) and gives the connection back for reuse, or
+// closes it. A connection that is not kept is closed before the response
+// is: net/http's body Close reads a body to its end, which for a slow or
+// endless answer would outlive the timeout (or never return).
 func (b *body) Close() error {
 	if b.closed {
 		return nil
 	}
 	b.closed = true
-	stopped := b.stop() // false: the context ended and cut the connection
-	reuse := b.reusable && stopped && ended(b.ctx) == nil
+	reuse := b.reusable && ended(b.ctx) == nil
 	if reuse {
 		n, err := io.CopyN(io.Discard, b.ReadCloser, drainLimit+1)
 		reuse = err == io.EOF && n <= drainLimit
 	}
+	// false: the context ended and cut the connection (or is cutting it).
+	reuse = b.stop() && reuse && ended(b.ctx) == nil
+	if !reuse {
+		_ = b.c.Close()
+	}
 	err := b.ReadCloser.Close()
 	if reuse { // stop won: no deadline was set on the connection
 		b.t.put(b.c)
-	} else {
-		_ = b.c.Close()
 	}
 	return err
 }

@@ -252,15 +252,24 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 		errorType = "transport"
 		return fail(false, "request failed: "+transportReason(err))
 	}
-	defer resp.Body.Close()
+	// The answer is judged on its first outcome.MaxBody bytes (or all of
+	// it), which must arrive within the timeout like the head did. Closing
+	// drains the rest within what is left of the timeout, so the attempt's
+	// duration is the time the request held this worker.
 	respBody, readErr := io.ReadAll(io.LimitReader(resp.Body, outcome.MaxBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
+	_ = resp.Body.Close()
 	at.StatusCode = int32(resp.StatusCode)
 	at.ResponseBody = storedBody(respBody)
 	at.Duration = durationpb.New(d.now().Sub(start))
-	if readErr != nil && len(respBody) == 0 {
+	if readErr != nil {
+		if errors.Is(withContext(ctx, readErr), context.DeadlineExceeded) {
+			errorType = "timeout"
+			return fail(false, fmt.Sprintf("the response (status %d) did not finish within %s: %d bytes of its body arrived",
+				resp.StatusCode, endpoint.Timeout(ep), len(respBody)))
+		}
 		errorType = "transport"
-		return fail(false, "reading the response failed: "+transportReason(readErr))
+		return fail(false, fmt.Sprintf("reading the response (status %d) failed after %d bytes of its body: %s",
+			resp.StatusCode, len(respBody), transportReason(readErr)))
 	}
 	success, _ := outcome.ParseRule(ep.SuccessResponse)
 	failure, _ := outcome.ParseRule(ep.ErrorResponse)
