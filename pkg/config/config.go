@@ -30,6 +30,12 @@ type Config struct {
 	TLSCert       string // POSTBACK_TLS_CERT: PEM certificate chain of the gRPC listener (with TLSKey: TLS on)
 	TLSKey        string // POSTBACK_TLS_KEY: PEM private key of the gRPC listener
 	TLSClientCA   string // POSTBACK_TLS_CLIENT_CA: PEM CA bundle; set = clients must present a certificate it signed (mTLS)
+	// POSTBACK_SENDER_WORKERS: requests a sender has in flight at once
+	// (0: 256).
+	SenderWorkers int
+	// POSTBACK_IN_FLIGHT_PER_ENDPOINT: an endpoint's default share of them
+	// (0: an eighth); an endpoint's max_in_flight overrides it.
+	InFlightPerEndpoint int
 	// POSTBACK_INSECURE_NO_AUTH: lets postback-gateway start without
 	// POSTBACK_TOKENS, accepting every call as an operator (standalone does
 	// so without it, with a warning).
@@ -90,6 +96,8 @@ func settings(c *Config) []setting {
 		{"POSTBACK_TLS_CERT", "tls-cert", "PEM certificate chain for the gRPC listener (TLS on when set with --tls-key)", &c.TLSCert, nil},
 		{"POSTBACK_TLS_KEY", "tls-key", "PEM private key for the gRPC listener", &c.TLSKey, nil},
 		{"POSTBACK_TLS_CLIENT_CA", "tls-client-ca", "PEM CA bundle: require client certificates it signed (mTLS)", &c.TLSClientCA, nil},
+		{"POSTBACK_SENDER_WORKERS", "sender-workers", "requests a sender has in flight at once (0: 256)", nil, &c.SenderWorkers},
+		{"POSTBACK_IN_FLIGHT_PER_ENDPOINT", "in-flight-per-endpoint", "an endpoint's default share of the sender's requests in flight (0: an eighth)", nil, &c.InFlightPerEndpoint},
 	}
 }
 
@@ -128,6 +136,12 @@ func Load(name string, args []string, getenv func(string) string, usage io.Write
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.SenderWorkers < 0 || c.SenderWorkers > 100000 {
+		return c, fmt.Errorf("POSTBACK_SENDER_WORKERS: want 0 (the default) to 100000, got %d", c.SenderWorkers)
+	}
+	if c.InFlightPerEndpoint < 0 {
+		return c, fmt.Errorf("POSTBACK_IN_FLIGHT_PER_ENDPOINT: want 0 (the default) or more, got %d", c.InFlightPerEndpoint)
 	}
 	return c, nil
 }

@@ -26,6 +26,10 @@ const (
 	MaxTimeout     = 60 * time.Second
 )
 
+// MaxInFlight bounds an endpoint's max_in_flight setting (a sender holds
+// it to half of its workers anyway).
+const MaxInFlight = 1000
+
 // accountPattern is what an account id may be: it is a token of NATS
 // subjects and KV keys, so no dots, spaces or wildcards.
 var accountPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -93,6 +97,9 @@ func Validate(e *postbackv1.Endpoint) (*render.Endpoint, error) {
 	}
 	if e.MaxRequestsPerSecond < 0 || e.MaxRequestsPerSecond != e.MaxRequestsPerSecond {
 		return nil, &FieldError{"max_requests_per_second", fmt.Sprintf("must be 0 or more, got %v", e.MaxRequestsPerSecond)}
+	}
+	if e.MaxInFlight < 0 || e.MaxInFlight > MaxInFlight {
+		return nil, &FieldError{"max_in_flight", fmt.Sprintf("must be between 0 and %d, got %d", MaxInFlight, e.MaxInFlight)}
 	}
 	if _, err := outcome.ParseRule(e.SuccessResponse); err != nil {
 		return nil, &FieldError{"success_response", err.Error()}

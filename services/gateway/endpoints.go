@@ -206,7 +206,7 @@ var updatable = map[string]bool{
 	"event_type": true, "url": true, "method": true, "headers": true, "body_format": true,
 	"body_template": true, "min_delay_seconds": true, "max_requests_per_second": true,
 	"success_response": true, "error_response": true, "timeout": true, "enabled": true,
-	"signing_secret": true,
+	"signing_secret": true, "max_in_flight": true,
 }
 
 // UpdateEndpoint changes the fields named in update_mask (all writable fields
@@ -260,6 +260,8 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			e.ErrorResponse = in.ErrorResponse
 		case "timeout":
 			e.Timeout = in.Timeout
+		case "max_in_flight":
+			e.MaxInFlight = in.MaxInFlight
 		case "enabled":
 			e.Enabled = in.Enabled
 			if e.Enabled == nil {

@@ -72,6 +72,10 @@ type Config struct {
 	Logger     *slog.Logger
 	// Workers is how many requests are in flight at once (default 256).
 	Workers int
+	// InFlightPerEndpoint is an endpoint's default share: how many of its
+	// requests are in flight at once (default Workers/8; an endpoint's own
+	// max_in_flight overrides it, held to Workers/2). See share.go.
+	InFlightPerEndpoint int
 	// MaxInlineWait is the longest limiter wait held in a worker (default
 	// 500ms; it must exceed earlyFire).
 	MaxInlineWait time.Duration
@@ -110,10 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	workers := cfg.Workers
-	if workers <= 0 {
-		workers = 256
-	}
+	workers := s.cfg.Workers
 	// Ack wait must outlast the longest request (60 s) plus recording.
 	const ackWait = 2 * endpoint.MaxTimeout
 	fresh, err := stream.Consumer(ctx, js, stream.SenderConsumer, ackWait, 4*workers)
@@ -127,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, fresh, retries); err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	log.Info("sender consuming", "workers", workers)
+	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint)
 	errc := make(chan error, 2)
 	go func() { errc <- stream.Work(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handle)) }()
 	go func() {
@@ -153,6 +154,7 @@ type sender struct {
 	limiterOK  atomic.Bool
 	clock      clockSync
 	opened     openedCache
+	shares     *shares
 }
 
 // openedCache keeps endpoints with their secrets opened, by id and version
@@ -236,8 +238,14 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if cfg.MaxInlineWait <= 0 {
 		cfg.MaxInlineWait = earlyFire + 150*time.Millisecond
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 256
+	}
+	if cfg.InFlightPerEndpoint <= 0 {
+		cfg.InFlightPerEndpoint = max(1, cfg.Workers/8)
+	}
 	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log,
-		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
+		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares()}
 	s.limiterOK.Store(true)
 	return s, nil
 }
@@ -288,8 +296,13 @@ func (c *claimName) String() string {
 	return c.name
 }
 
-// errDeferred means the job was handed to a schedule: ack it.
-var errDeferred = errors.New("deferred")
+// errDeferred means the job was handed to a schedule to wait for its
+// limiter slot, errBusy to wait for a place among its endpoint's requests
+// in flight: ack it.
+var (
+	errDeferred = errors.New("deferred")
+	errBusy     = errors.New("deferred: the endpoint is busy")
+)
 
 // Terminal reports whether a delivery status is final until someone
 // retries or replays it.
@@ -340,6 +353,14 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	if !endpoint.Enabled(ep) {
 		return s.cancel(ctx, rec, job, endpoint.ReasonDisabled, log)
 	}
+	// A place among the endpoint's requests in flight first (share.go): a
+	// job deferred for want of one keeps the limiter's slots for others.
+	places := s.shareOf(ep)
+	pl, ok := s.shares.take(ctx, ep.Id, places)
+	if !ok {
+		return s.slotted(ctx, s.busy(ctx, rec, job, s.shares.later(ep.Id, places)))
+	}
+	defer pl.done(0) // every return before the request is sent
 	lim := endpoint.Limits(ep)
 	first := firstSend(job, rec, ep)
 	if err = s.slot(ctx, ep.Id, lim, rec, job); err != nil {
@@ -380,6 +401,8 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		s.metrics.FirstAttempt(ctx, time.Since(job.Published))
 	}
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
+	pl.done(res.Attempt.GetDuration().AsDuration())
+	pl = place{} // given back: the deferred done does nothing
 	s.metrics.Attempt(ctx, int(res.Attempt.StatusCode), res.Attempt.GetDuration().AsDuration())
 	// The request went out: recording it is retried here, never by sending
 	// again. (A crash still resends: at least once.)
@@ -565,6 +588,9 @@ func (s *sender) slotted(ctx context.Context, err error) error {
 	case errors.Is(err, errDeferred):
 		s.metrics.Outcome(ctx, telemetry.OutcomeDeferred, "waiting for the endpoint's limits")
 		return nil
+	case errors.Is(err, errBusy):
+		s.metrics.Outcome(ctx, telemetry.OutcomeDeferred, "waiting for a place among the endpoint's requests in flight")
+		return nil
 	case errors.Is(err, stream.ErrConflict):
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		return nil
@@ -611,23 +637,56 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
-	// Hand the job to its schedule first (it replaces the delivery's one
-	// pending schedule, so a crash and a second pass leave one copy), then
-	// note the wait on the record (compare-and-set: if the record changed
-	// meanwhile, the scheduled copy is judged against it when it fires).
 	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
-	if err := s.tracer.Schedule(ctx, s.js, job, job.Slot.Add(-earlyFire), msgID,
+	if err := s.postpone(ctx, rec, job, job.Slot.Add(-earlyFire), job.Slot, msgID); err != nil {
+		return err
+	}
+	return errDeferred
+}
+
+// busy defers a job whose endpoint has no free place until at, when its
+// turn is expected (share.go). A limiter slot it held is given up: it is
+// reserved again when the job comes back.
+func (s *sender) busy(ctx context.Context, rec *stream.Record, job *stream.Job, at time.Time) error {
+	job.Slot = time.Time{}
+	job.EndpointVersion = 0 // a copy: it is claimed when it comes back
+	msgID := fmt.Sprintf("busy:%s:%d:%d", job.DeliveryID, job.Sent, at.UnixNano())
+	if err := s.postpone(ctx, rec, job, at, at, msgID); err != nil {
+		return err
+	}
+	return errBusy
+}
+
+// postpone hands the job to its delivery's schedule, to fire at fire, and
+// notes on the record that the next attempt is due at next. The schedule
+// comes first (it replaces the delivery's one pending schedule, so a crash
+// and a second pass leave one copy), then the record (compare-and-set: if
+// the record changed meanwhile, the scheduled copy is judged against it
+// when it fires).
+func (s *sender) postpone(ctx context.Context, rec *stream.Record, job *stream.Job, fire, next time.Time, msgID string) error {
+	if err := s.tracer.Schedule(ctx, s.js, job, fire, msgID,
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return err
 	}
 	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
-	rec.Delivery.NextAttemptTime = timestamppb.New(job.Slot)
+	rec.Delivery.NextAttemptTime = timestamppb.New(next)
 	rec.Delivery.UpdateTime = timestamppb.Now()
 	rec.Claim, rec.Job = "", job
 	if err := s.deliveries.Update(ctx, rec); err != nil && !errors.Is(err, stream.ErrConflict) {
 		return err
 	}
-	return errDeferred
+	return nil
+}
+
+// shareOf is how many of the endpoint's requests may be in flight at once
+// in this sender: its own max_in_flight or the default, at most half the
+// workers.
+func (s *sender) shareOf(ep *postbackv1.Endpoint) int {
+	n := s.cfg.InFlightPerEndpoint
+	if ep.MaxInFlight > 0 {
+		n = int(ep.MaxInFlight)
+	}
+	return max(1, min(n, s.cfg.Workers/2))
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

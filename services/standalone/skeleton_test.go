@@ -194,6 +194,11 @@ func TestBadInputIsRefusedNamingTheField(t *testing.T) {
 				AccountId: "brand-1", EventType: "action_clearing", Url: "http://127.0.0.1:1/x", MinDelaySeconds: -0.5}})
 			return err
 		}, "min_delay_seconds"},
+		{"negative share of the sender", func() error {
+			_, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+				AccountId: "brand-1", EventType: "action_clearing", Url: "http://127.0.0.1:1/x", MaxInFlight: -1}})
+			return err
+		}, "max_in_flight"},
 		{"endpoint of unknown event type", func() error {
 			_, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
 				AccountId: "brand-1", EventType: "nope", Url: "http://127.0.0.1:1/x"}})

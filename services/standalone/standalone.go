@@ -222,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	run("sender", func(ctx context.Context) error {
 		return sender.Run(ctx, sender.Config{NATS: conns["sender"], Layout: layout, Limiter: lim, Dispatcher: dispatcher,
-			Keyring: keyring, Logger: log.With("service", "sender"), TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+			Keyring: keyring, Workers: cfg.SenderWorkers, InFlightPerEndpoint: cfg.InFlightPerEndpoint, Logger: log.With("service", "sender"), TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	})
 	run("retry", func(ctx context.Context) error {
 		return retry.Run(ctx, retry.Config{NATS: conns["retry"], Layout: layout, Schedule: sched, Logger: log.With("service", "retry"),

@@ -179,7 +179,13 @@ type Endpoint struct {
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Requests to this endpoint in flight at once in each sender replica, so a
+	// server that answers slowly, or never, ties up only its own share of the
+	// sender's workers; its other deliveries wait their turn. 0 = the sender's
+	// default (an eighth of its workers, 32 of 256); a larger value is held to
+	// half of them. At most 1000.
+	MaxInFlight   int32 `protobuf:"varint,18,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +337,13 @@ func (x *Endpoint) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Endpoint) GetMaxInFlight() int32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
 }
 
 // Header is one request header.
@@ -896,7 +909,7 @@ var File_postback_v1_endpoint_proto protoreflect.FileDescriptor
 
 const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\xdf\x05\n" +
+	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\x83\x06\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -920,7 +933,8 @@ const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"\vcreate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTimeB\n" +
+	"updateTime\x12\"\n" +
+	"\rmax_in_flight\x18\x12 \x01(\x05R\vmaxInFlightB\n" +
 	"\n" +
 	"\b_enabled\"J\n" +
 	"\x06Header\x12\x12\n" +

@@ -35,6 +35,7 @@ func main() {
 		tp := p.Telemetry.TracerProvider
 		return sender.Run(ctx, sender.Config{NATS: p.NATS, Layout: layout, Limiter: lim,
 			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tp}),
-			Keyring:    keyring, Logger: p.Log, TracerProvider: tp, MeterProvider: p.Telemetry.MeterProvider})
+			Keyring:    keyring, Workers: p.Config.SenderWorkers, InFlightPerEndpoint: p.Config.InFlightPerEndpoint,
+			Logger: p.Log, TracerProvider: tp, MeterProvider: p.Telemetry.MeterProvider})
 	})
 }

@@ -1,0 +1,178 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeNow is a clock the test moves by hand.
+type fakeNow struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeNow) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeNow) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func testShares() (*shares, *fakeNow) {
+	clock := &fakeNow{t: time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)}
+	s := newShares()
+	s.now = clock.now
+	return s, clock
+}
+
+func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
+	s, clock := testShares()
+	ctx := context.Background()
+	var held []place
+	for i := range 4 {
+		p, ok := s.take(ctx, "ep-slow", 4)
+		if !ok {
+			t.Fatalf("place %d of 4 refused", i+1)
+		}
+		held = append(held, p)
+	}
+	// Four requests have been waiting 9 s for the brand's server: a fifth
+	// would wait about 9/4 s for a place, far more than a worker may.
+	clock.add(9 * time.Second)
+	if _, ok := s.take(ctx, "ep-slow", 4); ok {
+		t.Fatal("a fifth request to an endpoint with 4 places took one")
+	}
+	if n := s.inFlight("ep-slow"); n != 4 {
+		t.Fatalf("%d in flight, want 4", n)
+	}
+	// Another endpoint is not held up by it.
+	if _, ok := s.take(ctx, "ep-fast", 4); !ok {
+		t.Fatal("another endpoint was refused a place")
+	}
+	held[0].done(9 * time.Second)
+	if _, ok := s.take(ctx, "ep-slow", 4); !ok {
+		t.Fatal("a place given back was not taken again")
+	}
+}
+
+func TestAWorkerWaitsBrieflyForAFastEndpointsNextPlace(t *testing.T) {
+	s, _ := testShares()
+	s.maxWait = 10 * time.Second // the wait must end by the hand-over, not by this
+	ctx := context.Background()
+	first, _ := s.take(ctx, "ep-1", 1)
+	first.done(2 * time.Millisecond) // a fast endpoint: 2 ms a request
+	busy, _ := s.take(ctx, "ep-1", 1)
+	got := make(chan bool)
+	go func() {
+		p, ok := s.take(ctx, "ep-1", 1)
+		got <- ok
+		p.done(time.Millisecond)
+	}()
+	// The waiter is queued; the place is handed to it when it is given back.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		s.mu.Lock()
+		n := len(s.byEndpoint["ep-1"].waiting)
+		s.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second request did not wait for the place")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	busy.done(2 * time.Millisecond)
+	if !<-got {
+		t.Fatal("the waiting request was not handed the place")
+	}
+}
+
+func TestAWaitThatRunsOutDefersTheJobAndLeavesNoWaiterBehind(t *testing.T) {
+	s, _ := testShares()
+	s.maxWait = 20 * time.Millisecond
+	ctx := context.Background()
+	held, _ := s.take(ctx, "ep-1", 1) // nothing known yet: a new request waits its turn
+	if _, ok := s.take(ctx, "ep-1", 1); ok {
+		t.Fatal("a place was given while the only one was held")
+	}
+	s.mu.Lock()
+	left := len(s.byEndpoint["ep-1"].waiting)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d waiters left behind", left)
+	}
+	held.done(time.Second)
+	if n := s.inFlight("ep-1"); n != 0 {
+		t.Fatalf("%d in flight after the only place was given back", n)
+	}
+}
+
+func TestDeferredJobsAreBookedOneRequestTimeOverThePlacesApart(t *testing.T) {
+	cases := []struct {
+		name    string
+		request time.Duration // the endpoint's known request time
+		places  int
+		spacing time.Duration
+	}{
+		{"a 9 s server with 32 places", 9 * time.Second, 32, 9 * time.Second / 32},
+		{"a 100 ms server with 4 places", 100 * time.Millisecond, 4, 25 * time.Millisecond},
+		{"a fast server: no closer than the minimum spacing", time.Millisecond, 32, shareMinSpacing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, clock := testShares()
+			p, _ := s.take(context.Background(), "ep-1", c.places)
+			p.done(c.request)
+			start := clock.now()
+			for i := 1; i <= 5; i++ {
+				if at, want := s.later("ep-1", c.places), start.Add(time.Duration(i)*c.spacing); !at.Equal(want) {
+					t.Fatalf("booking %d at +%s, want +%s", i, at.Sub(start), want.Sub(start))
+				}
+			}
+		})
+	}
+}
+
+func TestBookingsReachNoFurtherThanMaxDefer(t *testing.T) {
+	s, clock := testShares()
+	p, _ := s.take(context.Background(), "ep-1", 1)
+	p.done(9 * time.Second)
+	now := clock.now()
+	var last time.Time
+	for range 10 { // 9 s apart: the fourth is past 30 s
+		last = s.later("ep-1", 1)
+	}
+	if want := now.Add(shareMaxDefer); !last.Equal(want) {
+		t.Fatalf("the tenth booking is at +%s, want +%s", last.Sub(now), shareMaxDefer)
+	}
+	// Time passes: bookings follow from where the last one in range was.
+	clock.add(27 * time.Second)
+	if at := s.later("ep-1", 1); !at.Equal(now.Add(36 * time.Second)) {
+		t.Fatalf("booked at +%s after 27 s, want +36s", at.Sub(now))
+	}
+}
+
+func TestIdleEndpointsAreForgottenWhenManyAreTracked(t *testing.T) {
+	s, clock := testShares()
+	ctx := context.Background()
+	p, _ := s.take(ctx, "ep-idle", 2)
+	p.done(time.Millisecond)
+	s.later("ep-booked", 1) // booked, nothing in flight
+	busy, _ := s.take(ctx, "ep-busy", 2)
+	clock.add(time.Minute)
+	s.sweep(clock.now())
+	if _, kept := s.byEndpoint["ep-busy"]; !kept || len(s.byEndpoint) != 1 {
+		t.Fatalf("after a sweep %d endpoints are kept (busy kept: %v), want only the busy one", len(s.byEndpoint), kept)
+	}
+	busy.done(time.Millisecond)
+	for i := range shareSweepAt {
+		q, _ := s.take(ctx, fmt.Sprintf("ep-%d", i), 1)
+		q.done(time.Millisecond)
+	}
+	if n := len(s.byEndpoint); n > shareSweepAt {
+		t.Fatalf("%d endpoints tracked, want at most %d", n, shareSweepAt)
+	}
+}
