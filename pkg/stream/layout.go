@@ -53,6 +53,11 @@
 //	            limits retention with MaxAge = Options.Retention (default 30
 //	            days), discard old. History may age out; work never does.
 //
+//	DEADLETTERS deadletter.<consumer>
+//	            Messages no service can process, each with why (see
+//	            deadletter.go): limits retention, MaxAge = Options.Retention,
+//	            discard old. A poison message never loops.
+//
 //	KV postback-endpoints   ep.<account_id>.<event_type>.<endpoint_id>
 //	            Endpoint configuration, keyed so the renderer finds "this
 //	            account's endpoints for this event type" by prefix.
@@ -212,6 +217,12 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardOld,
 			MaxMsgs: -1, Duplicates: deliveryDedupeWindow,
 			AllowMsgSchedules: true, AllowRollup: true,
+			Storage: storage, Replicas: o.Replicas,
+		},
+		{
+			Name: DeadLettersStream, Subjects: []string{"deadletter.>"},
+			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+			MaxAge: o.Retention, MaxMsgs: maxDeadLetters, Duplicates: deliveryDedupeWindow,
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{

@@ -82,12 +82,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}
+	if r.dead, err = stream.NewDeadLetters(js, stream.RendererConsumer, log, cfg.MeterProvider); err != nil {
+		return fmt.Errorf("renderer: %w", err)
+	}
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = 256
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
-	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RendererConsumer, r.handle))
+	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
 }
 
 type renderer struct {
@@ -96,6 +99,7 @@ type renderer struct {
 	deliveries *stream.Deliveries
 	log        *slog.Logger
 	tracer     *stream.Tracer
+	dead       *stream.DeadLetters
 
 	mu       sync.Mutex
 	compiled map[string]compiled // by endpoint key; bounded by maxCompiled
@@ -129,9 +133,13 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	span := trace.SpanFromContext(ctx)
 	ev, err := stream.DecodeEvent(m.Data())
 	if err != nil {
-		r.log.ErrorContext(ctx, "dropping undecodable event", "subject", m.Subject(), "error", err)
-		span.SetStatus(codes.Error, "undecodable event")
-		_ = m.Term()
+		err = stream.Poison("undecodable event: %v", err)
+	} else {
+		err = ev.Check()
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		r.dead.Reject(ctx, m, err, time.Second)
 		return
 	}
 	if span.IsRecording() {
@@ -146,9 +154,11 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	n, err := r.render(ctx, &ev, meta.Sequence.Stream, meta.NumDelivered > 1)
 	if err != nil {
-		r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+		if !stream.IsPoison(err) {
+			r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+		}
 		span.SetStatus(codes.Error, err.Error())
-		_ = m.NakWithDelay(time.Second)
+		r.dead.Reject(ctx, m, err, time.Second)
 		return
 	}
 	if span.IsRecording() {
@@ -204,7 +214,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 			}
 		}
 		now := time.Now()
-		job, renderErr := r.job(ep, ev, dlvID, now)
+		job, body, renderErr := r.job(ep, ev, dlvID, now)
 		if renderErr != nil {
 			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
 			f, err := r.deliveries.CreateAsync(&stream.Record{Delivery: &postbackv1.Delivery{
@@ -217,10 +227,6 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 			}
 			pubs = append(pubs, pending{f: f, span: noop.Span{}, record: true})
 			continue
-		}
-		body, err := job.MarshalBinary()
-		if err != nil {
-			return 0, fmt.Errorf("encode delivery %s: %w", dlvID, err)
 		}
 		subject := stream.DeliverySubject(ev.AccountID, ep.Id, dlvID)
 		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
@@ -251,15 +257,21 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 	return queued, nil
 }
 
-// job renders one endpoint's request for the event.
-func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*stream.Job, error) {
+// jobHeadroom is what a job message needs beyond its encoding (its
+// headers: trace context, dedupe id).
+const jobHeadroom = 4 << 10
+
+// job renders one endpoint's request for the event and encodes it. A
+// request too large for one message fails to render: retrying renders the
+// same bytes.
+func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*stream.Job, []byte, error) {
 	c, err := r.compile(ep)
 	if err != nil {
-		return nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
+		return nil, nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
 	}
 	req, err := c.endpoint.Render(ev.Data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	job := &stream.Job{
 		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
@@ -271,7 +283,14 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 			job.Headers = append(job.Headers, stream.Header{Name: h.Name, Value: h.Value})
 		}
 	}
-	return job, nil
+	body, err := job.MarshalBinary()
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode delivery %s: %w", dlvID, err)
+	}
+	if limit := r.js.Conn().MaxPayload() - jobHeadroom; limit > 0 && int64(len(body)) > limit {
+		return nil, nil, fmt.Errorf("the rendered request is %d bytes, over the %d bytes a queued delivery may hold", len(body), limit)
+	}
+	return job, body, nil
 }
 
 // compile returns the endpoint's compiled templates, cached by key and

@@ -103,8 +103,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if workers <= 0 {
 		workers = 16
 	}
+	if r.dead, err = stream.NewDeadLetters(js, stream.RetryConsumer, log, cfg.MeterProvider); err != nil {
+		return fmt.Errorf("retry: %w", err)
+	}
 	log.Info("retry consuming", "schedule", cfg.Schedule.String())
-	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RetryConsumer, r.handle))
+	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RetryConsumer, r.dead.Guard(r.handle)))
 }
 
 type retrier struct {
@@ -116,15 +119,21 @@ type retrier struct {
 	log        *slog.Logger
 	tracer     *stream.Tracer
 	metrics    *telemetry.Metrics
+	dead       *stream.DeadLetters
 }
 
 func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
 	span := trace.SpanFromContext(ctx)
 	var f stream.Failure
-	if err := json.Unmarshal(m.Data(), &f); err != nil {
-		r.log.ErrorContext(ctx, "dropping undecodable failure", "subject", m.Subject(), "error", err)
-		span.SetStatus(codes.Error, "undecodable failure")
-		_ = m.Term()
+	err := json.Unmarshal(m.Data(), &f)
+	if err != nil {
+		err = stream.Poison("undecodable failed attempt: %v", err)
+	} else {
+		err = f.Job.Check()
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		r.dead.Reject(ctx, m, err, time.Second)
 		return
 	}
 	if span.IsRecording() {

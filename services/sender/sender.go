@@ -128,11 +128,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, fresh, retries); err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
+	freshDead, err := stream.NewDeadLetters(js, stream.SenderConsumer, log, cfg.MeterProvider)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
+	retriesDead, err := stream.NewDeadLetters(js, stream.SenderRetryConsumer, log, cfg.MeterProvider)
+	if err != nil {
+		return fmt.Errorf("sender: %w", err)
+	}
 	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint)
 	errc := make(chan error, 2)
-	go func() { errc <- stream.Work(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handle)) }()
 	go func() {
-		errc <- stream.Work(ctx, retries, workers/4+1, s.tracer.Traced(stream.SenderRetryConsumer, s.handle))
+		errc <- stream.Work(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))
+	}()
+	go func() {
+		errc <- stream.Work(ctx, retries, workers/4+1, s.tracer.Traced(stream.SenderRetryConsumer, s.handler(retriesDead)))
 	}()
 	err = <-errc
 	if err2 := <-errc; err == nil {
@@ -250,13 +260,23 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	return s, nil
 }
 
-func (s *sender) handle(ctx context.Context, m jetstream.Msg) {
+// handler is the sender's handler for one of its consumers, whose dead
+// letters go to dead.
+func (s *sender) handler(dead *stream.DeadLetters) stream.Handler {
+	return dead.Guard(func(ctx context.Context, m jetstream.Msg) { s.handle(ctx, m, dead) })
+}
+
+func (s *sender) handle(ctx context.Context, m jetstream.Msg, dead *stream.DeadLetters) {
 	span := trace.SpanFromContext(ctx)
 	job, err := stream.DecodeJob(m)
 	if err != nil {
-		s.log.ErrorContext(ctx, "dropping undecodable delivery", "subject", m.Subject(), "error", err)
-		span.SetStatus(codes.Error, "undecodable delivery")
-		_ = m.Term()
+		err = stream.Poison("undecodable delivery job: %v", err)
+	} else {
+		err = job.Check()
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		dead.Reject(ctx, m, err, time.Second)
 		return
 	}
 	if span.IsRecording() {

@@ -2,11 +2,17 @@ package standalone
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -94,4 +100,80 @@ func TestASlowServerTiesUpOnlyItsOwnShareOfTheSender(t *testing.T) {
 		t.Errorf("the slow server got %d requests for %d deliveries", requests, distinct)
 	}
 	t.Logf("slow server: at most %d at once, %d deliveries in %d requests", most, distinct, requests)
+}
+
+func TestJunkOnEveryWorkSubjectIsDeadLetteredAndListedForAnOperator(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	limitedEndpoint(t, h, "brand-1", rc.URL, 0, 0)
+	js := h.jetStream(t)
+	ctx := context.Background()
+	junk := map[string]string{ // subject: consumer that gives up on it
+		"events.action_clearing":                    "renderer",
+		"deliveries.3.junk-acct.junk-ep.junk-dlv-1": "sender",
+		"failed.3.junk-ep":                          "retry",
+		"retries.3.junk-ep":                         "sender-retries",
+	}
+	for subject := range junk {
+		for i := range 3 {
+			if _, err := js.Publish(ctx, subject, []byte{0xff, 0x00, byte(i), '{'}, jetstream.WithMsgID(fmt.Sprintf("%s-%d", subject, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// An event of the right shape but without an account: it must not be
+	// taken for "every account".
+	if _, err := js.Publish(ctx, "events.action_clearing",
+		[]byte(`{"id":"evt_x","account_id":"","event_type":"action_clearing","time":"2026-04-15T12:00:00Z","data":{"CampaignId":9876}}`)); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, h, "brand-1", 5) // real postbacks go on beside the junk
+	eventually(t, 20*time.Second, "the 5 real postbacks", func() bool { return rc.count() == 5 })
+	var letters []*postbackv1.DeadLetter
+	eventually(t, 20*time.Second, "13 dead letters", func() bool {
+		res, err := h.deliveries.ListDeadLetters(ctx, &postbackv1.ListDeadLettersRequest{PageSize: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		letters = res.DeadLetters
+		for token := res.NextPageToken; token != ""; {
+			res, err = h.deliveries.ListDeadLetters(ctx, &postbackv1.ListDeadLettersRequest{PageSize: 5, PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			letters, token = append(letters, res.DeadLetters...), res.NextPageToken
+		}
+		return len(letters) >= 13
+	})
+	per := map[string]int{}
+	for _, d := range letters {
+		if want := junk[d.Subject]; want != "" && d.Consumer != want {
+			t.Errorf("junk on %s dead-lettered by %s, want %s", d.Subject, d.Consumer, want)
+		}
+		if d.Reason == "" || d.Tries != 1 {
+			t.Errorf("dead letter %d from %s: reason %q after %d tries; want a reason after one", d.Sequence, d.Subject, d.Reason, d.Tries)
+		}
+		per[d.Consumer]++
+	}
+	if per["renderer"] != 4 || per["sender"] != 3 || per["retry"] != 3 || per["sender-retries"] != 3 || len(letters) != 13 {
+		t.Fatalf("dead letters per consumer %v (%d in all), want renderer 4, the others 3 each", per, len(letters))
+	}
+	// The work streams hold nothing of it any more.
+	for _, name := range []string{"EVENTS", "DELIVERIES", "SCHEDULES"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.CachedInfo().State.Msgs; n != 0 {
+			t.Errorf("%s still holds %d messages", name, n)
+		}
+	}
+	filtered, err := h.deliveries.ListDeadLetters(ctx, &postbackv1.ListDeadLettersRequest{Consumer: "retry"})
+	if err != nil || len(filtered.DeadLetters) != 3 {
+		t.Fatalf("the retry service's dead letters: %v, %v", filtered, err)
+	}
+	if _, err := h.deliveries.ListDeadLetters(ctx, &postbackv1.ListDeadLettersRequest{Consumer: "nobody"}); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(status.Convert(err).Message(), "consumer") {
+		t.Fatalf("an unknown consumer: %v, want InvalidArgument naming consumer", err)
+	}
 }

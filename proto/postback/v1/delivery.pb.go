@@ -898,6 +898,235 @@ func (x *ReplayDeliveriesResponse) GetCount() int32 {
 	return 0
 }
 
+// ListDeadLettersRequest pages through the dead letters.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One consumer's dead letters ("renderer", "sender", "sender-retries",
+	// "retry"); empty = all.
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_postback_v1_delivery_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_delivery_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_postback_v1_delivery_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListDeadLettersRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListDeadLettersResponse is one page of dead letters.
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	DeadLetters []*DeadLetter `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// Empty when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_postback_v1_delivery_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_delivery_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_postback_v1_delivery_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeadLetter is one message no service could process.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its sequence in the dead-letter stream.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The consumer that gave up on it.
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The subject it was published on.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Why it could not be processed.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How many times it was delivered before it was set aside.
+	Tries int32 `protobuf:"varint,5,opt,name=tries,proto3" json:"tries,omitempty"`
+	// When it was set aside.
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// Its first 4 KiB, as published.
+	Data []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
+	// Its size in bytes.
+	Size          int32 `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_postback_v1_delivery_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_delivery_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_postback_v1_delivery_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeadLetter) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetTries() int32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetSize() int32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_postback_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_postback_v1_delivery_proto_rawDesc = "" +
@@ -974,7 +1203,25 @@ const file_postback_v1_delivery_proto_rawDesc = "" +
 	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x127\n" +
 	"\bstatuses\x18\x04 \x03(\x0e2\x1b.postback.v1.DeliveryStatusR\bstatuses\"0\n" +
 	"\x18ReplayDeliveriesResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x05R\x05count*\xff\x01\n" +
+	"\x05count\x18\x01 \x01(\x05R\x05count\"p\n" +
+	"\x16ListDeadLettersRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
+	"\x17ListDeadLettersResponse\x12:\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x17.postback.v1.DeadLetterR\vdeadLetters\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\x01\n" +
+	"\n" +
+	"DeadLetter\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05tries\x18\x05 \x01(\x05R\x05tries\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04data\x18\a \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\b \x01(\x05R\x04size*\xff\x01\n" +
 	"\x0eDeliveryStatus\x12\x1f\n" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_PENDING\x10\x01\x12\x1d\n" +
@@ -987,13 +1234,14 @@ const file_postback_v1_delivery_proto_rawDesc = "" +
 	"\x0eAttemptOutcome\x12\x1f\n" +
 	"\x1bATTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12\x1b\n" +
-	"\x17ATTEMPT_OUTCOME_FAILURE\x10\x022\xb4\x03\n" +
+	"\x17ATTEMPT_OUTCOME_FAILURE\x10\x022\x92\x04\n" +
 	"\x0fDeliveryService\x12E\n" +
 	"\vGetDelivery\x12\x1f.postback.v1.GetDeliveryRequest\x1a\x15.postback.v1.Delivery\x12Y\n" +
 	"\x0eListDeliveries\x12\".postback.v1.ListDeliveriesRequest\x1a#.postback.v1.ListDeliveriesResponse\x12S\n" +
 	"\fListAttempts\x12 .postback.v1.ListAttemptsRequest\x1a!.postback.v1.ListAttemptsResponse\x12I\n" +
 	"\rRetryDelivery\x12!.postback.v1.RetryDeliveryRequest\x1a\x15.postback.v1.Delivery\x12_\n" +
-	"\x10ReplayDeliveries\x12$.postback.v1.ReplayDeliveriesRequest\x1a%.postback.v1.ReplayDeliveriesResponseB?Z=github.com/postback-dev/postback/proto/postback/v1;postbackv1b\x06proto3"
+	"\x10ReplayDeliveries\x12$.postback.v1.ReplayDeliveriesRequest\x1a%.postback.v1.ReplayDeliveriesResponse\x12\\\n" +
+	"\x0fListDeadLetters\x12#.postback.v1.ListDeadLettersRequest\x1a$.postback.v1.ListDeadLettersResponseB?Z=github.com/postback-dev/postback/proto/postback/v1;postbackv1b\x06proto3"
 
 var (
 	file_postback_v1_delivery_proto_rawDescOnce sync.Once
@@ -1008,7 +1256,7 @@ func file_postback_v1_delivery_proto_rawDescGZIP() []byte {
 }
 
 var file_postback_v1_delivery_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_postback_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_postback_v1_delivery_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_postback_v1_delivery_proto_goTypes = []any{
 	(DeliveryStatus)(0),              // 0: postback.v1.DeliveryStatus
 	(AttemptOutcome)(0),              // 1: postback.v1.AttemptOutcome
@@ -1022,40 +1270,47 @@ var file_postback_v1_delivery_proto_goTypes = []any{
 	(*RetryDeliveryRequest)(nil),     // 9: postback.v1.RetryDeliveryRequest
 	(*ReplayDeliveriesRequest)(nil),  // 10: postback.v1.ReplayDeliveriesRequest
 	(*ReplayDeliveriesResponse)(nil), // 11: postback.v1.ReplayDeliveriesResponse
-	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 13: google.protobuf.Duration
+	(*ListDeadLettersRequest)(nil),   // 12: postback.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),  // 13: postback.v1.ListDeadLettersResponse
+	(*DeadLetter)(nil),               // 14: postback.v1.DeadLetter
+	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 16: google.protobuf.Duration
 }
 var file_postback_v1_delivery_proto_depIdxs = []int32{
 	0,  // 0: postback.v1.Delivery.status:type_name -> postback.v1.DeliveryStatus
-	12, // 1: postback.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	12, // 2: postback.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	12, // 3: postback.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
-	12, // 4: postback.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	13, // 5: postback.v1.Attempt.duration:type_name -> google.protobuf.Duration
+	15, // 1: postback.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	15, // 2: postback.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	15, // 3: postback.v1.Delivery.update_time:type_name -> google.protobuf.Timestamp
+	15, // 4: postback.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	16, // 5: postback.v1.Attempt.duration:type_name -> google.protobuf.Duration
 	1,  // 6: postback.v1.Attempt.outcome:type_name -> postback.v1.AttemptOutcome
 	0,  // 7: postback.v1.ListDeliveriesRequest.status:type_name -> postback.v1.DeliveryStatus
-	12, // 8: postback.v1.ListDeliveriesRequest.start_time:type_name -> google.protobuf.Timestamp
-	12, // 9: postback.v1.ListDeliveriesRequest.end_time:type_name -> google.protobuf.Timestamp
+	15, // 8: postback.v1.ListDeliveriesRequest.start_time:type_name -> google.protobuf.Timestamp
+	15, // 9: postback.v1.ListDeliveriesRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 10: postback.v1.ListDeliveriesResponse.deliveries:type_name -> postback.v1.Delivery
 	3,  // 11: postback.v1.ListAttemptsResponse.attempts:type_name -> postback.v1.Attempt
-	12, // 12: postback.v1.ReplayDeliveriesRequest.start_time:type_name -> google.protobuf.Timestamp
-	12, // 13: postback.v1.ReplayDeliveriesRequest.end_time:type_name -> google.protobuf.Timestamp
+	15, // 12: postback.v1.ReplayDeliveriesRequest.start_time:type_name -> google.protobuf.Timestamp
+	15, // 13: postback.v1.ReplayDeliveriesRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: postback.v1.ReplayDeliveriesRequest.statuses:type_name -> postback.v1.DeliveryStatus
-	4,  // 15: postback.v1.DeliveryService.GetDelivery:input_type -> postback.v1.GetDeliveryRequest
-	5,  // 16: postback.v1.DeliveryService.ListDeliveries:input_type -> postback.v1.ListDeliveriesRequest
-	7,  // 17: postback.v1.DeliveryService.ListAttempts:input_type -> postback.v1.ListAttemptsRequest
-	9,  // 18: postback.v1.DeliveryService.RetryDelivery:input_type -> postback.v1.RetryDeliveryRequest
-	10, // 19: postback.v1.DeliveryService.ReplayDeliveries:input_type -> postback.v1.ReplayDeliveriesRequest
-	2,  // 20: postback.v1.DeliveryService.GetDelivery:output_type -> postback.v1.Delivery
-	6,  // 21: postback.v1.DeliveryService.ListDeliveries:output_type -> postback.v1.ListDeliveriesResponse
-	8,  // 22: postback.v1.DeliveryService.ListAttempts:output_type -> postback.v1.ListAttemptsResponse
-	2,  // 23: postback.v1.DeliveryService.RetryDelivery:output_type -> postback.v1.Delivery
-	11, // 24: postback.v1.DeliveryService.ReplayDeliveries:output_type -> postback.v1.ReplayDeliveriesResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 15: postback.v1.ListDeadLettersResponse.dead_letters:type_name -> postback.v1.DeadLetter
+	15, // 16: postback.v1.DeadLetter.time:type_name -> google.protobuf.Timestamp
+	4,  // 17: postback.v1.DeliveryService.GetDelivery:input_type -> postback.v1.GetDeliveryRequest
+	5,  // 18: postback.v1.DeliveryService.ListDeliveries:input_type -> postback.v1.ListDeliveriesRequest
+	7,  // 19: postback.v1.DeliveryService.ListAttempts:input_type -> postback.v1.ListAttemptsRequest
+	9,  // 20: postback.v1.DeliveryService.RetryDelivery:input_type -> postback.v1.RetryDeliveryRequest
+	10, // 21: postback.v1.DeliveryService.ReplayDeliveries:input_type -> postback.v1.ReplayDeliveriesRequest
+	12, // 22: postback.v1.DeliveryService.ListDeadLetters:input_type -> postback.v1.ListDeadLettersRequest
+	2,  // 23: postback.v1.DeliveryService.GetDelivery:output_type -> postback.v1.Delivery
+	6,  // 24: postback.v1.DeliveryService.ListDeliveries:output_type -> postback.v1.ListDeliveriesResponse
+	8,  // 25: postback.v1.DeliveryService.ListAttempts:output_type -> postback.v1.ListAttemptsResponse
+	2,  // 26: postback.v1.DeliveryService.RetryDelivery:output_type -> postback.v1.Delivery
+	11, // 27: postback.v1.DeliveryService.ReplayDeliveries:output_type -> postback.v1.ReplayDeliveriesResponse
+	13, // 28: postback.v1.DeliveryService.ListDeadLetters:output_type -> postback.v1.ListDeadLettersResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_postback_v1_delivery_proto_init() }
@@ -1069,7 +1324,7 @@ func file_postback_v1_delivery_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_postback_v1_delivery_proto_rawDesc), len(file_postback_v1_delivery_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

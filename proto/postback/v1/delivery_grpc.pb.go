@@ -24,6 +24,7 @@ const (
 	DeliveryService_ListAttempts_FullMethodName     = "/postback.v1.DeliveryService/ListAttempts"
 	DeliveryService_RetryDelivery_FullMethodName    = "/postback.v1.DeliveryService/RetryDelivery"
 	DeliveryService_ReplayDeliveries_FullMethodName = "/postback.v1.DeliveryService/ReplayDeliveries"
+	DeliveryService_ListDeadLetters_FullMethodName  = "/postback.v1.DeliveryService/ListDeadLetters"
 )
 
 // DeliveryServiceClient is the client API for DeliveryService service.
@@ -43,6 +44,11 @@ type DeliveryServiceClient interface {
 	RetryDelivery(ctx context.Context, in *RetryDeliveryRequest, opts ...grpc.CallOption) (*Delivery, error)
 	// ReplayDeliveries re-queues an endpoint's dead (or failed) deliveries in a time range.
 	ReplayDeliveries(ctx context.Context, in *ReplayDeliveriesRequest, opts ...grpc.CallOption) (*ReplayDeliveriesResponse, error)
+	// ListDeadLetters returns messages no service could process (junk on a
+	// work subject, a job or event in no known form, a handler that kept
+	// failing), oldest first, each with why. Operators only: a dead letter
+	// belongs to no account anyone can trust (PERMISSION_DENIED otherwise).
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
 }
 
 type deliveryServiceClient struct {
@@ -103,6 +109,16 @@ func (c *deliveryServiceClient) ReplayDeliveries(ctx context.Context, in *Replay
 	return out, nil
 }
 
+func (c *deliveryServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, DeliveryService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeliveryServiceServer is the server API for DeliveryService service.
 // All implementations must embed UnimplementedDeliveryServiceServer
 // for forward compatibility.
@@ -120,6 +136,11 @@ type DeliveryServiceServer interface {
 	RetryDelivery(context.Context, *RetryDeliveryRequest) (*Delivery, error)
 	// ReplayDeliveries re-queues an endpoint's dead (or failed) deliveries in a time range.
 	ReplayDeliveries(context.Context, *ReplayDeliveriesRequest) (*ReplayDeliveriesResponse, error)
+	// ListDeadLetters returns messages no service could process (junk on a
+	// work subject, a job or event in no known form, a handler that kept
+	// failing), oldest first, each with why. Operators only: a dead letter
+	// belongs to no account anyone can trust (PERMISSION_DENIED otherwise).
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
 	mustEmbedUnimplementedDeliveryServiceServer()
 }
 
@@ -144,6 +165,9 @@ func (UnimplementedDeliveryServiceServer) RetryDelivery(context.Context, *RetryD
 }
 func (UnimplementedDeliveryServiceServer) ReplayDeliveries(context.Context, *ReplayDeliveriesRequest) (*ReplayDeliveriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplayDeliveries not implemented")
+}
+func (UnimplementedDeliveryServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
 }
 func (UnimplementedDeliveryServiceServer) mustEmbedUnimplementedDeliveryServiceServer() {}
 func (UnimplementedDeliveryServiceServer) testEmbeddedByValue()                         {}
@@ -256,6 +280,24 @@ func _DeliveryService_ReplayDeliveries_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeliveryService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeliveryServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeliveryService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeliveryServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeliveryService_ServiceDesc is the grpc.ServiceDesc for DeliveryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +324,10 @@ var DeliveryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplayDeliveries",
 			Handler:    _DeliveryService_ReplayDeliveries_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _DeliveryService_ListDeadLetters_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
