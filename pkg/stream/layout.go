@@ -21,7 +21,15 @@
 //	            a message republished after a crash is dropped, not sent twice.
 //	            The partition token (hash of the endpoint id mod Partitions)
 //	            lets several consumers share the load while one endpoint always
-//	            lands in the same partition.
+//	            lands in the same partition. The sender reads first sends
+//	            through one durable consumer per partition (sender-p<N>,
+//	            deliveries.<N>.>), each with a small pull buffer, into one
+//	            pool of workers that takes the partitions in turn (WorkAll):
+//	            a burst queued for one endpoint waits in its own partition's
+//	            line while the other partitions' jobs go past it. (Jobs of
+//	            endpoints that share the burst's partition still wait behind
+//	            it, and so does everything behind the renderer's intake of
+//	            the burst's events: EVENTS is read in order.)
 //	            A first send is queued on its delivery's own subject because
 //	            it is that delivery's record until the sender writes one: the
 //	            renderer writes no record for a delivery that rendered (one
@@ -259,9 +267,38 @@ type consumerSpec struct {
 
 var consumers = map[string]consumerSpec{
 	RendererConsumer:    {RendererConsumer, EventsStream, "events.>"},
-	SenderConsumer:      {SenderConsumer, DeliveriesStream, "deliveries.>"},
 	SenderRetryConsumer: {SenderRetryConsumer, SchedulesStream, "retries.>"},
 	RetryConsumer:       {RetryConsumer, DeliveriesStream, "failed.>"},
+}
+
+// SenderPartitionConsumer is the durable consumer of one partition of the
+// first sends (deliveries.<partition>.>).
+func SenderPartitionConsumer(partition int) string {
+	return SenderConsumer + "-p" + strconv.Itoa(partition)
+}
+
+// SenderConsumers creates (or finds) the sender's consumers of first sends,
+// one per partition, so that a burst queued for one endpoint waits only in
+// its own partition's line (WorkAll serves the partitions in turn). Work
+// queue streams refuse consumers whose filters overlap, so the single
+// "sender" consumer on deliveries.> of earlier versions is removed first;
+// the messages it had handed out and not yet seen acked go to the
+// partition consumers. (A sender of an earlier version still running loses
+// its consumer and stops taking work: upgrade the senders together.)
+func SenderConsumers(ctx context.Context, js jetstream.JetStream, ackWait time.Duration, maxAckPending int) ([]jetstream.Consumer, error) {
+	if err := js.DeleteConsumer(ctx, DeliveriesStream, SenderConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("remove the single sender consumer of earlier versions: %w", err)
+	}
+	out := make([]jetstream.Consumer, 0, DefaultPartitions)
+	for p := range DefaultPartitions {
+		c, err := durable(ctx, js, consumerSpec{SenderPartitionConsumer(p), DeliveriesStream, "deliveries." + strconv.Itoa(p) + ".>"},
+			ackWait, maxAckPending)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // Consumer creates (or finds) one of the durable pull consumers.
@@ -270,6 +307,10 @@ func Consumer(ctx context.Context, js jetstream.JetStream, name string, ackWait 
 	if !ok {
 		return nil, fmt.Errorf("unknown consumer %q", name)
 	}
+	return durable(ctx, js, spec, ackWait, maxAckPending)
+}
+
+func durable(ctx context.Context, js jetstream.JetStream, spec consumerSpec, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, spec.stream, jetstream.ConsumerConfig{
 		Durable:       spec.name,
 		FilterSubject: spec.filter,

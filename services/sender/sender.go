@@ -11,6 +11,16 @@
 // If the limiter is unreachable the message is nak'ed with a delay: nothing
 // is sent unthrottled and nothing is lost; Ready reports the outage.
 //
+// Sharing the workers (share.go): each endpoint may have only so many
+// requests in flight at once (its max_in_flight, by default an eighth of
+// the workers); a job of a full endpoint waits briefly for a place when the
+// endpoint is fast and is deferred to its expected turn otherwise, so a
+// server that answers slowly, or never, holds only its own share.
+//
+// Poison (stream.DeadLetters): a job that cannot be decoded or names no
+// well-formed delivery goes to the dead letters at once; a handler that
+// panics on a job gives it back a bounded number of times first.
+//
 // Sending once: before a request goes out the sender claims the attempt, a
 // compare-and-set on the delivery record at the revision the job was written
 // against (IN_FLIGHT, naming the message); a copy of the job that finds the
@@ -117,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 	workers := s.cfg.Workers
 	// Ack wait must outlast the longest request (60 s) plus recording.
 	const ackWait = 2 * endpoint.MaxTimeout
-	fresh, err := stream.Consumer(ctx, js, stream.SenderConsumer, ackWait, 4*workers)
+	fresh, err := stream.SenderConsumers(ctx, js, ackWait, 4*workers)
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
@@ -125,7 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, fresh, retries); err != nil {
+	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, append(fresh, retries)...); err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
 	freshDead, err := stream.NewDeadLetters(js, stream.SenderConsumer, log, cfg.MeterProvider)
@@ -139,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint)
 	errc := make(chan error, 2)
 	go func() {
-		errc <- stream.Work(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))
+		errc <- stream.WorkAll(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))
 	}()
 	go func() {
 		errc <- stream.Work(ctx, retries, workers/4+1, s.tracer.Traced(stream.SenderRetryConsumer, s.handler(retriesDead)))

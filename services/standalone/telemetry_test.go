@@ -418,7 +418,11 @@ func TestMetricsCountPublishedEventsDeliveriesAttemptsAndRetries(t *testing.T) {
 		t.Errorf("a failed outcome was counted")
 	}
 	// Queue lag of every consumer, and the gRPC server's own metrics.
-	for _, c := range []string{"renderer", "sender", "sender-retries", "retry"} {
+	consumers := []string{"renderer", "sender-retries", "retry"}
+	for p := range 16 {
+		consumers = append(consumers, fmt.Sprintf("sender-p%d", p))
+	}
+	for _, c := range consumers {
 		if _, ok := sample(m, "postback_consumer_pending", "consumer", c); !ok {
 			t.Errorf("no postback_consumer_pending for consumer %s", c)
 		}
