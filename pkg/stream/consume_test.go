@@ -84,3 +84,48 @@ func TestTheSenderConsumersReplaceTheSingleConsumerOfEarlierVersions(t *testing.
 		t.Fatalf("a second start: %v", err)
 	}
 }
+
+func TestTheRendererReadsEachPartitionAndTheSubjectsOfEarlierVersions(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// An earlier version's consumer read all of events.>.
+	if _, err := js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
+		Durable: RendererConsumer, FilterSubject: "events.>", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	consumers, err := RendererConsumers(ctx, js, time.Minute, 64)
+	if err != nil {
+		t.Fatalf("partition consumers beside the old one: %v", err)
+	}
+	subjects := []string{"events.action_clearing"} // as earlier versions published
+	for _, account := range []string{"brand-1", "brand-2", "brand-3", "brand-4"} {
+		subjects = append(subjects, EventSubject("action_clearing", account))
+	}
+	for _, s := range subjects {
+		if _, err := js.Publish(ctx, s, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan string, len(subjects))
+	go func() {
+		_ = WorkAll(ctx, consumers, 2, func(_ context.Context, m jetstream.Msg) {
+			got <- string(m.Data())
+			_ = m.Ack()
+		})
+	}()
+	seen := map[string]bool{}
+	for range subjects {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-time.After(20 * time.Second):
+			t.Fatalf("handled %v of %v", seen, subjects)
+		}
+	}
+	for _, s := range subjects {
+		if !seen[s] {
+			t.Errorf("%s was not read", s)
+		}
+	}
+}

@@ -13,16 +13,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// work runs handler on the renderer's consumer until the test ends.
+// work runs handler on the renderer's consumers until the test ends.
 func work(t *testing.T, js jetstream.JetStream, handler Handler) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := Consumer(ctx, js, RendererConsumer, 30*time.Second, 64)
+	cs, err := RendererConsumers(ctx, js, 30*time.Second, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = Work(ctx, c, 4, handler) }()
+	go func() { defer close(done); _ = WorkAll(ctx, cs, 4, handler) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -72,7 +72,7 @@ func TestAPoisonMessageIsDeadLetteredAtOnceWithItsReason(t *testing.T) {
 		"missing times": `{"id":"evt_4","account_id":"brand-1","event_type":"action_clearing","data":{}}`,
 	}
 	for name, body := range junk {
-		if _, err := js.PublishMsg(ctx, NewMsg(ctx, EventSubject("action_clearing"), []byte(body), "junk-"+name)); err != nil {
+		if _, err := js.PublishMsg(ctx, NewMsg(ctx, "events.action_clearing", []byte(body), "junk-"+name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,7 +116,7 @@ func TestAHandlerThatPanicsGetsBoundedTriesThenTheMessageIsDeadLettered(t *testi
 		_ = m.Ack()
 	}))
 	ctx := context.Background()
-	if _, err := js.PublishMsg(ctx, NewMsg(ctx, EventSubject("action_clearing"), []byte("boom"), "boom")); err != nil {
+	if _, err := js.PublishMsg(ctx, NewMsg(ctx, "events.action_clearing", []byte("boom"), "boom")); err != nil {
 		t.Fatal(err)
 	}
 	got := deadLetters(t, js, 1)

@@ -5,7 +5,14 @@
 //
 // The layout (retention, dedupe window and why):
 //
-//	EVENTS      events.<event_type>
+//	EVENTS      events.<event_type>.<partition>
+//	            The partition token is a hash of the account id, so one
+//	            account's events stay in one partition, in order. The renderer
+//	            reads each partition through its own durable consumer
+//	            (renderer-p<N>, events.*.<N>) into one pool of workers that
+//	            takes the partitions in turn (WorkAll), so one account's burst
+//	            waits in its own partition's line; its "renderer" consumer
+//	            reads events.<event_type>, the subjects of earlier versions.
 //	            Work queue: a message leaves when the renderer acks it, which
 //	            it does only after every delivery of the event is durable.
 //	            Discard new: when full, Publish fails (the gateway answers
@@ -132,13 +139,17 @@ func DefaultOptions() Options {
 
 // Subjects.
 
-// EventSubject is the subject an event of the given type is published on.
-func EventSubject(eventType string) string { return "events." + eventType }
+// EventSubject is the subject an account's event of the given type is
+// published on: events.<event_type>.<partition of the account>.
+func EventSubject(eventType, accountID string) string {
+	return "events." + eventType + "." + Partition(accountID)
+}
 
-// Partition is the partition token of an endpoint.
-func Partition(endpointID string) string {
+// Partition is the partition token of an endpoint (or, for events, of an
+// account).
+func Partition(id string) string {
 	h := fnv.New32a()
-	h.Write([]byte(endpointID))
+	h.Write([]byte(id))
 	return strconv.Itoa(int(h.Sum32() % DefaultPartitions))
 }
 
@@ -266,9 +277,38 @@ type consumerSpec struct {
 }
 
 var consumers = map[string]consumerSpec{
-	RendererConsumer:    {RendererConsumer, EventsStream, "events.>"},
 	SenderRetryConsumer: {SenderRetryConsumer, SchedulesStream, "retries.>"},
 	RetryConsumer:       {RetryConsumer, DeliveriesStream, "failed.>"},
+}
+
+// RendererConsumers creates (or finds) the renderer's consumers: one per
+// partition of events.<event_type>.<partition>, and "renderer" for the
+// events.<event_type> subjects of earlier versions. Earlier versions'
+// "renderer" read all of events.>, which overlaps the partitions' filters
+// (refused on a work queue), so it is narrowed first (or, should the
+// server refuse that, deleted and made again: its unacked messages go
+// back to the stream).
+func RendererConsumers(ctx context.Context, js jetstream.JetStream, ackWait time.Duration, maxAckPending int) ([]jetstream.Consumer, error) {
+	legacy := consumerSpec{RendererConsumer, EventsStream, "events.*"}
+	c, err := durable(ctx, js, legacy, ackWait, maxAckPending)
+	if err != nil {
+		if derr := js.DeleteConsumer(ctx, EventsStream, RendererConsumer); derr != nil && !errors.Is(derr, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+		if c, err = durable(ctx, js, legacy, ackWait, maxAckPending); err != nil {
+			return nil, err
+		}
+	}
+	out := []jetstream.Consumer{c}
+	for p := range DefaultPartitions {
+		c, err := durable(ctx, js, consumerSpec{RendererConsumer + "-p" + strconv.Itoa(p), EventsStream, "events.*." + strconv.Itoa(p)},
+			ackWait, maxAckPending)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // SenderPartitionConsumer is the durable consumer of one partition of the

@@ -55,7 +55,7 @@ type destination struct {
 
 func init() {
 	for prefix, template := range map[string]string{
-		"events":     "events.{event_type}",
+		"events":     "events.{event_type}.{partition}",
 		"deliveries": "deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
 		"failed":     "failed.{partition}.{endpoint_id}",
 		"retries":    "retries.{partition}.{endpoint_id}",
@@ -67,7 +67,7 @@ func init() {
 	}
 }
 
-// Template is the subject's template, e.g. "events.{event_type}".
+// Template is the subject's template, e.g. "events.{event_type}.{partition}".
 func Template(subject string) string { return destinationOf(subject).template }
 
 func destinationOf(subject string) destination {

@@ -44,7 +44,7 @@ func publishInterceptor(tr *stream.Tracer, m *Metrics) grpc.UnaryServerIntercept
 			if !ok {
 				break
 			}
-			ctx, span := tr.StartPublish(ctx, stream.EventSubject(r.EventType), AccountID.String(r.AccountId), EventType.String(r.EventType))
+			ctx, span := tr.StartPublish(ctx, stream.EventSubject(r.EventType, r.AccountId), AccountID.String(r.AccountId), EventType.String(r.EventType))
 			resp, err := handler(ctx, req)
 			if pr, ok := resp.(*postbackv1.PublishResponse); ok && err == nil {
 				span.SetAttributes(EventID.String(pr.EventId), Duplicate.Bool(pr.Duplicate))
@@ -63,7 +63,7 @@ func publishInterceptor(tr *stream.Tracer, m *Metrics) grpc.UnaryServerIntercept
 			// when they share one.
 			subject := "events.>"
 			if len(r.Events) > 0 {
-				subject = stream.EventSubject(r.Events[0].GetEventType())
+				subject = "events." + r.Events[0].GetEventType() + ".*"
 				for _, ev := range r.Events[1:] {
 					if ev.GetEventType() != r.Events[0].GetEventType() {
 						subject = "events.>"

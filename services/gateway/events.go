@@ -205,7 +205,7 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	ack, err := stream.Publish(ctx, s.js.Conn(), stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
+	ack, err := stream.Publish(ctx, s.js.Conn(), stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
 	if err != nil {
 		return nil, publishError(err)
 	}
@@ -232,7 +232,7 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			continue
 		}
 		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
-		f, err := s.js.PublishMsgAsync(stream.NewMsg(ctx, stream.EventSubject(p.event.Type), p.body, p.msgID))
+		f, err := s.js.PublishMsgAsync(stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
 		if err != nil {
 			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
 			continue

@@ -75,11 +75,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.tracer = stream.NewTracer(cfg.TracerProvider)
-	c, err := stream.Consumer(ctx, js, stream.RendererConsumer, 30*time.Second, 4096)
+	consumers, err := stream.RendererConsumers(ctx, js, 30*time.Second, 4096)
 	if err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}
-	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
+	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, consumers...); err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}
 	if r.dead, err = stream.NewDeadLetters(js, stream.RendererConsumer, log, cfg.MeterProvider); err != nil {
@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		workers = 256
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
-	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
+	return stream.WorkAll(ctx, consumers, workers, r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
 }
 
 type renderer struct {

@@ -181,8 +181,8 @@ func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 		"POST",
 		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
 		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
-		"process events.{event_type}",
-		"publish events.{event_type}",
+		"process events.{event_type}.{partition}",
+		"publish events.{event_type}.{partition}",
 		"postback.v1.EventService/Publish",
 	}
 	if got := chain(byID, http0); fmt.Sprint(got) != fmt.Sprint(first) {
