@@ -90,7 +90,7 @@ run-cluster: build bin/nats-server
 stop-cluster:
 	./scripts/stop-cluster.sh
 
-## bench: end-to-end benchmark in both shapes next to a raw net/http reference (≤ 10 min); appends to docs/benchmarks.md
+## bench: end-to-end benchmark in both shapes next to a raw net/http reference (~10 min; BENCH_REPEAT=5 repeats the bursts); appends to docs/benchmarks.md
 bench: build tools
 	./scripts/ensure-redis.sh
 	go run ./services/standalone/cmd/postback-bench -bin bin -redis-server "$$(command -v redis-server || echo /usr/bin/redis-server)" -out bench-result.json -markdown docs/benchmarks.md

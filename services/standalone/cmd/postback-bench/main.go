@@ -10,10 +10,17 @@
 // custom JSON template, through PublishBatch and through unary Publish),
 // steady (200/s and 1,000/s), fan-out (1,000 endpoints across 100 accounts)
 // noisy neighbour (a 1/s endpoint with a 5,000 backlog beside a steady 200/s
-// endpoint) and noisy intake (that backlog arriving while the steady 200/s
-// runs). Loopback only; bounded in count and time; it stops every
-// process it started. Run it with `make bench`; `make bench-profile` (the
-// -profile flag) also takes pprof CPU and allocation profiles of every
+// endpoint), noisy intake (that backlog arriving while the steady 200/s
+// runs), slow receiver (a steady 200/s beside 2,000 deliveries to a receiver
+// that answers after 9 s and 200 to one whose body never ends, each on an
+// endpoint of its own; then whether every slow delivery arrives once and
+// every endless one waits for its retry) and poison (a steady 200/s while
+// junk is published straight onto the work subjects of every consumer; then
+// whether each junk message became a dead letter). The bursts run
+// BENCH_REPEAT (-repeat) times each, reported with the minimum, median and
+// maximum over the runs. Loopback only; bounded in count and time; it stops
+// every process it started. Run it with `make bench`; `make bench-profile`
+// (the -profile flag) also takes pprof CPU and allocation profiles of every
 // process during the burst scenarios.
 package main
 
@@ -27,6 +34,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,10 +44,14 @@ import (
 // run errs against Postback: a slow run of it would flatter the figures.
 const referenceRuns = 3
 
+// maxRepeat bounds -repeat: each run of the bursts is two bursts a shape.
+const maxRepeat = 20
+
 type options struct {
 	bin, redis, out, markdown string
 	profile                   string // folder for pprof profiles ("": none)
 	events, steadySeconds     int
+	repeat                    int // runs of each burst scenario
 	shapes, scenarios         string
 	selfProfile               string // CPU profile of the bench process itself ("": none)
 }
@@ -52,11 +64,16 @@ func main() {
 	flag.StringVar(&o.markdown, "markdown", "docs/benchmarks.md", "file to append a dated row to (empty: none)")
 	flag.IntVar(&o.events, "events", 20000, "events in the burst scenarios")
 	flag.IntVar(&o.steadySeconds, "steady-seconds", 30, "length of each steady scenario")
+	flag.IntVar(&o.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each burst scenario, reported with min, median and max (env BENCH_REPEAT)")
 	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
 	flag.StringVar(&o.scenarios, "scenarios", "", "scenarios to run (comma-separated; empty: all)")
 	flag.StringVar(&o.profile, "profile", "", "folder for pprof CPU and allocation profiles of every process during the burst scenarios (empty: none)")
 	flag.StringVar(&o.selfProfile, "self-cpuprofile", "", "write a CPU profile of the bench process itself (load generator, receiver, references) to this file")
 	flag.Parse()
+	if o.repeat < 1 || o.repeat > maxRepeat {
+		fmt.Fprintf(os.Stderr, "bench: -repeat (BENCH_REPEAT) is %d; it must be 1 to %d\n", o.repeat, maxRepeat)
+		os.Exit(2)
+	}
 	if o.selfProfile != "" {
 		f, err := os.Create(o.selfProfile)
 		if err == nil {
@@ -68,12 +85,42 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), budget(o))
 	defer cancel()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// envInt is the integer in the environment variable name, or def when it
+// is unset; a value that is not an integer ends the bench, as a bad flag
+// value would.
+func envInt(name string, def int) int {
+	v, ok := os.LookupEnv(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s=%q is not an integer\n", name, v)
+		os.Exit(2)
+	}
+	return n
+}
+
+// budget bounds the whole run. Ten minutes have always covered the
+// references and the scenarios up to noisy-intake in both shapes (they take
+// about five); slow-receiver and poison add, in each shape, two steady runs,
+// the wait for their deliveries (up to 30 s each) and their own bounded
+// waits (up to 120 s for the slow deliveries, 60 s for the dead letters);
+// each further run of the bursts adds two bursts a shape (seconds each,
+// a 90 s wait at worst: two minutes is the common case with room to spare).
+func budget(o options) time.Duration {
+	shapes := time.Duration(len(strings.Split(o.shapes, ",")))
+	steady := time.Duration(o.steadySeconds) * time.Second
+	perShape := 2*(steady+30*time.Second) + 3*time.Minute + time.Duration(o.repeat-1)*2*time.Minute
+	return 10*time.Minute + shapes*perShape
 }
 
 // Report is the JSON result.
@@ -105,7 +152,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios}
+	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios, repeat: o.repeat}
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return err

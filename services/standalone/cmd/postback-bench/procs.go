@@ -25,10 +25,12 @@ type proc struct {
 	name  string
 	cmd   *exec.Cmd
 	pprof string // base URL of its /debug/pprof/ handlers ("": not profiled)
+	log   string // the file of its stdout and stderr
 }
 
 func startProc(name, bin string, args, env []string, logDir string) (*proc, error) {
-	f, err := os.Create(filepath.Join(logDir, name+".log"))
+	logPath := filepath.Join(logDir, name+".log")
+	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +41,7 @@ func startProc(name, bin string, args, env []string, logDir string) (*proc, erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return &proc{name: name, cmd: cmd}, nil
+	return &proc{name: name, cmd: cmd, log: logPath}, nil
 }
 
 func (p *proc) stop() {
@@ -148,7 +150,10 @@ func secretKey() string {
 type deployment struct {
 	shape    string
 	grpcAddr string
-	procs    []*proc
+	// natsURL is the deployment's NATS server, for the scenarios that put
+	// messages on its streams themselves ("": not known).
+	natsURL string
+	procs   []*proc
 }
 
 func (d *deployment) stop() {
@@ -192,7 +197,47 @@ func startStandalone(ctx context.Context, bin, work string, pprof bool) (*deploy
 		d.stop()
 		return nil, err
 	}
+	d.natsURL, err = embeddedNATSURL(ctx, p.log)
+	if err != nil {
+		progress("warning: standalone: the embedded NATS server's URL is not known (%v): the scenarios that need it are skipped", err)
+	}
 	return d, nil
+}
+
+// embeddedNATSURL reads the URL of standalone's embedded NATS server (a
+// free port, picked at start) from the line postback-standalone prints on
+// stdout once every service is serving, "postback <version> ready: grpc
+// <addr>, http <addr>, nats <url>": standalone exposes it nowhere else but
+// in its info log, which the bench turns off. That line may come a moment
+// after /readyz answers, so the log is read again for up to 10 s. Only a
+// loopback URL is taken: the bench sends nothing anywhere else.
+func embeddedNATSURL(ctx context.Context, logPath string) (string, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, " ready: grpc ") {
+				continue
+			}
+			_, url, ok := strings.Cut(line, ", nats ")
+			url = strings.TrimSpace(url)
+			if !ok || !strings.HasPrefix(url, "nats://127.0.0.1:") {
+				return "", fmt.Errorf("the ready line %q names no loopback NATS URL", line)
+			}
+			return url, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no ready line in %s within 10s", logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // startCluster runs one nats-server, one Redis and the four services as
@@ -202,6 +247,7 @@ func startStandalone(ctx context.Context, bin, work string, pprof bool) (*deploy
 func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (*deployment, error) {
 	d := &deployment{shape: "multi-process"}
 	natsAddr := freeAddr()
+	d.natsURL = "nats://" + natsAddr
 	_, natsPort, _ := net.SplitHostPort(natsAddr)
 	natsArgs := []string{"-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", filepath.Join(work, "nats")}
 	var natsProf string

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,7 +59,9 @@ type bench struct {
 	eps        postbackv1.EndpointServiceClient
 	deliveries postbackv1.DeliveryServiceClient
 	only       string
+	repeat     int    // runs of each burst scenario
 	shape      string // prefixes receiver tallies, so shapes never share one
+	natsURL    string // the deployment's NATS server ("": not known)
 	// profile, when set (-profile), is called as a burst starts publishing:
 	// it starts CPU profiles of every process and returns a func to call
 	// once the burst is over.
@@ -135,7 +138,15 @@ type Result struct {
 	CPUSeconds      map[string]float64 `json:"cpu_seconds"`
 	CPUMicrosEach   map[string]float64 `json:"cpu_us_per_delivery"`
 	PeakRSSMB       map[string]float64 `json:"peak_rss_mb,omitempty"`
-	Note            string             `json:"note,omitempty"`
+	// P99ToSteady200 is, for a steady 200/s run beside a disturbance, its
+	// p99 over steady-200's in the same shape and run (0: not compared).
+	P99ToSteady200 float64 `json:"p99_to_steady_200,omitempty"`
+	// Run numbers the runs of a repeated scenario (0: not repeated); the
+	// runs are followed by a row with their Spread, whose other figures
+	// are totals (deliveries) or medians (rates).
+	Run    int     `json:"run,omitempty"`
+	Spread *Spread `json:"spread,omitempty"`
+	Note   string  `json:"note,omitempty"`
 }
 
 func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]Result, error) {
@@ -149,67 +160,165 @@ func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]R
 	b.client = postbackv1.NewEventServiceClient(conn)
 	b.eps = postbackv1.NewEndpointServiceClient(conn)
 	b.deliveries = postbackv1.NewDeliveryServiceClient(conn)
+	b.natsURL = d.natsURL
 	type scenario struct {
 		name string
-		run  func(ctx context.Context, name string) (Result, error)
+		// run runs the scenario under name: its own name, or one of its
+		// own per run when it is repeated (then its accounts and receiver
+		// tallies are that run's).
+		run func(ctx context.Context, name string) (Result, error)
+		// repeated scenarios run b.repeat times.
+		repeated bool
+		// besideSteady200 scenarios are a steady 200/s beside a
+		// disturbance: their p99 is compared with steady-200's.
+		besideSteady200 bool
 	}
 	scenarios := []scenario{
-		{"burst-batch", func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, true) }},
-		{"burst-unary", func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, false) }},
-		{"steady-200", func(ctx context.Context, n string) (Result, error) {
+		{name: "burst-batch", run: func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, true) }, repeated: true},
+		{name: "burst-unary", run: func(ctx context.Context, n string) (Result, error) { return b.burst(ctx, n, false) }, repeated: true},
+		{name: "steady-200", run: func(ctx context.Context, n string) (Result, error) {
 			return b.steadyRun(ctx, n, "steady-200", 200, nil)
 		}},
-		{"steady-1000", func(ctx context.Context, n string) (Result, error) {
+		{name: "steady-1000", run: func(ctx context.Context, n string) (Result, error) {
 			return b.steadyRun(ctx, n, "steady-1000", 1000, nil)
 		}},
-		{"fan-out", b.fanout},
-		{"noisy-neighbour", b.noisy},
-		{"noisy-intake", b.noisyIntake},
+		{name: "fan-out", run: b.fanout},
+		{name: "noisy-neighbour", run: b.noisy, besideSteady200: true},
+		{name: "noisy-intake", run: b.noisyIntake, besideSteady200: true},
+		{name: "slow-receiver", run: b.slowReceiver, besideSteady200: true},
+		{name: "poison", run: b.poison, besideSteady200: true},
 	}
 	var out []Result
 	for _, s := range scenarios {
 		if b.only != "" && !strings.Contains(","+b.only+",", ","+s.name+",") {
 			continue
 		}
-		progress("%s: %s", d.shape, s.name)
-		cpu0, self0 := d.cpu(), selfCPU()
-		r, err := s.run(ctx, s.name)
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", s.name, err)
+		runs := 1
+		if s.repeated {
+			runs = b.repeat
 		}
-		cpu1, self1 := d.cpu(), selfCPU()
-		r.CPUSeconds, r.CPUMicrosEach = map[string]float64{}, map[string]float64{}
-		for name, c := range cpu1 {
-			r.CPUSeconds[name] = (c - cpu0[name]).Seconds()
-		}
-		r.CPUSeconds["bench (load + receiver)"] = (self1 - self0).Seconds()
-		for name, c := range r.CPUSeconds {
-			if r.Delivered > 0 {
-				r.CPUMicrosEach[name] = c * 1e6 / float64(r.Delivered)
+		var repeats []Result
+		for run := 1; run <= runs; run++ {
+			name, label := s.name, s.name
+			if runs > 1 {
+				name, label = fmt.Sprintf("%s-r%d", s.name, run), fmt.Sprintf("%s run %d/%d", s.name, run, runs)
 			}
+			r, err := b.measure(ctx, d, raw, label, func(ctx context.Context) (Result, error) { return s.run(ctx, name) })
+			var skipped *skipError
+			if errors.As(err, &skipped) {
+				progress("%s: %s: skipped: %s", d.shape, label, skipped.reason)
+				continue
+			}
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", label, err)
+			}
+			r.Scenario = s.name
+			if runs > 1 {
+				r.Run = run
+				repeats = append(repeats, r)
+			}
+			if s.besideSteady200 {
+				compareWithSteady200(&r, out)
+				progress("%s: %s: %s", d.shape, label, r.Note)
+			}
+			out = append(out, r)
 		}
-		r.PeakRSSMB = map[string]float64{}
-		for _, p := range d.procs {
-			r.PeakRSSMB[p.name] = float64(p.peakRSS()) / (1 << 20)
+		if len(repeats) > 1 {
+			sum := summarize(s.name, repeats)
+			progress("%s: %s over %d runs: deliver/s %s, ratio to raw %s (min / median / max)",
+				d.shape, s.name, sum.Spread.Runs, sum.Spread.DeliveredPerSec.format("%.0f"), sum.Spread.RatioToRaw.format("%.3f"))
+			out = append(out, sum)
 		}
-		if raw.PerSecond > 0 {
-			r.RatioToRaw = r.DeliveredPerSec / raw.PerSecond
-		}
-		r.Latency = map[string]float64{"p50": r.P50, "p90": r.P90, "p99": r.P99, "max": r.Max}
-		progress("%s: %s: %d/%d delivered, %.0f/s (%.3f of raw), p50 %.1f ms, p99 %.1f ms, max %.1f ms, dupes %d, lost %d",
-			d.shape, s.name, r.Delivered, r.Expected, r.DeliveredPerSec, r.RatioToRaw, r.P50, r.P99, r.Max, r.Duplicates, r.Lost)
-		out = append(out, r)
 	}
 	return out, nil
+}
+
+// skipError says a scenario cannot run in this deployment, and why; the
+// bench goes on without it.
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return "skipped: " + e.reason }
+
+// measure runs one scenario (label names it in progress lines) and adds
+// the figures every scenario has: CPU by process, peak RSS, the ratio to
+// the raw reference and the latency map.
+func (b *bench) measure(ctx context.Context, d *deployment, raw RawResult, label string, run func(context.Context) (Result, error)) (Result, error) {
+	progress("%s: %s", d.shape, label)
+	cpu0, self0 := d.cpu(), selfCPU()
+	r, err := run(ctx)
+	if err != nil {
+		return r, err
+	}
+	cpu1, self1 := d.cpu(), selfCPU()
+	r.CPUSeconds, r.CPUMicrosEach = map[string]float64{}, map[string]float64{}
+	for name, c := range cpu1 {
+		r.CPUSeconds[name] = (c - cpu0[name]).Seconds()
+	}
+	r.CPUSeconds["bench (load + receiver)"] = (self1 - self0).Seconds()
+	for name, c := range r.CPUSeconds {
+		if r.Delivered > 0 {
+			r.CPUMicrosEach[name] = c * 1e6 / float64(r.Delivered)
+		}
+	}
+	r.PeakRSSMB = map[string]float64{}
+	for _, p := range d.procs {
+		r.PeakRSSMB[p.name] = float64(p.peakRSS()) / (1 << 20)
+	}
+	if raw.PerSecond > 0 {
+		r.RatioToRaw = r.DeliveredPerSec / raw.PerSecond
+	}
+	r.Latency = map[string]float64{"p50": r.P50, "p90": r.P90, "p99": r.P99, "max": r.Max}
+	progress("%s: %s: %d/%d delivered, %.0f/s (%.3f of raw), p50 %.1f ms, p99 %.1f ms, max %.1f ms, dupes %d, lost %d",
+		d.shape, label, r.Delivered, r.Expected, r.DeliveredPerSec, r.RatioToRaw, r.P50, r.P99, r.Max, r.Duplicates, r.Lost)
+	return r, nil
+}
+
+// compareWithSteady200 gives r's p99 as a multiple of steady-200's in the
+// same shape and run (earlier holds it if it ran): the same 200/s to an
+// endpoint of its own, without the disturbance beside it.
+func compareWithSteady200(r *Result, earlier []Result) {
+	if r.Delivered == 0 {
+		r.Note = joinNotes("none of the steady traffic was delivered within its wait: no p99", r.Note)
+		return
+	}
+	var of string
+	if r.Lost > 0 {
+		of = fmt.Sprintf(" (of the %d delivered within the wait)", r.Delivered)
+	}
+	for _, x := range earlier {
+		if x.Scenario == "steady-200" && x.P99 > 0 {
+			r.P99ToSteady200 = r.P99 / x.P99
+			r.Note = joinNotes(fmt.Sprintf("p99 %.1f ms%s, %.2f× steady-200's %.1f ms", r.P99, of, r.P99ToSteady200, x.P99), r.Note)
+			return
+		}
+	}
+	r.Note = joinNotes(fmt.Sprintf("p99 %.1f ms%s (steady-200 did not run: nothing to compare it with)", r.P99, of), r.Note)
+}
+
+// joinNotes joins the non-empty notes of a result.
+func joinNotes(notes ...string) string {
+	var kept []string
+	for _, n := range notes {
+		if n != "" {
+			kept = append(kept, n)
+		}
+	}
+	return strings.Join(kept, "; ")
 }
 
 // endpoint creates one unlimited (or limited) endpoint posting to the
 // receiver under /r/<tag>.
 func (b *bench) endpoint(ctx context.Context, account, tag string, rate float64) error {
-	_, err := b.eps.CreateEndpoint(authed(ctx), &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
-		AccountId: account, EventType: "action_lifecycle", Url: "http://" + b.rc.addr + "/r/" + b.tag(tag) + "?t={Text1}",
-		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, BodyTemplate: bodyTemplate, MaxRequestsPerSecond: rate}})
+	_, err := b.eps.CreateEndpoint(authed(ctx), &postbackv1.CreateEndpointRequest{Endpoint: b.endpointTo(account, answerOK, tag, rate)})
 	return err
+}
+
+// endpointTo is an endpoint of account posting the burst's event to the
+// receiver under /<behaviour>/<tag> (see the receiver's behaviours).
+func (b *bench) endpointTo(account, behaviour, tag string, rate float64) *postbackv1.Endpoint {
+	return &postbackv1.Endpoint{AccountId: account, EventType: "action_lifecycle",
+		Url:    "http://" + b.rc.addr + "/" + behaviour + "/" + b.tag(tag) + "?t={Text1}",
+		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, BodyTemplate: bodyTemplate, MaxRequestsPerSecond: rate}
 }
 
 // request is one burst event published at sent. Every event carries the
@@ -529,6 +638,11 @@ func printReport(w io.Writer, r Report) {
 		fmt.Fprintf(w, "\n%s\n%-16s %8s %6s %6s %9s %9s %6s %8s %8s %8s %8s  %s\n", shape, "scenario", "delivered", "dupes", "lost",
 			"accept/s", "deliver/s", "ratio", "p50 ms", "p90 ms", "p99 ms", "max ms", "cpu µs/delivery by process; peak RSS MB")
 		for _, x := range results {
+			if x.Spread != nil {
+				fmt.Fprintf(w, "%-16s %8d %6d %6d %9s  deliver/s %s, ratio %s (min / median / max)\n", x.label(), x.Delivered, x.Duplicates, x.Lost,
+					"", x.Spread.DeliveredPerSec.format("%.0f"), x.Spread.RatioToRaw.format("%.3f"))
+				continue
+			}
 			var cpu []string
 			for name, us := range x.CPUMicrosEach {
 				cpu = append(cpu, fmt.Sprintf("%s=%.0f", name, us))
@@ -541,8 +655,13 @@ func printReport(w io.Writer, r Report) {
 			}
 			sort.Strings(cpu)
 			sort.Strings(rss)
-			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.3f %8.1f %8.1f %8.1f %8.1f  %s; %s\n", x.Scenario, x.Delivered, x.Duplicates, x.Lost,
+			fmt.Fprintf(w, "%-16s %8d %6d %6d %9.0f %9.0f %6.3f %8.1f %8.1f %8.1f %8.1f  %s; %s\n", x.label(), x.Delivered, x.Duplicates, x.Lost,
 				x.AcceptedPerSec, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P90, x.P99, x.Max, strings.Join(cpu, " "), strings.Join(rss, " "))
+		}
+		for _, x := range results {
+			if x.Note != "" {
+				fmt.Fprintf(w, "  %s: %s\n", x.label(), x.Note)
+			}
 		}
 	}
 }
@@ -553,14 +672,29 @@ func appendMarkdown(path string, r Report) error {
 	fmt.Fprintf(&b, "Raw net/http reference: %.0f requests/s. Bare pipeline reference: %.0f delivered/s (%.2f of raw).\n\n",
 		r.Raw.PerSecond, r.Bare.DeliveredPerSec, r.Bare.RatioToRaw)
 	b.WriteString("| shape | scenario | delivered | dupes | lost | deliver/s | ratio to raw | p50 ms | p99 ms | max ms | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var notes []string
 	for _, shape := range []string{"standalone", "multi-process"} {
 		for _, x := range r.Shapes[shape] {
+			if x.Note != "" {
+				notes = append(notes, fmt.Sprintf("- %s, %s: %s\n", shape, x.label(), x.Note))
+			}
+			if x.Spread != nil {
+				fmt.Fprintf(&b, "| %s | %s (min / median / max) | %d/%d | %d | %d | %s | %s | | | | |\n", shape, x.label(), x.Delivered, x.Expected,
+					x.Duplicates, x.Lost, x.Spread.DeliveredPerSec.format("%.0f"), x.Spread.RatioToRaw.format("%.3f"))
+				continue
+			}
 			var rss float64
 			for _, v := range x.PeakRSSMB {
 				rss = max(rss, v)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d/%d | %d | %d | %.0f | %.3f | %.1f | %.1f | %.1f | %.0f |\n", shape, x.Scenario, x.Delivered, x.Expected,
+			fmt.Fprintf(&b, "| %s | %s | %d/%d | %d | %d | %.0f | %.3f | %.1f | %.1f | %.1f | %.0f |\n", shape, x.label(), x.Delivered, x.Expected,
 				x.Duplicates, x.Lost, x.DeliveredPerSec, x.RatioToRaw, x.P50, x.P99, x.Max, rss)
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n")
+		for _, n := range notes {
+			b.WriteString(n)
 		}
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
