@@ -390,7 +390,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	if !ok {
 		return s.slotted(ctx, s.busy(ctx, rec, job, s.shares.later(ep.Id, places)))
 	}
-	defer pl.done(0) // every return before the request is sent
+	defer func() { pl.done(0) }() // every return before the request is sent (pl is read at return)
 	lim := endpoint.Limits(ep)
 	first := firstSend(job, rec, ep)
 	if err = s.slot(ctx, ep.Id, lim, rec, job); err != nil {

@@ -18,8 +18,10 @@ package sender
 //     burst so queues for a moment in the workers; a slow one's does not;
 //   - any other job is deferred: handed to a JetStream message schedule that
 //     fires it when its turn is expected, booked one request time over the
-//     places after the endpoint's last booking (at most maxDefer ahead, when
-//     it is looked at again), and acked. It holds no worker and no place in
+//     places after the endpoint's last booking (a job that would be booked
+//     more than maxDefer ahead is looked at again at a random time in the
+//     second half of maxDefer, so that those jobs do not all come back at
+//     once), and acked. It holds no worker and no place in
 //     the consumer's ack-pending window while it waits, so the consumer goes
 //     on handing out other endpoints' jobs. When it fires and finds the
 //     endpoint still full, it is deferred again: nothing is lost, it only
@@ -31,6 +33,7 @@ package sender
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -155,6 +158,9 @@ func (p place) done(took time.Duration) {
 	if sh == nil {
 		return
 	}
+	if _, held := sh.started[p.id]; !held {
+		return // given back already
+	}
 	delete(sh.started, p.id)
 	if took > 0 {
 		if sh.average == 0 {
@@ -190,7 +196,9 @@ func (s *shares) later(endpointID string, limit int) time.Time {
 	}
 	at = at.Add(spacing)
 	if latest := now.Add(s.maxDefer); at.After(latest) {
-		return latest
+		// Past the horizon: looked at again somewhere in its second half,
+		// so the jobs beyond it do not all come back at once.
+		return latest.Add(-time.Duration(rand.Int64N(int64(s.maxDefer/2) + 1)))
 	}
 	sh.bookedUntil = at
 	return at
