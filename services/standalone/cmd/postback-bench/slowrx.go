@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -58,10 +60,19 @@ func (b *bench) slowReceiver(ctx context.Context, name string) (Result, error) {
 	if err := b.publishAll(ctx, endlessAccount, endlessEvents); err != nil {
 		return Result{}, err
 	}
-	select {
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-time.After(time.Second):
+	// The backlogs are backlogs once taken in: every event rendered and
+	// every first send taken by the sender (sent, or deferred for want of
+	// a place). Taking a burst in is noisy-intake's subject; this one's is
+	// what two slow servers do to the sender afterwards.
+	began := time.Now()
+	if err := b.drained(ctx, 60*time.Second); err != nil {
+		progress("%s: %v; the steady traffic starts anyway", name, err)
+	} else {
+		progress("%s: the backlogs were taken in after %s", name, time.Since(began).Round(10*time.Millisecond))
+	}
+	if b.profile != nil {
+		done := b.profile(name)
+		defer done()
 	}
 	progress("%s: steady 200/s for %s to a third endpoint beside S and E", name, b.steady)
 	r, err := b.steadyRun(ctx, name, "slowrx-steady", 200, nil)
@@ -221,4 +232,73 @@ func (b *bench) publishAll(ctx context.Context, account string, n int) error {
 		}
 	}
 	return nil
+}
+
+// drained waits until no event waits for the renderer and no first send for
+// the sender (read from the deployment's streams; without its NATS URL, a
+// fixed 5 s).
+func (b *bench) drained(ctx context.Context, limit time.Duration) error {
+	if b.natsURL == "" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+			return nil
+		}
+	}
+	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-drained"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	// Messages not yet handed to a consumer (those handed out and not yet
+	// acked are being worked on: in flight to a slow server, say).
+	waiting := func(stream, prefix string) (uint64, error) {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return 0, err
+		}
+		var n uint64
+		names := st.ConsumerNames(ctx)
+		for name := range names.Name() {
+			if !strings.HasPrefix(name, prefix) {
+				continue
+			}
+			c, err := st.Consumer(ctx, name)
+			if err != nil {
+				return 0, err
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			n += info.NumPending
+		}
+		return n, names.Err()
+	}
+	for deadline := time.Now().Add(limit); ; {
+		events, err := waiting("EVENTS", "renderer")
+		if err != nil {
+			return err
+		}
+		jobs, err := waiting("DELIVERIES", "sender-p")
+		if err != nil {
+			return err
+		}
+		if events == 0 && jobs == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d events and %d first sends still waiting after %s", events, jobs, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
