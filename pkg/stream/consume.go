@@ -24,13 +24,14 @@ func Work(ctx context.Context, c jetstream.Consumer, workers int, handler Handle
 	return WorkAll(ctx, []jetstream.Consumer{c}, workers, handler)
 }
 
-// minPull is the smallest pull buffer WorkAll gives a consumer.
-const minPull = 16
-
 // WorkAll is Work over several consumers (the partitions of one stream's
 // work) sharing one pool of workers. Each consumer has its own pull
-// iterator and buffer (workers over the consumers, at least minPull), and
-// the pool takes their messages in turn: each iterator hands its messages
+// iterator with a buffer as large as the pool (smaller ones, a pull
+// request every few messages of a busy partition, cost a burst a quarter
+// of its throughput in nats-server's and the services' CPU; a message
+// waits in a buffer no longer than the pool takes to handle the buffers
+// ahead of it, well within the ack waits), and the pool takes their
+// messages in turn: each iterator hands its messages
 // to the pool over one unbuffered channel, and Go serves the senders
 // waiting on a channel in the order they began to wait. So a consumer with
 // a deep backlog (one endpoint's burst) gets one message into the pool for
@@ -41,9 +42,6 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 		workers = 1
 	}
 	pull := workers
-	if len(consumers) > 1 {
-		pull = max(minPull, workers/len(consumers))
-	}
 	its := make([]jetstream.MessagesContext, 0, len(consumers))
 	stop := func() {
 		for _, it := range its {

@@ -30,7 +30,7 @@
 //	            lets several consumers share the load while one endpoint always
 //	            lands in the same partition. The sender reads first sends
 //	            through one durable consumer per partition (sender-p<N>,
-//	            deliveries.<N>.>), each with a small pull buffer, into one
+//	            deliveries.<N>.>), each with its own pull buffer, into one
 //	            pool of workers that takes the partitions in turn (WorkAll):
 //	            a burst queued for one endpoint waits in its own partition's
 //	            line while the other partitions' jobs go past it. (Jobs of

@@ -385,8 +385,8 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	}
 	// A place among the endpoint's requests in flight first (share.go): a
 	// job deferred for want of one keeps the limiter's slots for others.
-	places := s.shareOf(ep)
-	pl, ok := s.shares.take(ctx, ep.Id, places)
+	places, widest := s.shareOf(ep)
+	pl, ok := s.shares.take(ctx, ep.Id, places, widest)
 	if !ok {
 		return s.slotted(ctx, s.busy(ctx, rec, job, s.shares.later(ep.Id, places)))
 	}
@@ -709,14 +709,16 @@ func (s *sender) postpone(ctx context.Context, rec *stream.Record, job *stream.J
 }
 
 // shareOf is how many of the endpoint's requests may be in flight at once
-// in this sender: its own max_in_flight or the default, at most half the
-// workers.
-func (s *sender) shareOf(ep *postbackv1.Endpoint) int {
-	n := s.cfg.InFlightPerEndpoint
+// in this sender: its own max_in_flight, at most half the workers; or the
+// default share, widened to half the workers while the endpoint is fast
+// (share.go).
+func (s *sender) shareOf(ep *postbackv1.Endpoint) (places, widest int) {
+	half := max(1, s.cfg.Workers/2)
 	if ep.MaxInFlight > 0 {
-		n = int(ep.MaxInFlight)
+		n := min(int(ep.MaxInFlight), half)
+		return n, n
 	}
-	return max(1, min(n, s.cfg.Workers/2))
+	return max(1, min(s.cfg.InFlightPerEndpoint, half)), half
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

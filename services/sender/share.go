@@ -9,7 +9,11 @@ package sender
 // places, its requests in flight at once in this sender (the endpoint's
 // max_in_flight, by default an eighth of the workers, never more than half):
 //
-//   - a job whose endpoint has a free place takes it and is sent;
+//   - a job whose endpoint has a free place takes it and is sent; while
+//     the endpoint answers fast (shareFast) and sets no max_in_flight of
+//     its own, it has up to half the workers' places, so one endpoint's
+//     burst is not slowed down for nothing: the share is there for
+//     servers that are slow;
 //   - a job whose endpoint is full waits in the worker for the next place
 //     only when that wait is expected to be short (maxWait): the expected
 //     wait is the endpoint's request time (an average of its recent
@@ -40,12 +44,24 @@ import (
 
 // Defaults of the shares.
 const (
-	// shareMaxWait is the longest a worker waits for a place.
-	shareMaxWait = 50 * time.Millisecond
+	// shareMaxWait is the longest a worker waits for a place. Deferring a
+	// job costs far more than a short wait (a schedule and a record
+	// written, the job read again when it fires): a burst to a fast
+	// endpoint, whose places free every few milliseconds, must queue in
+	// the workers, not be deferred. Only an endpoint whose request time
+	// over its places is longer than this defers at once.
+	shareMaxWait = 250 * time.Millisecond
 	// shareMaxDefer is the furthest ahead a deferred job is booked: it is
 	// looked at again by then, so a server that speeds up is used again
 	// soon, whatever was booked behind it.
 	shareMaxDefer = 30 * time.Second
+	// shareFast is the request time up to which an endpoint is fast: its
+	// share widens (to half the workers, unless the endpoint sets its own
+	// max_in_flight), so that one endpoint's burst is sent as fast as the
+	// sender can. Once its oldest request in flight is older than this,
+	// it has its usual share again: a fast server that stops answering
+	// holds at most the wide share, for at most its timeout.
+	shareFast = 50 * time.Millisecond
 	// shareMinSpacing keeps the bookings of an endpoint whose request time
 	// is not known yet (or is tiny) from all firing at once.
 	shareMinSpacing = 10 * time.Millisecond
@@ -91,10 +107,11 @@ type place struct {
 	id       uint64
 }
 
-// take gets one of the endpoint's limit places, waiting for one only when
-// the wait is expected to be short; ok is false when the job should be
-// deferred instead.
-func (s *shares) take(ctx context.Context, endpointID string, limit int) (p place, ok bool) {
+// take gets one of the endpoint's places, waiting for one only when the
+// wait is expected to be short; ok is false when the job should be
+// deferred instead. The endpoint has limit places, or widest while it is
+// fast (see share).
+func (s *shares) take(ctx context.Context, endpointID string, limit, widest int) (p place, ok bool) {
 	limit = max(limit, 1)
 	now := s.now()
 	s.mu.Lock()
@@ -105,6 +122,9 @@ func (s *shares) take(ctx context.Context, endpointID string, limit int) (p plac
 		}
 		sh = &share{started: map[uint64]time.Time{}}
 		s.byEndpoint[endpointID] = sh
+	}
+	if widest > limit && sh.average > 0 && sh.requestTime(now) <= shareFast {
+		limit = widest
 	}
 	if len(sh.started) < limit && len(sh.waiting) == 0 {
 		id := sh.start(now)

@@ -33,7 +33,7 @@ func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
 	ctx := context.Background()
 	var held []place
 	for i := range 4 {
-		p, ok := s.take(ctx, "ep-slow", 4)
+		p, ok := s.take(ctx, "ep-slow", 4, 0)
 		if !ok {
 			t.Fatalf("place %d of 4 refused", i+1)
 		}
@@ -42,18 +42,18 @@ func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
 	// Four requests have been waiting 9 s for the brand's server: a fifth
 	// would wait about 9/4 s for a place, far more than a worker may.
 	clock.add(9 * time.Second)
-	if _, ok := s.take(ctx, "ep-slow", 4); ok {
+	if _, ok := s.take(ctx, "ep-slow", 4, 0); ok {
 		t.Fatal("a fifth request to an endpoint with 4 places took one")
 	}
 	if n := s.inFlight("ep-slow"); n != 4 {
 		t.Fatalf("%d in flight, want 4", n)
 	}
 	// Another endpoint is not held up by it.
-	if _, ok := s.take(ctx, "ep-fast", 4); !ok {
+	if _, ok := s.take(ctx, "ep-fast", 4, 0); !ok {
 		t.Fatal("another endpoint was refused a place")
 	}
 	held[0].done(9 * time.Second)
-	if _, ok := s.take(ctx, "ep-slow", 4); !ok {
+	if _, ok := s.take(ctx, "ep-slow", 4, 0); !ok {
 		t.Fatal("a place given back was not taken again")
 	}
 }
@@ -62,12 +62,12 @@ func TestAWorkerWaitsBrieflyForAFastEndpointsNextPlace(t *testing.T) {
 	s, _ := testShares()
 	s.maxWait = 10 * time.Second // the wait must end by the hand-over, not by this
 	ctx := context.Background()
-	first, _ := s.take(ctx, "ep-1", 1)
+	first, _ := s.take(ctx, "ep-1", 1, 0)
 	first.done(2 * time.Millisecond) // a fast endpoint: 2 ms a request
-	busy, _ := s.take(ctx, "ep-1", 1)
+	busy, _ := s.take(ctx, "ep-1", 1, 0)
 	got := make(chan bool)
 	go func() {
-		p, ok := s.take(ctx, "ep-1", 1)
+		p, ok := s.take(ctx, "ep-1", 1, 0)
 		got <- ok
 		p.done(time.Millisecond)
 	}()
@@ -94,8 +94,8 @@ func TestAWaitThatRunsOutDefersTheJobAndLeavesNoWaiterBehind(t *testing.T) {
 	s, _ := testShares()
 	s.maxWait = 20 * time.Millisecond
 	ctx := context.Background()
-	held, _ := s.take(ctx, "ep-1", 1) // nothing known yet: a new request waits its turn
-	if _, ok := s.take(ctx, "ep-1", 1); ok {
+	held, _ := s.take(ctx, "ep-1", 1, 0) // nothing known yet: a new request waits its turn
+	if _, ok := s.take(ctx, "ep-1", 1, 0); ok {
 		t.Fatal("a place was given while the only one was held")
 	}
 	s.mu.Lock()
@@ -124,7 +124,7 @@ func TestDeferredJobsAreBookedOneRequestTimeOverThePlacesApart(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, clock := testShares()
-			p, _ := s.take(context.Background(), "ep-1", c.places)
+			p, _ := s.take(context.Background(), "ep-1", c.places, 0)
 			p.done(c.request)
 			start := clock.now()
 			for i := 1; i <= 5; i++ {
@@ -138,7 +138,7 @@ func TestDeferredJobsAreBookedOneRequestTimeOverThePlacesApart(t *testing.T) {
 
 func TestBookingsReachNoFurtherThanMaxDefer(t *testing.T) {
 	s, clock := testShares()
-	p, _ := s.take(context.Background(), "ep-1", 1)
+	p, _ := s.take(context.Background(), "ep-1", 1, 0)
 	p.done(9 * time.Second)
 	now := clock.now()
 	for i := range 100 { // 9 s apart: from the fourth on, past 30 s
@@ -160,10 +160,10 @@ func TestBookingsReachNoFurtherThanMaxDefer(t *testing.T) {
 func TestIdleEndpointsAreForgottenWhenManyAreTracked(t *testing.T) {
 	s, clock := testShares()
 	ctx := context.Background()
-	p, _ := s.take(ctx, "ep-idle", 2)
+	p, _ := s.take(ctx, "ep-idle", 2, 0)
 	p.done(time.Millisecond)
 	s.later("ep-booked", 1) // booked, nothing in flight
-	busy, _ := s.take(ctx, "ep-busy", 2)
+	busy, _ := s.take(ctx, "ep-busy", 2, 0)
 	clock.add(time.Minute)
 	s.sweep(clock.now())
 	if _, kept := s.byEndpoint["ep-busy"]; !kept || len(s.byEndpoint) != 1 {
@@ -171,7 +171,7 @@ func TestIdleEndpointsAreForgottenWhenManyAreTracked(t *testing.T) {
 	}
 	busy.done(time.Millisecond)
 	for i := range shareSweepAt {
-		q, _ := s.take(ctx, fmt.Sprintf("ep-%d", i), 1)
+		q, _ := s.take(ctx, fmt.Sprintf("ep-%d", i), 1, 0)
 		q.done(time.Millisecond)
 	}
 	if n := len(s.byEndpoint); n > shareSweepAt {
@@ -183,13 +183,13 @@ func TestAPlaceGivenBackTwiceIsGivenBackOnce(t *testing.T) {
 	s, _ := testShares()
 	s.maxWait = 10 * time.Second
 	ctx := context.Background()
-	held, _ := s.take(ctx, "ep-1", 1)
+	held, _ := s.take(ctx, "ep-1", 1, 0)
 	held.done(time.Millisecond) // now known as fast: a new request waits for the place
-	held, _ = s.take(ctx, "ep-1", 1)
+	held, _ = s.take(ctx, "ep-1", 1, 0)
 	granted := make(chan place, 2)
 	for range 2 {
 		go func() {
-			p, ok := s.take(ctx, "ep-1", 1)
+			p, ok := s.take(ctx, "ep-1", 1, 0)
 			if ok {
 				granted <- p
 			}
@@ -216,5 +216,42 @@ func TestAPlaceGivenBackTwiceIsGivenBackOnce(t *testing.T) {
 	}
 	if n := s.inFlight("ep-1"); n != 1 {
 		t.Fatalf("%d in flight with one place", n)
+	}
+}
+
+func TestAFastEndpointsShareWidensUntilItSlowsDown(t *testing.T) {
+	s, clock := testShares()
+	ctx := context.Background()
+	first, _ := s.take(ctx, "ep-1", 2, 8)
+	first.done(5 * time.Millisecond) // known fast
+	var held []place
+	for i := range 8 {
+		p, ok := s.take(ctx, "ep-1", 2, 8)
+		if !ok {
+			t.Fatalf("a fast endpoint refused place %d of its widened 8", i+1)
+		}
+		held = append(held, p)
+	}
+	// Its server stops answering: once the oldest request is older than a
+	// fast one, the share is 2 again, and 8 are far over it.
+	clock.add(shareFast + time.Millisecond)
+	if _, ok := s.take(ctx, "ep-1", 2, 8); ok {
+		t.Fatal("an endpoint whose requests hang was given a place past its share")
+	}
+	for _, p := range held[:7] {
+		p.done(time.Second)
+	}
+	if n := s.inFlight("ep-1"); n != 1 {
+		t.Fatalf("%d in flight", n)
+	}
+	// Its average is slow now: 2 places, no more.
+	held[7].done(time.Second)
+	for i := range 2 {
+		if _, ok := s.take(ctx, "ep-1", 2, 8); !ok {
+			t.Fatalf("place %d of 2 refused", i+1)
+		}
+	}
+	if _, ok := s.take(ctx, "ep-1", 2, 8); ok {
+		t.Fatal("a slow endpoint was given a third place")
 	}
 }

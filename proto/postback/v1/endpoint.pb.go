@@ -183,8 +183,9 @@ type Endpoint struct {
 	// Requests to this endpoint in flight at once in each sender replica, so a
 	// server that answers slowly, or never, ties up only its own share of the
 	// sender's workers; its other deliveries wait their turn. 0 = the sender's
-	// default (an eighth of its workers, 32 of 256); a larger value is held to
-	// half of them. At most 1000.
+	// default: an eighth of its workers (32 of 256), widened to half of them
+	// while the endpoint answers within 50 ms. A value set here is never
+	// widened, and is held to half the workers. At most 1000.
 	MaxInFlight   int32 `protobuf:"varint,18,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
