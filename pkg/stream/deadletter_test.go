@@ -26,6 +26,16 @@ func work(t *testing.T, js jetstream.JetStream, handler Handler) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// rendererBox is the renderer's dead-letter box.
+func rendererBox(t *testing.T, js jetstream.JetStream) *DeadLetters {
+	t.Helper()
+	box, err := NewDeadLetters(js, RendererConsumer, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
 func deadLetters(t *testing.T, js jetstream.JetStream, want int) []DeadLetter {
 	t.Helper()
 	var got []DeadLetter
@@ -44,10 +54,7 @@ func deadLetters(t *testing.T, js jetstream.JetStream, want int) []DeadLetter {
 
 func TestAPoisonMessageIsDeadLetteredAtOnceWithItsReason(t *testing.T) {
 	js := startJetStream(t)
-	box, err := NewDeadLetters(js, RendererConsumer, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	box := rendererBox(t, js)
 	var calls atomic.Int64
 	work(t, js, box.Guard(func(ctx context.Context, m jetstream.Msg) {
 		calls.Add(1)
@@ -103,10 +110,7 @@ func TestAPoisonMessageIsDeadLetteredAtOnceWithItsReason(t *testing.T) {
 
 func TestAHandlerThatPanicsGetsBoundedTriesThenTheMessageIsDeadLettered(t *testing.T) {
 	js := startJetStream(t)
-	box, err := NewDeadLetters(js, RendererConsumer, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	box := rendererBox(t, js)
 	var tries atomic.Int64
 	work(t, js, box.Guard(func(ctx context.Context, m jetstream.Msg) {
 		if string(m.Data()) == "boom" {

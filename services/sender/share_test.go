@@ -28,6 +28,22 @@ func testShares() (*shares, *fakeNow) {
 	return s, clock
 }
 
+// waitForWaiters waits until n workers wait for a place of the endpoint.
+func waitForWaiters(t *testing.T, s *shares, endpointID string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		waiting := len(s.byEndpoint[endpointID].waiting)
+		s.mu.Unlock()
+		if waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests wait for a place, want %d", waiting, n)
+		}
+	}
+}
+
 func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
 	s, clock := testShares()
 	ctx := context.Background()
@@ -72,18 +88,7 @@ func TestAWorkerWaitsBrieflyForAFastEndpointsNextPlace(t *testing.T) {
 		p.done(time.Millisecond)
 	}()
 	// The waiter is queued; the place is handed to it when it is given back.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		s.mu.Lock()
-		n := len(s.byEndpoint["ep-1"].waiting)
-		s.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second request did not wait for the place")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitForWaiters(t, s, "ep-1", 1)
 	busy.done(2 * time.Millisecond)
 	if !<-got {
 		t.Fatal("the waiting request was not handed the place")
@@ -195,17 +200,7 @@ func TestAPlaceGivenBackTwiceIsGivenBackOnce(t *testing.T) {
 			}
 		}()
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		s.mu.Lock()
-		n := len(s.byEndpoint["ep-1"].waiting)
-		s.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the two requests did not wait")
-		}
-	}
+	waitForWaiters(t, s, "ep-1", 2)
 	held.done(time.Millisecond)
 	held.done(0) // a second give-back must not hand out a second place
 	<-granted
