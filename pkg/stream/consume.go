@@ -41,7 +41,6 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 	if workers <= 0 {
 		workers = 1
 	}
-	pull := workers
 	its := make([]jetstream.MessagesContext, 0, len(consumers))
 	stop := func() {
 		for _, it := range its {
@@ -49,7 +48,7 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 		}
 	}
 	for _, c := range consumers {
-		it, err := c.Messages(jetstream.PullMaxMessages(pull), jetstream.PullExpiry(5*time.Second))
+		it, err := c.Messages(jetstream.PullMaxMessages(workers), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			stop()
 			return fmt.Errorf("consume %s: %w", c.CachedInfo().Name, err)

@@ -154,11 +154,9 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	}
 	n, err := r.render(ctx, &ev, meta.Sequence.Stream, meta.NumDelivered > 1)
 	if err != nil {
-		if !stream.IsPoison(err) {
-			r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
-		}
+		r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
 		span.SetStatus(codes.Error, err.Error())
-		r.dead.Reject(ctx, m, err, time.Second)
+		_ = m.NakWithDelay(time.Second) // a dependency (NATS): work waiting, not poison
 		return
 	}
 	if span.IsRecording() {
