@@ -123,15 +123,26 @@ func (s *shares) take(ctx context.Context, endpointID string, limit, widest int)
 		sh = &share{started: map[uint64]time.Time{}}
 		s.byEndpoint[endpointID] = sh
 	}
-	if widest > limit && sh.average > 0 && sh.requestTime(now) <= shareFast {
-		limit = widest
+	free := func() bool { return len(sh.started) < limit && len(sh.waiting) == 0 }
+	if !free() {
+		// Past the usual share: how fast the endpoint is decides (one scan
+		// of its requests in flight, and none while it is within its share).
+		rt := sh.requestTime(now)
+		if widest > limit && sh.average > 0 && rt <= shareFast {
+			limit = widest
+		}
+		if !free() {
+			return s.wait(ctx, sh, endpointID, rt*time.Duration(len(sh.waiting)+1)/time.Duration(limit))
+		}
 	}
-	if len(sh.started) < limit && len(sh.waiting) == 0 {
-		id := sh.start(now)
-		s.mu.Unlock()
-		return place{s, endpointID, id}, true
-	}
-	expected := sh.requestTime(now) * time.Duration(len(sh.waiting)+1) / time.Duration(limit)
+	id := sh.start(now)
+	s.mu.Unlock()
+	return place{s, endpointID, id}, true
+}
+
+// wait queues for the endpoint's next place when the expected wait is
+// short enough; s.mu is held on entry and released.
+func (s *shares) wait(ctx context.Context, sh *share, endpointID string, expected time.Duration) (place, bool) {
 	if expected > s.maxWait {
 		s.mu.Unlock()
 		return place{}, false
