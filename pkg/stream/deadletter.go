@@ -42,10 +42,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/postback-dev/postback/pkg/endpoint"
-	"github.com/postback-dev/postback/pkg/event"
-	"github.com/postback-dev/postback/pkg/id"
 )
 
 // DeadLettersStream holds the dead letters.
@@ -86,46 +82,6 @@ func Poison(format string, args ...any) error {
 func IsPoison(err error) bool {
 	var p *PoisonError
 	return errors.As(err, &p)
-}
-
-// Check says why an event can never be rendered (a PoisonError), or nil:
-// an event without a well-formed account, of no known type, or without an
-// id or a time. (The gateway publishes none such; junk published straight
-// onto events.> can be.)
-func (e *Event) Check() error {
-	switch _, known := event.Lookup(e.Type); {
-	case !endpoint.ValidAccount(e.AccountID):
-		return Poison("the event has no well-formed account_id (got %q)", clip(e.AccountID))
-	case !known:
-		return Poison("the event has no known event_type (got %q)", clip(e.Type))
-	case e.ID == "":
-		return Poison("the event has no id")
-	case e.Time.IsZero():
-		return Poison("the event has no time")
-	}
-	return nil
-}
-
-// Check says why a job can never be sent (a PoisonError), or nil: a job
-// whose ids cannot name a delivery record.
-func (j *Job) Check() error {
-	switch {
-	case !id.Valid(id.Delivery, j.DeliveryID):
-		return Poison("the job has no well-formed delivery_id (got %q)", clip(j.DeliveryID))
-	case !endpoint.ValidAccount(j.AccountID):
-		return Poison("the job has no well-formed account_id (got %q)", clip(j.AccountID))
-	case !id.Valid(id.Endpoint, j.EndpointID):
-		return Poison("the job has no well-formed endpoint_id (got %q)", clip(j.EndpointID))
-	}
-	return nil
-}
-
-// clip bounds a value quoted in a reason.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 // DeadLetter is one dead-lettered message as an operator reads it.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/event"
 	"github.com/postback-dev/postback/pkg/eventdata"
 )
 
@@ -156,4 +158,22 @@ func isEventNull(b []byte) bool {
 		b = b[:len(b)-1]
 	}
 	return string(b) == "null"
+}
+
+// Check says why an event can never be rendered (a PoisonError), or nil:
+// an event without a well-formed account, of no known type, or without an
+// id or a time. (The gateway publishes none such; junk published straight
+// onto events.> can be.)
+func (e *Event) Check() error {
+	switch _, known := event.Lookup(e.Type); {
+	case !endpoint.ValidAccount(e.AccountID):
+		return Poison("the event has no well-formed account_id (got %q)", clip(e.AccountID))
+	case !known:
+		return Poison("the event has no known event_type (got %q)", clip(e.Type))
+	case e.ID == "":
+		return Poison("the event has no id")
+	case e.Time.IsZero():
+		return Poison("the event has no time")
+	}
+	return nil
 }

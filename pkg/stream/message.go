@@ -9,6 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/id"
 )
 
 // Event is the message on events.<event_type>: what the gateway accepted.
@@ -209,4 +212,26 @@ func CancelSchedule(ctx context.Context, js jetstream.JetStream, deliveryID stri
 		return fmt.Errorf("cancel schedule of %s: %w", deliveryID, err)
 	}
 	return nil
+}
+
+// Check says why a job can never be sent (a PoisonError), or nil: a job
+// whose ids cannot name a delivery record.
+func (j *Job) Check() error {
+	switch {
+	case !id.Valid(id.Delivery, j.DeliveryID):
+		return Poison("the job has no well-formed delivery_id (got %q)", clip(j.DeliveryID))
+	case !endpoint.ValidAccount(j.AccountID):
+		return Poison("the job has no well-formed account_id (got %q)", clip(j.AccountID))
+	case !id.Valid(id.Endpoint, j.EndpointID):
+		return Poison("the job has no well-formed endpoint_id (got %q)", clip(j.EndpointID))
+	}
+	return nil
+}
+
+// clip bounds a value quoted in a reason.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
