@@ -28,6 +28,21 @@ func testShares() (*shares, *fakeNow) {
 	return s, clock
 }
 
+// takeAll takes n places of the endpoint (limit places, widest while
+// fast), each of which must be given.
+func takeAll(t *testing.T, s *shares, endpointID string, n, limit, widest int) []place {
+	t.Helper()
+	var held []place
+	for i := range n {
+		p, ok := s.take(context.Background(), endpointID, limit, widest)
+		if !ok {
+			t.Fatalf("place %d of %d refused", i+1, n)
+		}
+		held = append(held, p)
+	}
+	return held
+}
+
 // waitForWaiters waits until n workers wait for a place of the endpoint.
 func waitForWaiters(t *testing.T, s *shares, endpointID string, n int) {
 	t.Helper()
@@ -47,14 +62,7 @@ func waitForWaiters(t *testing.T, s *shares, endpointID string, n int) {
 func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
 	s, clock := testShares()
 	ctx := context.Background()
-	var held []place
-	for i := range 4 {
-		p, ok := s.take(ctx, "ep-slow", 4, 0)
-		if !ok {
-			t.Fatalf("place %d of 4 refused", i+1)
-		}
-		held = append(held, p)
-	}
+	held := takeAll(t, s, "ep-slow", 4, 4, 0)
 	// Four requests have been waiting 9 s for the brand's server: a fifth
 	// would wait about 9/4 s for a place, far more than a worker may.
 	clock.add(9 * time.Second)
@@ -218,15 +226,8 @@ func TestAFastEndpointsShareWidensUntilItSlowsDown(t *testing.T) {
 	s, clock := testShares()
 	ctx := context.Background()
 	first, _ := s.take(ctx, "ep-1", 2, 8)
-	first.done(5 * time.Millisecond) // known fast
-	var held []place
-	for i := range 8 {
-		p, ok := s.take(ctx, "ep-1", 2, 8)
-		if !ok {
-			t.Fatalf("a fast endpoint refused place %d of its widened 8", i+1)
-		}
-		held = append(held, p)
-	}
+	first.done(5 * time.Millisecond)       // known fast
+	held := takeAll(t, s, "ep-1", 8, 2, 8) // all 8 of its widened share
 	// Its server stops answering: once the oldest request is older than a
 	// fast one, the share is 2 again, and 8 are far over it.
 	clock.add(shareFast + time.Millisecond)
