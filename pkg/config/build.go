@@ -16,6 +16,9 @@ import (
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/guard"
+	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/history/postgres"
+	"github.com/postback-dev/postback/pkg/history/sqlite"
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/limiter/local"
 	redislimiter "github.com/postback-dev/postback/pkg/limiter/redis"
@@ -126,4 +129,30 @@ func (c Config) AuthTokens() (*auth.Tokens, error) {
 // POSTBACK_TLS_KEY and POSTBACK_TLS_CLIENT_CA; nil when none is set.
 func (c Config) ServerTLS() (*tls.Config, error) {
 	return auth.ServerTLS(auth.TLSFiles{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.TLSClientCA})
+}
+
+// HistoryFile is the embedded history store standalone keeps in the data
+// dir when POSTBACK_HISTORY_URL is unset.
+const HistoryFile = "history.db"
+
+// History opens the delivery history store: PostgreSQL when
+// POSTBACK_HISTORY_URL is a postgres:// URL (migrations applied), else the
+// embedded SQLite file in the data dir. The caller closes it.
+func (c Config) History(ctx context.Context) (history.Store, error) {
+	u := strings.TrimSpace(c.HistoryURL)
+	if u == "" {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
+		}
+		return sqlite.Open(filepath.Join(c.DataDir, HistoryFile))
+	}
+	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		// The URL may hold a password: do not echo it.
+		return nil, errors.New("POSTBACK_HISTORY_URL: want a postgres:// URL, or empty for the embedded store")
+	}
+	s, err := postgres.Open(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("POSTBACK_HISTORY_URL: %w", err)
+	}
+	return s, nil
 }

@@ -25,6 +25,7 @@ type Config struct {
 	Tokens        string // POSTBACK_TOKENS: token=account pairs, or a file path
 	Replicas      int    // POSTBACK_STREAM_REPLICAS: stream and bucket replicas
 	Retention     string // POSTBACK_RETENTION: delivery history retention (Go duration)
+	HistoryURL    string // POSTBACK_HISTORY_URL: postgres://… ; empty = embedded SQLite in the data dir
 	LogLevel      string // POSTBACK_LOG_LEVEL: debug, info, warn, error
 	Targets       string // POSTBACK_TARGETS: services standalone runs (default all: gateway,renderer,sender,retry)
 	TLSCert       string // POSTBACK_TLS_CERT: PEM certificate chain of the gRPC listener (with TLSKey: TLS on)
@@ -91,6 +92,7 @@ func settings(c *Config) []setting {
 		{"POSTBACK_TOKENS", "tokens", "API tokens: token=account pairs or a file path", &c.Tokens, nil},
 		{"POSTBACK_STREAM_REPLICAS", "stream-replicas", "replicas of streams and buckets (3 in production)", nil, &c.Replicas},
 		{"POSTBACK_RETENTION", "retention", "how long delivery history is kept", &c.Retention, nil},
+		{"POSTBACK_HISTORY_URL", "history-url", "delivery history store: postgres://… (empty: embedded SQLite in the data dir)", &c.HistoryURL, nil},
 		{"POSTBACK_LOG_LEVEL", "log-level", "debug, info, warn or error", &c.LogLevel, nil},
 		{"POSTBACK_TARGETS", "targets", "services standalone runs (comma-separated; default all)", &c.Targets, nil},
 		{"POSTBACK_TLS_CERT", "tls-cert", "PEM certificate chain for the gRPC listener (TLS on when set with --tls-key)", &c.TLSCert, nil},
@@ -155,7 +157,11 @@ func (c Config) String() string {
 		}
 		return "set"
 	}
-	return fmt.Sprintf("grpc=%s http=%s nats=%q data=%s redis=%s schedule=%q allow=%q secret_key=%s tokens=%s tls=%s client_ca=%s",
-		c.GRPCAddr, c.HTTPAddr, c.NATSURL, c.DataDir, set(c.RedisURL), c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens),
+	history := "embedded"
+	if c.HistoryURL != "" {
+		history = "postgres"
+	}
+	return fmt.Sprintf("grpc=%s http=%s nats=%q data=%s redis=%s history=%s schedule=%q allow=%q secret_key=%s tokens=%s tls=%s client_ca=%s",
+		c.GRPCAddr, c.HTTPAddr, c.NATSURL, c.DataDir, set(c.RedisURL), history, c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens),
 		set(c.TLSCert), set(c.TLSClientCA))
 }

@@ -68,6 +68,13 @@
 //	            limits retention with MaxAge = Options.Retention (default 30
 //	            days), discard old. History may age out; work never does.
 //
+//	HISTORY     history.<account_id>.<endpoint_id>.<delivery_id>
+//	            Every change of a delivery record, on its way to the history
+//	            store (history.go): the history writer's work queue, discard
+//	            new, bounded by Options.MaxHistory. A store that is slow or
+//	            down makes changes wait here, never a send; a change still
+//	            waiting is read by id (Deliveries.Pending).
+//
 //	DEADLETTERS deadletter.<consumer>
 //	            Messages no service can process, each with why (see
 //	            deadletter.go): limits retention, MaxAge = Options.Retention,
@@ -81,7 +88,11 @@
 //	            latest attempt, from its first outcome (or deferral, or
 //	            cancellation) on — before that its queued job stands for it;
 //	            found by id alone or listed per endpoint with subject
-//	            filters; entries expire after Options.Retention.
+//	            filters. The hot state only: a final record carries a
+//	            per-message TTL (Deliveries.Grace, default 10 minutes) and
+//	            is then read from the history store, so the bucket follows
+//	            the work in flight, not the retention (Options.Retention
+//	            stays its backstop MaxAge).
 //
 // Every consumer is a durable pull consumer with explicit ack; a message is
 // acked only after its effect is durable.
@@ -128,9 +139,21 @@ type Options struct {
 	// MaxEvents and MaxDeliveries bound the work streams (0 = unlimited);
 	// when full, publishes fail instead of dropping data.
 	MaxEvents, MaxDeliveries int64
+	// MaxHistory bounds the record changes waiting for the history writer
+	// (0 = DefaultMaxHistory); when full, record writes fail (and the work
+	// that made them is retried) rather than a change being lost.
+	MaxHistory int64
+	// Grace is how long a final delivery record stays in the hot state
+	// before readers find it in the history store (0 = DefaultGrace).
+	Grace time.Duration
 	// Memory selects memory storage (tests); the default is file storage.
 	Memory bool
 }
+
+// DefaultMaxHistory is how many record changes may wait for the history
+// writer: at 5,000 changes a second, well over half an hour of a store
+// being down.
+const DefaultMaxHistory = 10_000_000
 
 // DefaultOptions are the standalone defaults.
 func DefaultOptions() Options {
@@ -218,6 +241,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		}
 		return n
 	}
+	maxHistory := o.MaxHistory
+	if maxHistory <= 0 {
+		maxHistory = DefaultMaxHistory
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			Name: EventsStream, Subjects: []string{"events.>"},
@@ -245,6 +272,11 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{
+			Name: HistoryStream, Subjects: []string{"history.>"},
+			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
+			MaxMsgs: maxHistory, Storage: storage, Replicas: o.Replicas,
+		},
+		{
 			Name: AttemptsStream, Subjects: []string{"attempts.>"},
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
 			MaxAge: o.Retention, Duplicates: deliveryDedupeWindow,
@@ -258,7 +290,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	}
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: EndpointsBucket, Description: "endpoint configuration", History: 1, Storage: storage, Replicas: o.Replicas},
-		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, Storage: storage, Replicas: o.Replicas},
+		// LimitMarkerTTL turns on per-message TTLs (a final record's grace,
+		// history.go); the markers left when records expire live a second.
+		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, LimitMarkerTTL: time.Second,
+			Storage: storage, Replicas: o.Replicas},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
@@ -279,6 +314,7 @@ type consumerSpec struct {
 var consumers = map[string]consumerSpec{
 	SenderRetryConsumer: {SenderRetryConsumer, SchedulesStream, "retries.>"},
 	RetryConsumer:       {RetryConsumer, DeliveriesStream, "failed.>"},
+	HistoryConsumer:     {HistoryConsumer, HistoryStream, "history.>"},
 }
 
 // RendererConsumers creates (or finds) the renderer's consumers: one per

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -186,6 +187,10 @@ type Deliveries struct {
 	js   jetstream.JetStream
 	st   jetstream.Stream // the bucket's stream, for listing keys
 	work jetstream.Stream // DELIVERIES, for first sends still queued
+	hist jetstream.Stream // HISTORY, for changes the writer has not stored yet
+	// Grace is how long a final record stays in the hot state (its
+	// per-message TTL, see history.go); 0 = DefaultGrace.
+	Grace time.Duration
 }
 
 // Record is one stored delivery.
@@ -207,6 +212,9 @@ type Record struct {
 	// job once for the record and the message, and the sender stores a job
 	// it did not change as it came.
 	JobBytes []byte
+	// readVersion is the history version the record was read at (its
+	// update time in microseconds): the next write's is greater.
+	readVersion int64
 }
 
 // OpenDeliveries binds the deliveries bucket (Ensure must have run).
@@ -223,7 +231,11 @@ func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, e
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", DeliveriesStream, err)
 	}
-	return &Deliveries{kv: kv, js: js, st: st, work: work}, nil
+	hist, err := js.Stream(ctx, HistoryStream)
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", HistoryStream, err)
+	}
+	return &Deliveries{kv: kv, js: js, st: st, work: work, hist: hist, Grace: DefaultGrace}, nil
 }
 
 // deliveryKey is <account>.<endpoint>.<delivery>: a delivery is found by id
@@ -286,6 +298,12 @@ func (r *Record) encode() ([]byte, error) {
 }
 
 func decodeRecord(b []byte, rev uint64) (*Record, error) {
+	r, _, err := decodeRecordRaw(b, rev)
+	return r, err
+}
+
+// decodeRecordRaw decodes a record and returns its job's encoding too.
+func decodeRecordRaw(b []byte, rev uint64) (*Record, []byte, error) {
 	r := &Record{Delivery: &postbackv1.Delivery{}, Revision: rev}
 	v2 := len(b) > 0 && b[0] == recordV2
 	if v2 {
@@ -293,49 +311,94 @@ func decodeRecord(b []byte, rev uint64) (*Record, error) {
 	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, errors.New("decode delivery record: truncated")
+		return nil, nil, errors.New("decode delivery record: truncated")
 	}
 	if err := proto.Unmarshal(b[k:k+int(n)], r.Delivery); err != nil {
-		return nil, fmt.Errorf("decode delivery record: %w", err)
+		return nil, nil, fmt.Errorf("decode delivery record: %w", err)
 	}
 	b = b[k+int(n):]
 	n, k = binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, errors.New("decode delivery record: truncated claim")
+		return nil, nil, errors.New("decode delivery record: truncated claim")
 	}
 	r.Claim = string(b[k : k+int(n)])
 	b = b[k+int(n):]
 	if v2 {
 		n, k = binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
-			return nil, errors.New("decode delivery record: truncated attempt")
+			return nil, nil, errors.New("decode delivery record: truncated attempt")
 		}
 		if n > 0 {
 			r.Last = &postbackv1.Attempt{}
 			if err := proto.Unmarshal(b[k:k+int(n)], r.Last); err != nil {
-				return nil, fmt.Errorf("decode delivery record attempt: %w", err)
+				return nil, nil, fmt.Errorf("decode delivery record attempt: %w", err)
 			}
 		}
 		b = b[k+int(n):]
 	}
-	if rest := b; len(rest) > 0 {
-		r.Job = &Job{}
-		if err := UnmarshalJob(rest, r.Job); err != nil {
-			return nil, fmt.Errorf("decode delivery record job: %w", err)
+	r.readVersion = r.Delivery.GetUpdateTime().AsTime().UnixMicro()
+	if len(b) == 0 {
+		return r, nil, nil
+	}
+	r.Job = &Job{}
+	if err := UnmarshalJob(b, r.Job); err != nil {
+		return nil, nil, fmt.Errorf("decode delivery record job: %w", err)
+	}
+	return r, b, nil
+}
+
+// Every record write goes through write: the record is stamped with its
+// version, stored (compare-and-set on expect when set: 0 = create only),
+// given the hot state's grace TTL when it is final, and then logged to the
+// history (history.go). Create, CreateAsync, Put and Update are its forms.
+
+// recordMsg is the message that stores r as b.
+func (s *Deliveries) recordMsg(r *Record, b []byte, expect *uint64) *nats.Msg {
+	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b}
+	if expect != nil || Final(r.Delivery.Status) {
+		m.Header = nats.Header{}
+	}
+	if expect != nil {
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*expect, 10))
+	}
+	if Final(r.Delivery.Status) {
+		grace := s.Grace
+		if grace <= 0 {
+			grace = DefaultGrace
+		}
+		m.Header.Set(jetstream.MsgTTLHeader, grace.String())
+	}
+	return m
+}
+
+func (s *Deliveries) write(ctx context.Context, r *Record, expect *uint64) error {
+	v := r.version()
+	b, err := r.encode()
+	if err != nil {
+		return err
+	}
+	ack, err := Publish(ctx, s.js.Conn(), s.recordMsg(r, b, expect))
+	if err != nil && expect != nil && *expect == 0 && IsExists(err) {
+		// Creating a record whose key last held one that expired: the
+		// marker its expiry left (for a second) is not a record.
+		if marker, merr := s.st.GetLastMsgForSubject(ctx, recordSubject(r.Delivery)); merr == nil && marker.Header.Get(jetstream.MarkerReasonHeader) != "" {
+			seq := marker.Sequence
+			ack, err = Publish(ctx, s.js.Conn(), s.recordMsg(r, b, &seq))
 		}
 	}
-	return r, nil
+	if err != nil {
+		return err
+	}
+	r.Revision, r.readVersion = ack.Sequence, v
+	return s.logChange(ctx, r, b, v)
 }
 
 // Create stores a new record; ErrExists when it is already there (a
 // redelivered event renders the same delivery ids).
 func (s *Deliveries) Create(ctx context.Context, r *Record) error {
-	b, err := r.encode()
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Create(ctx, recordKey(r.Delivery), b); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+	var none uint64
+	if err := s.write(ctx, r, &none); err != nil {
+		if IsExists(err) {
 			return ErrExists
 		}
 		return fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
@@ -346,17 +409,22 @@ func (s *Deliveries) Create(ctx context.Context, r *Record) error {
 // CreateAsync starts creating a new record and returns the publish future;
 // its acknowledgement's sequence is the record's revision. A record that
 // already exists fails the future with a "wrong last sequence" error
-// (IsExists). It lets the renderer pipeline many creates.
+// (IsExists). It lets the renderer pipeline many creates. Its history
+// entry is published asynchronously right behind it; the renderer waits for
+// every publish before it acks the event, so a crash logs it again.
 func (s *Deliveries) CreateAsync(r *Record) (jetstream.PubAckFuture, error) {
+	v := r.version()
 	b, err := r.encode()
 	if err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b, Header: nats.Header{}}
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	f, err := s.js.PublishMsgAsync(m)
+	var none uint64
+	f, err := s.js.PublishMsgAsync(s.recordMsg(r, b, &none))
 	if err != nil {
 		return nil, fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
+	}
+	if _, err := s.js.PublishMsgAsync(historyMsg(r, b, v)); err != nil {
+		return nil, fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, err)
 	}
 	return f, nil
 }
@@ -370,17 +438,9 @@ func IsExists(err error) bool {
 
 // Put stores the record unconditionally.
 func (s *Deliveries) Put(ctx context.Context, r *Record) error {
-	b, err := r.encode()
-	if err != nil {
-		return err
-	}
-	// Published straight to the key's subject (what KeyValue.Put does,
-	// without checking a key this package built against a regexp).
-	ack, err := Publish(ctx, s.js.Conn(), &nats.Msg{Subject: recordSubject(r.Delivery), Data: b})
-	if err != nil {
+	if err := s.write(ctx, r, nil); err != nil {
 		return fmt.Errorf("store delivery %s: %w", r.Delivery.Id, err)
 	}
-	r.Revision = ack.Sequence
 	return nil
 }
 
@@ -389,20 +449,13 @@ var ErrConflict = errors.New("delivery changed concurrently")
 
 // Update stores the record only if it is still at r.Revision.
 func (s *Deliveries) Update(ctx context.Context, r *Record) error {
-	b, err := r.encode()
-	if err != nil {
-		return err
-	}
-	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b, Header: nats.Header{}}
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(r.Revision, 10))
-	ack, err := Publish(ctx, s.js.Conn(), m)
-	if err != nil {
+	rev := r.Revision
+	if err := s.write(ctx, r, &rev); err != nil {
 		if IsExists(err) { // the wrong-last-sequence answer: someone wrote it since
 			return ErrConflict
 		}
 		return fmt.Errorf("update delivery %s: %w", r.Delivery.Id, err)
 	}
-	r.Revision = ack.Sequence
 	return nil
 }
 

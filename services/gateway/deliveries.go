@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -23,7 +23,7 @@ func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*stream.R
 	if !id.Valid(id.Delivery, dlvID) {
 		return nil, invalid(field, "want a delivery id (dlv_…), got %q", dlvID)
 	}
-	r, err := s.deliveries.Find(ctx, dlvID)
+	r, err := s.find(ctx, dlvID)
 	if errors.Is(err, stream.ErrNotFound) || err == nil && !visible(ctx, r.Delivery.AccountId) {
 		return nil, status.Errorf(codes.NotFound, "delivery %s not found", dlvID)
 	}
@@ -31,6 +31,29 @@ func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*stream.R
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	return r, nil
+}
+
+// find reads a delivery wherever it is in its life: its hot record (or the
+// job queued for its first send), else its latest change still waiting for
+// the history writer, else its row in the history store. The writer stores
+// a change before it acks it, so a change gone from the stream is in the
+// store: read in this order, no moment of a delivery's life is missed.
+func (s *Server) find(ctx context.Context, dlvID string) (*stream.Record, error) {
+	r, err := s.deliveries.Find(ctx, dlvID)
+	if !errors.Is(err, stream.ErrNotFound) {
+		return r, err
+	}
+	if r, err = s.deliveries.Pending(ctx, dlvID); !errors.Is(err, stream.ErrNotFound) {
+		return r, err
+	}
+	row, err := s.history.Get(ctx, dlvID)
+	if errors.Is(err, history.ErrNotFound) {
+		return nil, stream.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return stream.FromHistory(row)
 }
 
 // GetDelivery returns one delivery.
@@ -42,7 +65,8 @@ func (s *Server) GetDelivery(ctx context.Context, req *postbackv1.GetDeliveryReq
 	return r.Delivery, nil
 }
 
-// ListDeliveries returns a page of deliveries, newest first.
+// ListDeliveries returns a page of deliveries, newest first, from the
+// history store (a change reaches it within the history writer's lag).
 func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliveriesRequest) (*postbackv1.ListDeliveriesResponse, error) {
 	if req.AccountId != "" && !endpoint.ValidAccount(req.AccountId) {
 		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
@@ -53,6 +77,9 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	if req.EndpointId != "" && !id.Valid(id.Endpoint, req.EndpointId) {
 		return nil, invalid("endpoint_id", "want an endpoint id (ep_…), got %q", req.EndpointId)
 	}
+	if req.EventId != "" && !id.Valid(id.Event, req.EventId) {
+		return nil, invalid("event_id", "want an event id (evt_…), got %q", req.EventId)
+	}
 	size, err := pageSize(req.PageSize)
 	if err != nil {
 		return nil, err
@@ -61,53 +88,24 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	if err != nil {
 		return nil, err
 	}
-	match := func(d *postbackv1.Delivery) bool {
-		switch {
-		case req.EndpointId != "" && d.EndpointId != req.EndpointId,
-			req.EventId != "" && d.EventId != req.EventId,
-			req.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED && d.Status != req.Status,
-			!inRange(d.CreateTime, req.StartTime, req.EndTime):
-			return false
-		}
-		return true
+	q := history.Query{AccountID: account, EndpointID: req.EndpointId, EventID: req.EventId, Limit: size, Cursor: req.PageToken}
+	if req.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED {
+		q.Statuses = []postbackv1.DeliveryStatus{req.Status}
 	}
-	var all []*postbackv1.Delivery
-	collect := func(r *stream.Record) bool {
-		if match(r.Delivery) && visible(ctx, r.Delivery.AccountId) {
-			all = append(all, r.Delivery)
-		}
-		return true
+	if req.StartTime != nil {
+		q.Start = req.StartTime.AsTime()
 	}
-	each := func() error { return s.deliveries.Each(ctx, account, collect) }
-	if req.EndpointId != "" && account != "" {
-		// Only that endpoint's keys are listed.
-		each = func() error { return s.deliveries.EachOfEndpoint(ctx, account, req.EndpointId, collect) }
+	if req.EndTime != nil {
+		q.End = req.EndTime.AsTime()
 	}
-	if err := each(); err != nil {
+	page, err := s.history.List(ctx, q)
+	if errors.Is(err, history.ErrBadCursor) {
+		return nil, invalid("page_token", "not a page token this list handed out: %q", req.PageToken)
+	}
+	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	// Newest first: ids sort by creation time.
-	slices.SortFunc(all, func(a, b *postbackv1.Delivery) int { return strings.Compare(b.Id, a.Id) })
-	out := &postbackv1.ListDeliveriesResponse{}
-	for _, d := range all {
-		if req.PageToken != "" && d.Id >= req.PageToken {
-			continue
-		}
-		if len(out.Deliveries) == size {
-			out.NextPageToken = out.Deliveries[size-1].Id
-			break
-		}
-		out.Deliveries = append(out.Deliveries, d)
-	}
-	return out, nil
-}
-
-// inRange reports whether t is within [start, end) (either bound may be unset).
-func inRange(t, start, end *timestamppb.Timestamp) bool {
-	if start != nil && t.AsTime().Before(start.AsTime()) {
-		return false
-	}
-	return end == nil || t.AsTime().Before(end.AsTime())
+	return &postbackv1.ListDeliveriesResponse{Deliveries: page.Deliveries, NextPageToken: page.Next}, nil
 }
 
 // ListAttempts returns every attempt of a delivery.
@@ -119,11 +117,17 @@ func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsR
 	if r.Delivery.AttemptCount <= 1 && r.Last != nil { // sent once: the record holds it
 		return &postbackv1.ListAttemptsResponse{Attempts: []*postbackv1.Attempt{r.Last}}, nil
 	}
-	moved, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
+	var earlier []*postbackv1.Attempt
+	if r.Revision == 0 && !r.Queued {
+		// Read from the history: its store holds every attempt logged.
+		earlier, err = s.history.Attempts(ctx, r.Delivery.Id)
+	} else {
+		earlier, err = s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	return &postbackv1.ListAttemptsResponse{Attempts: stream.History(moved, r.Last)}, nil
+	return &postbackv1.ListAttemptsResponse{Attempts: stream.History(earlier, r.Last)}, nil
 }
 
 // RetryDelivery sends a delivery again now (any state but in flight or
@@ -207,15 +211,36 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 			return nil, invalid(fmt.Sprintf("statuses[%d]", i), "only finished deliveries can be replayed (DEAD, FAILED, CANCELLED, SUCCEEDED), got %s", st)
 		}
 	}
+	q := history.Query{AccountID: ep.AccountId, EndpointID: ep.Id, Statuses: statuses, Limit: 500}
+	if req.StartTime != nil {
+		q.Start = req.StartTime.AsTime()
+	}
+	if req.EndTime != nil {
+		q.End = req.EndTime.AsTime()
+	}
 	var picked []*stream.Record
-	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *stream.Record) bool {
-		d := r.Delivery
-		if slices.Contains(statuses, d.Status) && inRange(d.CreateTime, req.StartTime, req.EndTime) && r.Job != nil {
-			picked = append(picked, r)
+	for {
+		page, err := s.history.List(ctx, q)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
-		return true
-	}); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+		for _, d := range page.Deliveries {
+			// Read again wherever it is now: its hot record, if it has one,
+			// is what a resend compares and sets.
+			r, err := s.find(ctx, d.Id)
+			if errors.Is(err, stream.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, status.Errorf(codes.Unavailable, "%v", err)
+			}
+			if slices.Contains(statuses, r.Delivery.Status) && r.Job != nil {
+				picked = append(picked, r)
+			}
+		}
+		if q.Cursor = page.Next; q.Cursor == "" {
+			break
+		}
 	}
 	count := 0
 	for _, r := range picked {

@@ -24,6 +24,7 @@ import (
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	pkghealth "github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -40,6 +41,9 @@ type Config struct {
 	Layout  stream.Options
 	// Keyring seals secrets at rest and masks them in responses.
 	Keyring *secret.Keyring
+	// History is the delivery history store the delivery log reads
+	// (required; the caller closes it).
+	History history.Store
 	// Dispatcher sends TestEndpoint's request (nil: TestEndpoint is Unavailable).
 	Dispatcher *dispatch.Dispatcher
 	Logger     *slog.Logger
@@ -74,6 +78,7 @@ type Server struct {
 	endpoints  *stream.Endpoints
 	deliveries *stream.Deliveries
 	attempts   *stream.Attempts
+	history    history.Store
 	keyring    *secret.Keyring
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
@@ -82,9 +87,12 @@ type Server struct {
 }
 
 // NewServer binds the server to an open JetStream context (layout ensured).
-func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d *dispatch.Dispatcher, log *slog.Logger) (*Server, error) {
+func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d *dispatch.Dispatcher, h history.Store, log *slog.Logger) (*Server, error) {
 	if k == nil {
 		return nil, errors.New("gateway: a keyring is required")
+	}
+	if h == nil {
+		return nil, errors.New("gateway: a delivery history store is required")
 	}
 	eps, err := stream.OpenEndpoints(ctx, js)
 	if err != nil {
@@ -97,7 +105,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js),
+	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 
@@ -140,11 +148,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	srv, err := NewServer(ctx, js, cfg.Keyring, cfg.Dispatcher, log)
+	srv, err := NewServer(ctx, js, cfg.Keyring, cfg.Dispatcher, cfg.History, log)
 	if err != nil {
 		return err
 	}
 	srv.limits = cfg.Limits.withDefaults()
+	srv.deliveries.Grace = cfg.Layout.Grace
 	lis := cfg.Listener
 	if lis == nil {
 		lis, err = net.Listen("tcp", cfg.GRPCAddr)

@@ -75,6 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.tracer = stream.NewTracer(cfg.TracerProvider)
+	r.deliveries.Grace = cfg.Layout.Grace
 	consumers, err := stream.RendererConsumers(ctx, js, 30*time.Second, 4096)
 	if err != nil {
 		return fmt.Errorf("renderer: %w", err)
@@ -235,6 +236,10 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		pubs = append(pubs, pending{f: f, span: span})
 		queued++
+		if f, err = r.deliveries.LogQueuedAsync(job, body); err != nil {
+			return 0, err
+		}
+		pubs = append(pubs, pending{f: f, span: noop.Span{}})
 	}
 	for i, p := range pubs {
 		select {

@@ -86,6 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	dls.Grace = cfg.Layout.Grace
 	c, err := stream.Consumer(ctx, js, stream.RetryConsumer, 30*time.Second, 4096)
 	if err != nil {
 		return fmt.Errorf("retry: %w", err)

@@ -251,6 +251,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if err != nil {
 		return nil, err
 	}
+	dls.Grace = cfg.Layout.Grace
 	cache, err := stream.NewEndpointCache(ctx, eps, 0)
 	if err != nil {
 		return nil, err
@@ -594,6 +595,11 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim *claimName,
 		return nil, err
 	}
 	if why := stale(rec, job, claim.String()); why != "" {
+		// Its outcome may be the one whose history entry a crash lost
+		// (history.go in pkg/stream): logged again, a no-op if stored.
+		if err := s.deliveries.Relog(ctx, rec); err != nil {
+			return nil, err
+		}
 		log.InfoContext(ctx, "dropping duplicate job", "why", why)
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, why)
 		return nil, nil

@@ -63,9 +63,14 @@ func run(ctx context.Context, p *process.Process) error {
 	if err != nil {
 		return err
 	}
+	store, err := cfg.History(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	tel := p.Telemetry
 	return gateway.Run(ctx, gateway.Config{
-		GRPCAddr: cfg.GRPCAddr, NATS: p.NATS, Layout: layout, Keyring: keyring, Auth: authn, TLS: serverTLS,
+		GRPCAddr: cfg.GRPCAddr, NATS: p.NATS, Layout: layout, Keyring: keyring, History: store, Auth: authn, TLS: serverTLS,
 		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tel.TracerProvider}),
 		Logger:     p.Log, ServerOptions: tel.GRPCServerOptions(), Readiness: p.Probes,
 		Ready: func(a net.Addr) { p.Log.Info("postback-gateway ready", "grpc_addr", a.String(), "version", version) },

@@ -1,0 +1,194 @@
+package stream
+
+// The HISTORY stream carries every change of a delivery's record to the
+// history writer, which applies them to the history store in batches.
+//
+// Why a stream and not a write to the store: sending must never wait for
+// a database. Every record write (Deliveries.Put, Update, Create,
+// CreateAsync: the one place a delivery's state is written) is followed by
+// a publish of the same record bytes to history.<account>.<endpoint>.<id>,
+// with the change's version in a header. The writer takes them whenever the
+// store can take them; meanwhile they wait here (work queue, discard new,
+// bounded by Options.MaxHistory): a store that is slow or down delays the
+// history, never a postback.
+//
+// Versions: an entry's version is its record's update time in unix
+// microseconds, made strictly greater than the update time the record was
+// read with (so a state written on a host whose clock is behind still
+// follows the one before it). The store keeps the highest version, so a
+// redelivered or late entry is a no-op, never a step back.
+//
+// Failure policy: the record is written first (it is the guarded write;
+// its compare-and-set may lose), then its history entry. A crash between
+// the two leaves a record without an entry: the job that wrote it is
+// redelivered, finds its outcome already recorded, and the sender logs the
+// record again (Relog) before dropping the copy. A final record (SUCCEEDED,
+// FAILED, DEAD, CANCELLED) is written with a per-message TTL of
+// Deliveries.Grace, after which the hot state forgets it and readers find
+// it in the history store; until the writer has stored it, it is read from
+// this stream (Pending).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/history"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// HistoryStream carries record changes to the history writer.
+const HistoryStream = "HISTORY"
+
+// HistoryConsumer is the history writer's durable consumer.
+const HistoryConsumer = "history"
+
+// historyVersionHeader carries an entry's version.
+const historyVersionHeader = "Postback-History-Version"
+
+// DefaultGrace is how long a final record stays in the hot state.
+const DefaultGrace = 10 * time.Minute
+
+// HistorySubject is where a delivery's record changes are logged.
+func HistorySubject(accountID, endpointID, deliveryID string) string {
+	return "history." + accountID + "." + endpointID + "." + deliveryID
+}
+
+// Final reports whether a status is the end of a delivery's life (until a
+// person sends it again).
+func Final(st postbackv1.DeliveryStatus) bool {
+	switch st {
+	case postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
+		postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// version stamps r for its next write: its update time made strictly later
+// than the one it was read with, in whole microseconds, which is also its
+// history version.
+func (r *Record) version() int64 {
+	d := r.Delivery
+	v := d.GetUpdateTime().AsTime().UnixMicro()
+	if d.UpdateTime == nil {
+		v = time.Now().UnixMicro()
+	}
+	if v <= r.readVersion {
+		v = r.readVersion + 1
+	}
+	d.UpdateTime = timestampMicro(v)
+	return v
+}
+
+// historyMsg is the history entry of a record written as b.
+func historyMsg(r *Record, b []byte, version int64) *nats.Msg {
+	d := r.Delivery
+	m := &nats.Msg{Subject: HistorySubject(d.AccountId, d.EndpointId, d.Id), Data: b, Header: nats.Header{}}
+	m.Header.Set(historyVersionHeader, strconv.FormatInt(version, 10))
+	return m
+}
+
+// logChange publishes the history entry of a record just written as b.
+func (s *Deliveries) logChange(ctx context.Context, r *Record, b []byte, version int64) error {
+	if _, err := Publish(ctx, s.js.Conn(), historyMsg(r, b, version)); err != nil {
+		return fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, err)
+	}
+	return nil
+}
+
+// LogQueuedAsync starts logging a delivery the renderer has just queued for
+// its first send (job, encoded as body): the history lists it PENDING from
+// then on, before any record exists. The caller awaits the future.
+func (s *Deliveries) LogQueuedAsync(job *Job, body []byte) (jetstream.PubAckFuture, error) {
+	r := queuedRecord(job, body)
+	v := r.version()
+	b, err := r.encode()
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.js.PublishMsgAsync(historyMsg(r, b, v))
+	if err != nil {
+		return nil, fmt.Errorf("log delivery %s to the history: %w", job.DeliveryID, err)
+	}
+	return f, nil
+}
+
+// Relog publishes the history entry of a record as it is stored: for a
+// writer that finds a change already recorded (its job redelivered after a
+// crash between the record and its entry). The store ignores it if it has
+// the change.
+func (s *Deliveries) Relog(ctx context.Context, r *Record) error {
+	if r.Queued || r.Revision == 0 {
+		return nil
+	}
+	b, err := r.encode()
+	if err != nil {
+		return err
+	}
+	return s.logChange(ctx, r, b, r.readVersion)
+}
+
+// HistoryEntry decodes a message of the HISTORY stream.
+func HistoryEntry(data []byte, h nats.Header) (history.Entry, error) {
+	v, err := strconv.ParseInt(h.Get(historyVersionHeader), 10, 64)
+	if err != nil {
+		return history.Entry{}, fmt.Errorf("history entry without a version: %w", err)
+	}
+	r, job, err := decodeRecordRaw(data, 0)
+	if err != nil {
+		return history.Entry{}, err
+	}
+	if r.Delivery.Id == "" || r.Delivery.CreateTime == nil {
+		return history.Entry{}, errors.New("history entry without a delivery id or create time")
+	}
+	return history.Entry{Delivery: r.Delivery, Attempt: r.Last, Job: job, Version: v}, nil
+}
+
+// FromHistory is the record of a delivery read from the history store:
+// with no revision (an Update of it creates the hot record only if none
+// has been written since) and no claim.
+func FromHistory(row *history.Row) (*Record, error) {
+	r := &Record{Delivery: row.Delivery, readVersion: row.Version}
+	if len(row.Job) > 0 {
+		r.Job = &Job{}
+		if err := UnmarshalJob(row.Job, r.Job); err != nil {
+			return nil, fmt.Errorf("decode delivery %s job from the history: %w", row.Delivery.Id, err)
+		}
+		r.JobBytes = row.Job
+	}
+	return r, nil
+}
+
+// Pending reads a delivery's latest history entry still waiting for the
+// writer, by id alone, as a record (ErrNotFound: none waits).
+func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
+	m, err := s.hist.GetLastMsgForSubject(ctx, HistorySubject("*", "*", id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history entry of %s: %w", id, err)
+	}
+	e, err := HistoryEntry(m.Data, m.Header)
+	if err != nil {
+		return nil, err
+	}
+	r, err := FromHistory(&history.Row{Delivery: e.Delivery, Job: e.Job, Version: e.Version})
+	if err != nil {
+		return nil, err
+	}
+	r.Last = e.Attempt
+	return r, nil
+}
+
+// timestampMicro is a timestamp of unix microseconds.
+func timestampMicro(us int64) *timestamppb.Timestamp {
+	return timestamppb.New(time.UnixMicro(us).UTC())
+}

@@ -1,0 +1,262 @@
+// Package historian is the history writer: it takes the record changes
+// the sender, retry service, renderer and gateway log to the HISTORY stream
+// (pkg/stream history.go) and applies them to the delivery history store in
+// batches, and it enforces retention by dropping the store's whole days.
+//
+// Design and failure policy:
+//
+//   - Sending never waits for it. Changes wait in the stream (work queue,
+//     discard new, bounded) while the store is slow or down; the writer
+//     retries the same batch, with backoff, telling JetStream the messages
+//     are still in progress, and acks a batch only once the store has it.
+//     A crash (kill -9) between the store's commit and the acks redelivers
+//     the batch, which the store applies as a no-op: rows are upserted by
+//     version and attempts keyed by (delivery id, number).
+//   - Several writers may run (one per replica): they share the durable
+//     consumer, and any order of their batches ends in the same rows.
+//   - A message that is not a history entry is dead-lettered, never retried
+//     forever, and never holds up the batch it came in.
+//   - Its lag (the age of the oldest change in the batch it just stored) and
+//     the changes still waiting are metrics (postback.history.lag,
+//     postback.history.pending) with an alert in docs/operations.md.
+package historian
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/telemetry"
+)
+
+// Config is what the history writer needs.
+type Config struct {
+	NATS    *nats.Conn // an open connection; when nil, NATSURL is dialled
+	NATSURL string
+	Layout  stream.Options
+	// Store is where the history goes (required; the caller closes it).
+	Store history.Store
+	// Batch is the most changes stored at once (default 1000).
+	Batch int
+	// Linger is how long a batch waits to fill (default 50 ms).
+	Linger time.Duration
+	// ExpireEvery is how often whole days past the retention are dropped
+	// (default 1 h); the retention is Layout.Retention.
+	ExpireEvery time.Duration
+	Logger      *slog.Logger
+	// MeterProvider receives the writer's metrics (nil: the global one).
+	MeterProvider metric.MeterProvider
+}
+
+// ackWait is how long a fetched batch may go unacked before JetStream hands
+// it out again; the writer marks the batch in progress well within it while
+// it retries the store.
+const ackWait = time.Minute
+
+// Run writes the history until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Store == nil {
+		return errors.New("historian: no history store")
+	}
+	log := telemetry.Logger(cfg.Logger)
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1000
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 50 * time.Millisecond
+	}
+	if cfg.ExpireEvery <= 0 {
+		cfg.ExpireEvery = time.Hour
+	}
+	if cfg.Layout.Retention <= 0 {
+		cfg.Layout.Retention = stream.DefaultOptions().Retention
+	}
+	nc := cfg.NATS
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-historian"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("historian: connect to NATS %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	c, err := stream.Consumer(ctx, js, stream.HistoryConsumer, ackWait, 4*cfg.Batch)
+	if err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	w := &writer{cfg: cfg, log: log, c: c}
+	if w.dead, err = stream.NewDeadLetters(js, stream.HistoryConsumer, log, cfg.MeterProvider); err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	if err := w.metrics(cfg.MeterProvider); err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	go w.expire(ctx)
+	log.Info("history writer consuming", "batch", cfg.Batch, "retention", cfg.Layout.Retention)
+	for ctx.Err() == nil {
+		if err := w.once(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("history batch failed; fetching again", "error", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+type writer struct {
+	cfg  Config
+	log  *slog.Logger
+	c    jetstream.Consumer
+	dead *stream.DeadLetters
+
+	lagMicros atomic.Int64 // age of the oldest change of the last stored batch
+	pending   atomic.Int64 // changes waiting behind it
+	stored    metric.Int64Counter
+	failures  metric.Int64Counter
+}
+
+func (w *writer) metrics(mp metric.MeterProvider) error {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter("github.com/postback-dev/postback/services/historian")
+	var err error
+	if w.stored, err = m.Int64Counter("postback.history.stored", metric.WithDescription("record changes stored in the delivery history")); err != nil {
+		return err
+	}
+	if w.failures, err = m.Int64Counter("postback.history.failures", metric.WithDescription("batches the history store refused (retried)")); err != nil {
+		return err
+	}
+	_, err = m.Float64ObservableGauge("postback.history.lag", metric.WithUnit("s"),
+		metric.WithDescription("age of the oldest change in the history writer's last stored batch"),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			o.Observe(float64(w.lagMicros.Load()) / 1e6)
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = m.Int64ObservableGauge("postback.history.pending",
+		metric.WithDescription("record changes waiting for the history writer"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(w.pending.Load())
+			return nil
+		}))
+	return err
+}
+
+// once fetches one batch, stores it and acks it.
+func (w *writer) once(ctx context.Context) error {
+	batch, err := w.c.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.Linger))
+	if err != nil {
+		return err
+	}
+	var (
+		msgs    []jetstream.Msg
+		entries []history.Entry
+		oldest  time.Time
+		pending uint64
+	)
+	for m := range batch.Messages() {
+		e, err := stream.HistoryEntry(m.Data(), m.Headers())
+		if err != nil {
+			w.dead.Reject(ctx, m, stream.Poison("not a history entry: %v", err), time.Second)
+			continue
+		}
+		if md, err := m.Metadata(); err == nil {
+			if oldest.IsZero() || md.Timestamp.Before(oldest) {
+				oldest = md.Timestamp
+			}
+			pending = md.NumPending
+		}
+		msgs, entries = append(msgs, m), append(entries, e)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
+		return err
+	}
+	if len(msgs) == 0 {
+		w.lagMicros.Store(0)
+		w.pending.Store(0)
+		return nil
+	}
+	if err := w.store(ctx, msgs, entries); err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		_ = m.Ack() // a lost ack redelivers the change: a no-op in the store
+	}
+	w.stored.Add(ctx, int64(len(entries)))
+	w.lagMicros.Store(time.Since(oldest).Microseconds())
+	w.pending.Store(int64(pending))
+	return nil
+}
+
+// store appends a batch, retrying while the store refuses it, and keeps
+// the messages in progress meanwhile so no other writer takes them.
+func (w *writer) store(ctx context.Context, msgs []jetstream.Msg, entries []history.Entry) error {
+	lastProgress := time.Now()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := w.cfg.Store.Append(ctx, entries)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.failures.Add(ctx, 1)
+		w.log.Warn("history store refused a batch; changes wait in the stream", "changes", len(entries), "error", err, "retry_in", wait)
+		if time.Since(lastProgress) > ackWait/4 {
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		sleep(ctx, wait)
+	}
+}
+
+// expire drops the days past the retention, at start and every ExpireEvery.
+func (w *writer) expire(ctx context.Context) {
+	t := time.NewTicker(w.cfg.ExpireEvery)
+	defer t.Stop()
+	for {
+		before := time.Now().Add(-w.cfg.Layout.Retention)
+		n, err := w.cfg.Store.Expire(ctx, before)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.log.Warn("dropping expired history failed; trying again later", "error", err)
+		case n > 0:
+			w.log.Info("dropped expired history", "days", n, "before", before.UTC().Format(time.DateOnly))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

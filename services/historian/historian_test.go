@@ -1,0 +1,243 @@
+package historian
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
+	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/history/sqlite"
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// flaky is a real store that refuses the first fails batches, as a store
+// that is down does.
+type flaky struct {
+	history.Store
+	fails   atomic.Int64
+	refused atomic.Int64
+}
+
+func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
+	if f.fails.Add(-1) >= 0 {
+		f.refused.Add(1)
+		return errors.New("connection refused")
+	}
+	return f.Store.Append(ctx, es)
+}
+
+type setup struct {
+	js    jetstream.JetStream
+	dls   *stream.Deliveries
+	store *flaky
+}
+
+func newSetup(t *testing.T, fails int64) *setup {
+	t.Helper()
+	js := brokertest.JetStream(t)
+	ctx := context.Background()
+	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := stream.OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f := &flaky{Store: s}
+	f.fails.Store(fails)
+	return &setup{js: js, dls: dls, store: f}
+}
+
+// run starts a writer until the returned stop is called.
+func (s *setup) run(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{NATS: s.js.Conn(), Layout: stream.DefaultOptions(), Store: s.store, Batch: 50,
+			Logger: slog.New(slog.DiscardHandler)})
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("writer: %v", err)
+		}
+	}
+}
+
+// deliver writes n deliveries' lives as the services do: created PENDING,
+// then SUCCEEDED with its attempt.
+func (s *setup) deliver(t *testing.T, n int, tag string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for i := range n {
+		now := time.Now()
+		id := fmt.Sprintf("dlv_%s%05d", tag, i)
+		r := &stream.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
+			EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
+			Job: &stream.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
+		if err := s.dls.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Delivery.Status, r.Delivery.AttemptCount, r.Delivery.LastStatusCode = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1, 200
+		r.Delivery.UpdateTime = timestamppb.Now()
+		r.Last = &postbackv1.Attempt{DeliveryId: id, Number: 0, StatusCode: 200, StartTime: timestamppb.New(now),
+			Outcome: postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS}
+		if err := s.dls.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// waitStored waits until every id is SUCCEEDED in the store with its one attempt.
+func (s *setup) waitStored(t *testing.T, ids []string) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, id := range ids {
+		for {
+			r, err := s.store.Get(ctx, id)
+			if err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not stored SUCCEEDED within 20 s (%v, %v)", id, r, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		ats, err := s.store.Attempts(ctx, id)
+		if err != nil || len(ats) != 1 {
+			t.Fatalf("%s attempts %v, %v; want one", id, ats, err)
+		}
+	}
+}
+
+func (s *setup) waiting(t *testing.T) uint64 {
+	t.Helper()
+	st, err := s.js.Stream(context.Background(), stream.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestEveryChangeReachesTheStoreOnceAndLeavesTheStream(t *testing.T) {
+	s := newSetup(t, 0)
+	stop := s.run(t)
+	defer stop()
+	ids := s.deliver(t, 120, "a")
+	s.waitStored(t, ids)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.waiting(t) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes still in the stream after they were stored", s.waiting(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	page, err := s.store.List(context.Background(), history.Query{AccountID: "brand-1", Limit: 500})
+	if err != nil || len(page.Deliveries) != len(ids) {
+		t.Fatalf("listed %d deliveries (%v), want %d: one row each", len(page.Deliveries), err, len(ids))
+	}
+}
+
+func TestWhileTheStoreIsDownChangesWaitAndNothingIsLost(t *testing.T) {
+	s := newSetup(t, 6) // six batches refused: ~6 s of backoff
+	stop := s.run(t)
+	defer stop()
+	ids := s.deliver(t, 80, "b") // records are written while the store refuses everything
+	s.waitStored(t, ids)
+	if s.store.refused.Load() < 6 {
+		t.Errorf("the store refused %d batches, want the 6 it was set to", s.store.refused.Load())
+	}
+}
+
+func TestARedeliveredBatchAddsNoRow(t *testing.T) {
+	s := newSetup(t, 0)
+	ids := s.deliver(t, 30, "c")
+	// Copy every change before the writer takes them, as a redelivery would
+	// bring them again.
+	ctx := context.Background()
+	st, err := s.js.Stream(ctx, stream.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copies []*nats.Msg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies = append(copies, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header})
+	}
+	if len(copies) != 60 {
+		t.Fatalf("%d changes in the stream, want 60", len(copies))
+	}
+	stop := s.run(t)
+	defer stop()
+	s.waitStored(t, ids)
+	for _, m := range copies {
+		if _, err := s.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.waiting(t) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.waitStored(t, ids) // still SUCCEEDED with one attempt: the PENDING copies did not step back
+	page, err := s.store.List(ctx, history.Query{AccountID: "brand-1", Limit: 500})
+	if err != nil || len(page.Deliveries) != len(ids) {
+		t.Fatalf("listed %d deliveries (%v) after the redelivery, want %d", len(page.Deliveries), err, len(ids))
+	}
+}
+
+func TestJunkOnTheHistorySubjectIsDeadLetteredAndTheRestStored(t *testing.T) {
+	s := newSetup(t, 0)
+	ctx := context.Background()
+	if _, err := s.js.Publish(ctx, stream.HistorySubject("brand-1", "ep_1", "dlv_junk"), []byte("not a record")); err != nil {
+		t.Fatal(err)
+	}
+	ids := s.deliver(t, 5, "d")
+	stop := s.run(t)
+	defer stop()
+	s.waitStored(t, ids)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dead, _, err := stream.ListDeadLetters(ctx, s.js, stream.HistoryConsumer, 0, 10)
+		if err == nil && len(dead) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters of the writer: %v, %v; want the junk one", dead, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
