@@ -4,17 +4,17 @@ SHELL := /bin/bash
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-SERVICES := standalone gateway renderer sender retry
+SERVICES := standalone gateway renderer sender retry historian
 # go.work's root is not a module: name every module's packages.
 MODULES = $(shell go list -m | sed 's|$$|/...|')
 TOOLS := bin/buf bin/protoc-gen-go bin/protoc-gen-go-grpc bin/nats-server
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build run test lint proto proto-check tools fmt vet bench bench-profile clean demo
+.PHONY: all build run test lint proto proto-check tools fmt vet bench bench-history bench-profile clean demo
 
 all: build
 
-## build: the five binaries in bin/
+## build: the six binaries in bin/ (postback-<service> for each of SERVICES)
 build: $(addprefix bin/postback-,$(SERVICES))
 
 bin/postback-%: FORCE
@@ -81,7 +81,8 @@ bin/deploycheck: $(wildcard scripts/deploycheck/*.go) scripts/deploycheck/go.mod
 	@echo "building bin/deploycheck (helm, k8s.io/api, compose-go: about a minute the first time) ..."
 	cd scripts/deploycheck && GOWORK=off go build -o ../../bin/deploycheck .
 
-## run-cluster: 3-node NATS JetStream cluster, Redis, gateway, renderer, retry and two senders as local processes (state in .cluster/)
+## run-cluster: 3-node NATS JetStream cluster, Redis, gateway, renderer, retry, historian and two senders as local processes (state in .cluster/;
+## history in POSTBACK_HISTORY_URL when set, else the embedded SQLite file in .cluster/history/)
 run-cluster: build bin/nats-server
 	./scripts/ensure-redis.sh
 	./scripts/run-cluster.sh
@@ -94,6 +95,10 @@ stop-cluster:
 bench: build tools
 	./scripts/ensure-redis.sh
 	go run ./services/standalone/cmd/postback-bench -bin bin -redis-server "$$(command -v redis-server || echo /usr/bin/redis-server)" -out bench-result.json -markdown docs/benchmarks.md
+
+## bench-history: the delivery log against 0 / 250k / 500k / 1M retained deliveries, SQLite and PostgreSQL (~30 min); appends to docs/benchmarks.md
+bench-history: build
+	go run ./services/standalone/cmd/postback-bench-history -bin bin -out bench-history-result.json -markdown docs/benchmarks.md
 
 ## bench-profile: the bench with pprof CPU and allocation profiles of every process during the bursts, in bench-profiles/
 ## (figures not appended to docs/benchmarks.md: profiling costs CPU)

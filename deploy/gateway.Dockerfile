@@ -15,6 +15,7 @@ COPY go.work go.work.sum ./
 COPY pkg/go.mod pkg/go.sum pkg/
 COPY proto/go.mod proto/go.sum proto/
 COPY services/gateway/go.mod services/gateway/go.sum services/gateway/
+COPY services/historian/go.mod services/historian/go.sum services/historian/
 COPY services/renderer/go.mod services/renderer/go.sum services/renderer/
 COPY services/retry/go.mod services/retry/go.sum services/retry/
 COPY services/sender/go.mod services/sender/go.sum services/sender/

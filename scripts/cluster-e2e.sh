@@ -61,7 +61,8 @@ if [ -n "${E2E_REF:-}" ]; then
 	echo "cluster-e2e: building the services at $E2E_REF ($(git rev-parse --short "$E2E_REF")) in $src ..."
 	rm -rf "$src" && mkdir -p "$src/bin"
 	git archive "$E2E_REF" | tar -x -C "$src"
-	for s in gateway renderer retry sender; do
+	for s in gateway renderer retry sender historian; do
+		[ -d "$src/services/$s" ] || continue # commits before the history writer have none
 		(cd "$src" && go build -trimpath -ldflags "-X main.version=$(git -C "$ROOT" rev-parse --short "$E2E_REF")" \
 			-o "$src/bin/postback-$s" "./services/$s/cmd/postback-$s")
 	done

@@ -4,7 +4,16 @@
 #
 #   3 x nats-server (bin/nats-server, JetStream, one cluster, R3 streams)
 #   1 x redis-server (no persistence)
-#   postback-gateway, postback-renderer, postback-retry, 2 x postback-sender
+#   postback-gateway, postback-renderer, postback-retry, postback-historian,
+#   2 x postback-sender
+#
+# The delivery history store (read by the gateway, written by the historian
+# from the HISTORY stream): when POSTBACK_HISTORY_URL is set in the
+# environment (a postgres://… URL), the gateway and the historian get it;
+# otherwise both use the embedded SQLite file $CLUSTER_DIR/history/history.db
+# (the same POSTBACK_DATA_DIR for the two, so the gateway reads what the
+# historian writes; kept across runs like the NATS data). POSTBACK_RETENTION
+# passes through (the historian drops whole days past it; default 720h).
 #
 # Everything lives in $CLUSTER_DIR (default .cluster/, git-ignored): NATS and
 # Redis data, one log per process (logs/), the PIDs (pids: name pid binary),
@@ -15,17 +24,18 @@
 # PIDs listed in pids.
 #
 # Ports are free ones picked at random on 127.0.0.1, or consecutive from
-# CLUSTER_BASE_PORT (15 ports: 3 NATS client, 3 cluster, 3 monitoring, Redis,
-# gateway gRPC and HTTP, renderer, retry, two senders).
+# CLUSTER_BASE_PORT (16 ports: 3 NATS client, 3 cluster, 3 monitoring, Redis,
+# gateway gRPC and HTTP, renderer, retry, historian, two senders).
 #
 # Environment:
 #   CLUSTER_DIR             state folder (default <repo>/.cluster)
-#   CLUSTER_BASE_PORT       first of 15 consecutive ports (default: random free ports)
+#   CLUSTER_BASE_PORT       first of 16 consecutive ports (default: random free ports)
 #   CLUSTER_STREAM_REPLICAS POSTBACK_STREAM_REPLICAS (default 3)
 #   CLUSTER_ALLOW_CIDRS     POSTBACK_ALLOW_CIDRS (default 127.0.0.1/32)
 #   CLUSTER_FRESH=1         wipe CLUSTER_DIR first (new data, key and token)
 #   CLUSTER_TIMEOUT         seconds to wait for readiness (default 60)
-#   POSTBACK_RETRY_SCHEDULE, POSTBACK_LOG_LEVEL, OTEL_* pass through to the services.
+#   POSTBACK_HISTORY_URL    the history store, postgres://… (default: embedded SQLite in $CLUSTER_DIR/history)
+#   POSTBACK_RETRY_SCHEDULE, POSTBACK_RETENTION, POSTBACK_LOG_LEVEL, OTEL_* pass through to the services.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +50,7 @@ ALLOW=${CLUSTER_ALLOW_CIDRS:-127.0.0.1/32}
 say() { printf 'run-cluster: %s\n' "$*"; }
 die() { printf 'run-cluster: %s\n' "$*" >&2; exit 1; }
 
-for b in nats-server postback-gateway postback-renderer postback-retry postback-sender; do
+for b in nats-server postback-gateway postback-renderer postback-retry postback-historian postback-sender; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run \`make build tools\` (or \`make run-cluster\`)"
 done
 REDIS_SERVER=$(command -v redis-server || true)
@@ -63,6 +73,25 @@ if [ "${CLUSTER_FRESH:-0}" = 1 ]; then
 	rm -rf "${DIR:?}"/*
 fi
 mkdir -p "$DIR/logs"
+
+# --- the history store -------------------------------------------------------
+# One store for the gateway (reads) and the historian (writes): the given
+# PostgreSQL URL, else one embedded SQLite file in a data dir both share.
+HISTORY_URL=${POSTBACK_HISTORY_URL:-}
+if [ -n "$HISTORY_URL" ]; then
+	case $HISTORY_URL in
+	postgres://* | postgresql://*) ;;
+	*) die "POSTBACK_HISTORY_URL must be a postgres:// URL (or unset for the embedded store)" ;;
+	esac
+	HISTORY_ENV=(POSTBACK_HISTORY_URL="$HISTORY_URL")
+	HISTORY_DESC="PostgreSQL (POSTBACK_HISTORY_URL)"
+	HISTORY_STORE=postgres # not the URL: it may carry a password
+else
+	mkdir -p "$DIR/history"
+	HISTORY_ENV=(POSTBACK_DATA_DIR="$DIR/history")
+	HISTORY_DESC="embedded SQLite $DIR/history/history.db"
+	HISTORY_STORE="sqlite:$DIR/history/history.db"
+fi
 
 # --- ports ------------------------------------------------------------------
 PICKED=" "
@@ -89,6 +118,7 @@ next_port GATEWAY_GRPC_PORT
 next_port GATEWAY_HTTP_PORT
 next_port RENDERER_HTTP_PORT
 next_port RETRY_HTTP_PORT
+next_port HISTORIAN_HTTP_PORT
 next_port SENDER_1_HTTP_PORT
 next_port SENDER_2_HTTP_PORT
 
@@ -237,14 +267,15 @@ launch() {
 	logstart[$1]=0
 	[ ! -f "$DIR/logs/$1.log" ] || logstart[$1]=$(wc -l <"$DIR/logs/$1.log")
 	case $1 in
-	gateway) service gateway "$BIN/postback-gateway" "$GATEWAY_HTTP_PORT" POSTBACK_GRPC_ADDR="127.0.0.1:$GATEWAY_GRPC_PORT" ;;
+	gateway) service gateway "$BIN/postback-gateway" "$GATEWAY_HTTP_PORT" POSTBACK_GRPC_ADDR="127.0.0.1:$GATEWAY_GRPC_PORT" "${HISTORY_ENV[@]}" ;;
 	renderer) service renderer "$BIN/postback-renderer" "$RENDERER_HTTP_PORT" ;;
 	retry) service retry "$BIN/postback-retry" "$RETRY_HTTP_PORT" ;;
+	historian) service historian "$BIN/postback-historian" "$HISTORIAN_HTTP_PORT" "${HISTORY_ENV[@]}" ;;
 	sender-1) service sender-1 "$BIN/postback-sender" "$SENDER_1_HTTP_PORT" ;;
 	sender-2) service sender-2 "$BIN/postback-sender" "$SENDER_2_HTTP_PORT" ;;
 	esac
 }
-SERVICES="gateway renderer retry sender-1 sender-2"
+SERVICES="gateway renderer retry historian sender-1 sender-2"
 
 # Wait for every service: /readyz answers and the service has logged that it
 # serves ("... ready" / "... consuming": the streams and consumers exist; the
@@ -284,6 +315,8 @@ launch renderer
 ready_or_restart renderer "http://127.0.0.1:$RENDERER_HTTP_PORT/readyz"
 launch retry
 ready_or_restart retry "http://127.0.0.1:$RETRY_HTTP_PORT/readyz"
+launch historian
+ready_or_restart historian "http://127.0.0.1:$HISTORIAN_HTTP_PORT/readyz"
 launch sender-1
 ready_or_restart sender-1 "http://127.0.0.1:$SENDER_1_HTTP_PORT/readyz"
 launch sender-2
@@ -303,6 +336,7 @@ GATEWAY_GRPC=127.0.0.1:$GATEWAY_GRPC_PORT
 GATEWAY_HTTP=127.0.0.1:$GATEWAY_HTTP_PORT
 RENDERER_HTTP=127.0.0.1:$RENDERER_HTTP_PORT
 RETRY_HTTP=127.0.0.1:$RETRY_HTTP_PORT
+HISTORIAN_HTTP=127.0.0.1:$HISTORIAN_HTTP_PORT
 SENDER_1_HTTP=127.0.0.1:$SENDER_1_HTTP_PORT
 SENDER_2_HTTP=127.0.0.1:$SENDER_2_HTTP_PORT
 NATS_URL=$NATS_URL
@@ -311,6 +345,7 @@ NATS_2_MONITOR=http://127.0.0.1:$NATS_MON_2
 NATS_3_MONITOR=http://127.0.0.1:$NATS_MON_3
 REDIS_URL=$REDIS_URL
 STREAM_REPLICAS=$REPLICAS
+HISTORY_STORE=$HISTORY_STORE
 EOF
 umask 022
 
@@ -320,6 +355,7 @@ printf '  %-10s %s\n' "gRPC" "127.0.0.1:$GATEWAY_GRPC_PORT  (authorization: Bear
 printf '  %-10s %s\n' "health" "http://127.0.0.1:$GATEWAY_HTTP_PORT/readyz"
 printf '  %-10s %s\n' "NATS" "$NATS_URL  (R$REPLICAS)"
 printf '  %-10s %s\n' "Redis" "$REDIS_URL"
+printf '  %-10s %s\n' "history" "$HISTORY_DESC"
 echo
 printf '  %-10s %-8s %s\n' process pid log
 while read -r name pid _; do

@@ -3,9 +3,11 @@
 # (`make stop-cluster`). It ends exactly the processes listed in
 # $CLUSTER_DIR/pids (default .cluster/pids), and only those still running the
 # binary recorded there (a reused PID is left alone): the Postback services
-# first (SIGTERM, so they finish in-flight work), then Redis and NATS; whatever
-# has not exited after CLUSTER_STOP_TIMEOUT seconds (default 20) gets SIGKILL.
-# Data, logs, key and token stay in the folder for the next run-cluster;
+# first (gateway, renderer, retry, historian, senders: SIGTERM, so they finish
+# in-flight work; the historian stores its batch or leaves it unacked), then
+# Redis and NATS; whatever has not exited after CLUSTER_STOP_TIMEOUT seconds
+# (default 20) gets SIGKILL. Data (NATS, the embedded history store history/),
+# logs, key and token stay in the folder for the next run-cluster;
 # CLUSTER_PURGE=1 removes the folder too.
 set -euo pipefail
 

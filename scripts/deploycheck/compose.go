@@ -60,7 +60,7 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	if known == nil {
 		return p, nil
 	}
-	want := []string{"nats-1", "nats-2", "nats-3", "redis", "gateway", "renderer", "sender", "retry", "otel-collector", "jaeger"}
+	want := []string{"nats-1", "nats-2", "nats-3", "redis", "postgres", "gateway", "renderer", "sender", "retry", "historian", "otel-collector", "jaeger"}
 	for _, name := range want {
 		if _, ok := p.Services[name]; !ok {
 			fail("service %q is missing", name)
@@ -92,7 +92,7 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	if s := p.Services["redis"]; s.HealthCheck == nil || s.HealthCheck.Disable {
 		fail("redis: needs a health check")
 	}
-	for _, name := range []string{"gateway", "renderer", "sender", "retry"} {
+	for _, name := range postbackServices {
 		s := p.Services[name]
 		if s.Build == nil {
 			fail("%s: no build section", name)
@@ -155,6 +155,7 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	} else if s.Environment["POSTBACK_REDIS_URL"] == nil {
 		fail("sender: POSTBACK_REDIS_URL is not set (the replicas must share limits)")
 	}
+	errs = append(errs, checkComposeHistory(p)...)
 	col := p.Services["otel-collector"]
 	mounted := false
 	for _, v := range col.Volumes {
@@ -172,11 +173,64 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 			}
 		}
 		if s.HealthCheck != nil && !s.HealthCheck.Disable && len(s.HealthCheck.Test) > 0 && s.HealthCheck.Test[0] == "CMD-SHELL" &&
-			slices.Contains([]string{"gateway", "renderer", "sender", "retry"}, name) {
+			slices.Contains(postbackServices, name) {
 			fail("%s: CMD-SHELL health check, but the image has no shell", name)
 		}
 	}
 	return p, errs
 }
+
+// postbackServices are the services built from deploy/<name>.Dockerfile.
+var postbackServices = []string{"gateway", "renderer", "sender", "retry", "historian"}
+
+// checkComposeHistory: PostgreSQL is the history store; the gateway (reads)
+// and the historian (writes) get the same postgres:// URL and wait for it.
+func checkComposeHistory(p *types.Project) []error {
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	pg := p.Services["postgres"]
+	if !strings.HasPrefix(pg.Image, "postgres:") {
+		fail("postgres: image %q is not postgres:<version>", pg.Image)
+	}
+	if pg.HealthCheck == nil || pg.HealthCheck.Disable || !strings.Contains(strings.Join(pg.HealthCheck.Test, " "), "pg_isready") {
+		fail("postgres: needs a pg_isready health check (the gateway and the historian wait for service_healthy)")
+	}
+	if pg.Environment["POSTGRES_PASSWORD"] == nil || *pg.Environment["POSTGRES_PASSWORD"] == "" {
+		fail("postgres: POSTGRES_PASSWORD is not set (the image refuses to initialize without it)")
+	}
+	persisted := false
+	for _, v := range pg.Volumes {
+		if v.Type == types.VolumeTypeVolume && strings.HasPrefix(v.Target, "/var/lib/postgresql") {
+			persisted = true
+		}
+	}
+	if !persisted {
+		fail("postgres: no named volume on /var/lib/postgresql/data (the history would go with the container)")
+	}
+	urls := map[string]string{}
+	for _, name := range historyServices {
+		s := p.Services[name]
+		u := ""
+		if v := s.Environment["POSTBACK_HISTORY_URL"]; v != nil {
+			u = *v
+		}
+		if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+			fail("%s: POSTBACK_HISTORY_URL must be the postgres:// URL of the postgres service (empty would be a SQLite file per container)", name)
+		} else if !strings.Contains(u, "@postgres:") && !strings.Contains(u, "@postgres/") {
+			fail("%s: POSTBACK_HISTORY_URL does not point at the postgres service", name)
+		}
+		urls[name] = u
+		if c, ok := s.DependsOn["postgres"]; !ok || c.Condition != types.ServiceConditionHealthy {
+			fail("%s: depends_on postgres must wait for service_healthy (migrations run at start)", name)
+		}
+	}
+	if urls["gateway"] != urls["historian"] {
+		fail("gateway and historian: POSTBACK_HISTORY_URL differs (the gateway reads the history the historian writes)")
+	}
+	return errs
+}
+
+// historyServices open the delivery history store.
+var historyServices = []string{"gateway", "historian"}
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

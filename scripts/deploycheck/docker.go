@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var imageServices = []string{"gateway", "renderer", "sender", "retry", "standalone"}
+var imageServices = []string{"gateway", "renderer", "sender", "retry", "historian", "standalone"}
 
 // workModules are the `use` directories of go.work.
 func workModules(root string) ([]string, error) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -18,15 +20,23 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// valueSet is one `-f` file (or none: the chart's defaults).
+// valueSet is one `-f` file (or none: the chart's defaults), plus `--set`s.
 type valueSet struct {
 	name  string // for messages
 	files []string
+	set   []string // --set key=value,...
+	// refused: the chart must refuse these values (helm template fails), with
+	// an error containing this text; nothing is rendered to check.
+	refused string
 }
 
-// valueSets: the defaults, values-production.yaml, and ci/*.yaml.
+// historyRequired is what the chart says when no history store is configured.
+const historyRequired = "history.existingSecret is required"
+
+// valueSets: the defaults (refused: no history store), values-production.yaml,
+// ci/*.yaml, and value sets the chart must refuse.
 func valueSets(chart string) ([]valueSet, error) {
-	sets := []valueSet{{name: "(default values)"}}
+	sets := []valueSet{{name: "(default values)", refused: historyRequired}}
 	prod := filepath.Join(chart, "values-production.yaml")
 	if _, err := os.Stat(prod); err != nil {
 		return nil, fmt.Errorf("charts/postback/values-production.yaml: %w", err)
@@ -37,12 +47,35 @@ func valueSets(chart string) ([]valueSet, error) {
 	for _, f := range ci {
 		sets = append(sets, valueSet{name: "-f ci/" + filepath.Base(f), files: []string{f}})
 	}
+	for _, r := range []struct{ set, refused string }{
+		// The history store's URL carries a password: a Secret only.
+		{"history.url=postgres://u:p@db/postback", "at '/history': additional properties 'url' not allowed"},
+		{"history.embedded=true,history.existingSecret=pg", "both set"},
+		{"history.embedded=true,gateway.replicaCount=2", "one gateway replica"},
+		{"history.embedded=true,historian.replicaCount=2", "one historian replica"},
+	} {
+		sets = append(sets, valueSet{name: "--set " + r.set, set: []string{r.set}, refused: r.refused})
+	}
 	return sets, nil
 }
 
 func (s valueSet) values() (map[string]any, error) {
-	opts := values.Options{ValueFiles: s.files}
+	opts := values.Options{ValueFiles: s.files, Values: s.set}
 	return opts.MergeValues(getter.Providers{})
+}
+
+// helmRefuses checks that `helm template` fails for set, saying set.refused.
+func helmRefuses(chart string, set valueSet) []error {
+	docs, _, errs := helmTemplate(chart, set)
+	if len(errs) == 0 && docs != nil {
+		return []error{fmt.Errorf("rendered %d documents, but the chart must refuse these values (with %q)", len(docs), set.refused)}
+	}
+	for _, err := range errs {
+		if strings.Contains(err.Error(), set.refused) {
+			return nil
+		}
+	}
+	return append([]error{fmt.Errorf("refused, but not with %q:", set.refused)}, errs...)
 }
 
 // helmLint is `helm lint --strict [-f file] chart`.
@@ -55,6 +88,12 @@ func helmLint(chart string, set valueSet, verbose bool) []error {
 	lint.Strict = true
 	lint.Namespace = "postback"
 	lint.KubeVersion = kubeVersion()
+	// In lint mode helm's `fail` only logs ("[INFO] Fail: ..." on the standard
+	// logger); the template check reports it.
+	if !verbose {
+		log.SetOutput(io.Discard)
+		defer log.SetOutput(os.Stderr)
+	}
 	res := lint.Run([]string{chart}, vals)
 	var errs []error
 	for _, m := range res.Messages {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -383,6 +384,7 @@ func (d decoded) policy(known map[string]bool) []error {
 			}
 		}
 	}
+	errs = append(errs, d.historyPolicy()...)
 	for _, sm := range d.monitors {
 		ok := false
 		for _, s := range d.services {
@@ -392,6 +394,75 @@ func (d decoded) policy(known map[string]bool) []error {
 		}
 		if !ok {
 			fail("ServiceMonitor", sm.Name, "selector matches no rendered Service")
+		}
+	}
+	return errs
+}
+
+// historyComponents open the delivery history store: the gateway reads it,
+// the historian writes it.
+var historyComponents = []string{"gateway", "historian"}
+
+// historyPolicy: POSTBACK_HISTORY_URL is never a plain value (the URL carries
+// the database password); the gateway and the historian get it from the same
+// Secret key, or (history.embedded) neither gets it and each has a single
+// replica with POSTBACK_DATA_DIR on a writable volume (the root filesystem is
+// read-only).
+func (d decoded) historyPolicy() []error {
+	var errs []error
+	fail := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("Deployment/%s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	store := map[string]string{} // deployment -> its history store
+	for _, dep := range d.deployments {
+		ps := dep.Spec.Template.Spec
+		for _, c := range ps.Containers {
+			for _, e := range c.Env {
+				if e.Name == "POSTBACK_HISTORY_URL" && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+					fail(dep.Name, "container %s: POSTBACK_HISTORY_URL must come from a Secret (valueFrom.secretKeyRef), it carries the database password", c.Name)
+				}
+			}
+		}
+		component := dep.Spec.Template.Labels["app.kubernetes.io/component"]
+		if !slices.Contains(historyComponents, component) || len(ps.Containers) == 0 {
+			continue
+		}
+		c := ps.Containers[0]
+		env := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			env[e.Name] = e
+		}
+		if e, ok := env["POSTBACK_HISTORY_URL"]; ok {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				store[dep.Name] = fmt.Sprintf("Secret %s key %s", e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+			continue
+		}
+		// The embedded store: a SQLite file in POSTBACK_DATA_DIR.
+		store[dep.Name] = "the embedded store"
+		dir := env["POSTBACK_DATA_DIR"].Value
+		if dir == "" {
+			fail(dep.Name, "%s has neither POSTBACK_HISTORY_URL (from a Secret) nor POSTBACK_DATA_DIR for the embedded history store", component)
+			continue
+		}
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == dir && !m.ReadOnly {
+				mounted = true
+			}
+		}
+		if !mounted {
+			fail(dep.Name, "POSTBACK_DATA_DIR %s (embedded history store) is not a writable volume mount; the root filesystem is read-only", dir)
+		}
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
+			fail(dep.Name, "the embedded history store allows exactly one replica (each pod keeps its own file)")
+		}
+	}
+	names := sortedKeys(store)
+	sort.Strings(names)
+	for _, n := range names[min(1, len(names)):] {
+		if store[n] != store[names[0]] {
+			fail(n, "history store is %s, but %s uses %s: the gateway and the historian must share one", store[n], names[0], store[names[0]])
 		}
 	}
 	return errs

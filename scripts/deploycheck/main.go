@@ -3,13 +3,16 @@
 // Docker engine.
 //
 //   - helm: `helm lint --strict` and `helm template` (helm's own Go packages,
-//     the same code as the CLI) of charts/postback with the default values,
-//     values-production.yaml and every ci/*.yaml;
+//     the same code as the CLI) of charts/postback with values-production.yaml
+//     and every ci/*.yaml; the default values (no history store configured)
+//     and a few --set combinations must be refused by `helm template`;
 //   - kubernetes: every rendered document decoded strictly into its typed
 //     k8s.io/api object (client-go's scheme; unknown fields, duplicate fields
 //     and wrong types fail), plus cross-references and the chart's policy
 //     (probes, non-root, read-only root, no capabilities, selectors that match,
-//     Secret keys that exist); the ServiceMonitor against a typed subset;
+//     Secret keys that exist, one history store for the gateway and the
+//     historian, its URL only from a Secret); the ServiceMonitor against a
+//     typed subset;
 //   - compose: docker-compose.yml loaded by compose-go with the compose-spec
 //     schema, plus the shape the issue asks for;
 //   - images: each deploy/<service>.Dockerfile is multi-stage, static, nonroot,
@@ -82,7 +85,13 @@ func main() {
 		os.Exit(2)
 	}
 	for _, set := range sets {
-		r.run("helm lint --strict "+set.name, func() []error { return helmLint(chart, set, r.verbose) })
+		if len(set.set) == 0 {
+			r.run("helm lint --strict "+set.name, func() []error { return helmLint(chart, set, r.verbose) })
+		}
+		if set.refused != "" {
+			r.run("helm template "+set.name+" is refused", func() []error { return helmRefuses(chart, set) })
+			continue
+		}
 		var docs []document
 		r.run("helm template "+set.name, func() []error {
 			var errs []error

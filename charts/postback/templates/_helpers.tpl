@@ -19,7 +19,7 @@
 
 {{/* The services this chart deploys, in order. */}}
 {{- define "postback.components" -}}
-gateway renderer sender retry
+gateway renderer sender retry historian
 {{- end }}
 
 {{/* Labels of every resource. */}}
@@ -89,6 +89,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not .Values.tokens.existingSecret }}true{{ end }}
 {{- end }}
 
+{{/* The components that open the delivery history store (POSTBACK_HISTORY_URL). */}}
+{{- define "postback.historyComponents" -}}
+gateway historian
+{{- end }}
+
+{{/* Where the embedded history store lives (history.embedded: an emptyDir). */}}
+{{- define "postback.embeddedDataDir" -}}
+/var/lib/postback
+{{- end }}
+
+{{/*
+The history store settings, checked before anything renders: PostgreSQL from
+history.existingSecret, or (trials only) history.embedded; never neither.
+*/}}
+{{- define "postback.validateHistory" -}}
+{{- $h := .Values.history }}
+{{- $needed := or .Values.gateway.enabled .Values.historian.enabled }}
+{{- if and $needed (not $h.existingSecret) (not $h.embedded) }}
+{{- fail `history.existingSecret is required: the gateway and the historian need the PostgreSQL delivery history store. Create a Secret holding its postgres:// URL (kubectl create secret generic postback-history --from-literal=url='postgres://USER:PASSWORD@HOST:5432/DB?sslmode=require') and set history.existingSecret=postback-history (history.secretKey names the key, default "url"). For a single-replica trial without PostgreSQL set history.embedded=true instead.` }}
+{{- end }}
+{{- if and $h.existingSecret $h.embedded }}
+{{- fail "history.existingSecret and history.embedded are both set: choose PostgreSQL (existingSecret) or the embedded store (embedded: true), not both" }}
+{{- end }}
+{{- if $h.embedded }}
+{{- if and .Values.gateway.enabled (gt (int .Values.gateway.replicaCount) 1) }}
+{{- fail (printf "history.embedded keeps the history in each pod's own file: it allows one gateway replica, not gateway.replicaCount=%v (use history.existingSecret with PostgreSQL)" .Values.gateway.replicaCount) }}
+{{- end }}
+{{- if and .Values.historian.enabled (gt (int .Values.historian.replicaCount) 1) }}
+{{- fail (printf "history.embedded keeps the history in each pod's own file: it allows one historian replica, not historian.replicaCount=%v (use history.existingSecret with PostgreSQL)" .Values.historian.replicaCount) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Whether Redis is configured at all. */}}
 {{- define "postback.redisConfigured" -}}
 {{- if or .Values.redis.existingSecret .Values.redis.url .Values.redis.host }}true{{ end }}
@@ -154,6 +187,18 @@ Secret; else one generated operator token (32 random characters, account *).
     secretKeyRef:
       name: {{ default (include "postback.secretName" $root) $v.secretKey.existingSecret }}
       key: {{ ternary $v.secretKey.existingSecretKey "secret-key" (not (empty $v.secretKey.existingSecret)) }}
+{{- end }}
+{{- if has .component (splitList " " (include "postback.historyComponents" $root)) }}
+{{- if $v.history.existingSecret }}
+- name: POSTBACK_HISTORY_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.history.existingSecret }}
+      key: {{ default "url" $v.history.secretKey }}
+{{- else }}
+- name: POSTBACK_DATA_DIR
+  value: {{ include "postback.embeddedDataDir" $root }}
+{{- end }}
 {{- end }}
 {{- if and (eq .component "gateway") $v.gateway.tls.existingSecret }}
 - name: POSTBACK_TLS_CERT
