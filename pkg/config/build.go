@@ -136,8 +136,9 @@ func (c Config) ServerTLS() (*tls.Config, error) {
 const HistoryFile = "history.db"
 
 // History opens the delivery history store: PostgreSQL when
-// POSTBACK_HISTORY_URL is a postgres:// URL (migrations applied), else the
-// embedded SQLite file in the data dir. The caller closes it.
+// POSTBACK_HISTORY_URL is a postgres:// URL (connected, and migrations
+// applied, on first use), else the embedded SQLite file in the data dir.
+// The caller closes it.
 func (c Config) History(ctx context.Context) (history.Store, error) {
 	u := strings.TrimSpace(c.HistoryURL)
 	if u == "" {
@@ -150,9 +151,13 @@ func (c Config) History(ctx context.Context) (history.Store, error) {
 		// The URL may hold a password: do not echo it.
 		return nil, errors.New("POSTBACK_HISTORY_URL: want a postgres:// URL, or empty for the embedded store")
 	}
-	s, err := postgres.Open(ctx, u)
-	if err != nil {
-		return nil, fmt.Errorf("POSTBACK_HISTORY_URL: %w", err)
-	}
-	return s, nil
+	// Opened on first use, and again while that fails: a process starts
+	// while its database is down (history.Lazy).
+	return history.Lazy(func(ctx context.Context) (history.Store, error) {
+		s, err := postgres.Open(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("POSTBACK_HISTORY_URL: %w", err)
+		}
+		return s, nil
+	}), nil
 }

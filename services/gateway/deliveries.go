@@ -77,9 +77,6 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	if req.EndpointId != "" && !id.Valid(id.Endpoint, req.EndpointId) {
 		return nil, invalid("endpoint_id", "want an endpoint id (ep_…), got %q", req.EndpointId)
 	}
-	if req.EventId != "" && !id.Valid(id.Event, req.EventId) {
-		return nil, invalid("event_id", "want an event id (evt_…), got %q", req.EventId)
-	}
 	size, err := pageSize(req.PageSize)
 	if err != nil {
 		return nil, err
