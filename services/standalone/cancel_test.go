@@ -25,9 +25,14 @@ func setEnabled(t *testing.T, h *harness, id string, on bool) {
 
 func allCancelled(t *testing.T, h *harness, n int, reason string) {
 	t.Helper()
-	ds := listAll(t, h)
-	if !allStatus(ds, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED) {
-		t.Fatalf("deliveries %v, want %d CANCELLED", statuses(ds), n)
+	// The delivery log trails the hot state by the history writer's lag.
+	var ds []*postbackv1.Delivery
+	deadline := time.Now().Add(5 * time.Second)
+	for ds = listAll(t, h); !allStatus(ds, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED); ds = listAll(t, h) {
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries %v, want %d CANCELLED", statuses(ds), n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, d := range ds {
 		if d.Reason != reason {
@@ -51,7 +56,7 @@ func statuses(ds []*postbackv1.Delivery) []string {
 func TestQueuedPostbacksOfAnEndpointDisabledAndReenabledStayCancelled(t *testing.T) {
 	dir := t.TempDir()
 	rc := newReceiver(t)
-	h := start(t, dir, func(c *Config) { c.Targets = "gateway,renderer,retry" }) // no sender: the jobs wait
+	h := start(t, dir, func(c *Config) { c.Targets = "gateway,renderer,retry,historian" }) // no sender: the jobs wait
 	ep := postTo(t, h, rc.URL)
 	const n = 5
 	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING, 5*time.Second)

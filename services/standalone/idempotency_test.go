@@ -43,7 +43,8 @@ func TestRepeatsWithTheSameIdempotencyKeyAreDroppedAndNewVersionsDelivered(t *te
 		t.Fatalf("a later version was dropped as a duplicate: %v", later)
 	}
 	rc.next(t, 10*time.Second)
-	ds := listAll(t, h)
+	var ds []*postbackv1.Delivery
+	eventually(t, 5*time.Second, "both deliveries in the delivery log", func() bool { ds = listAll(t, h); return len(ds) >= 2 })
 	if len(ds) != 2 || ds[0].Id == ds[1].Id {
 		t.Fatalf("deliveries = %v, want two distinct deliveries of the same event id", ds)
 	}

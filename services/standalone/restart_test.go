@@ -132,7 +132,7 @@ func TestScheduledRetriesSurviveAKilledBrokerAndRetryService(t *testing.T) {
 	}
 	h := start(t, filepath.Join(dir, "standalone"), func(c *Config) {
 		c.NATSURL = natsURL
-		c.Targets = "gateway,renderer,sender"
+		c.Targets = "gateway,renderer,sender,historian"
 		c.RetrySchedule = sched
 	})
 	postTo(t, h, rc.URL)

@@ -128,7 +128,7 @@ func TestPublishedWhileSenderIsDownArrivesAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	// Everything but the sender runs: the event is accepted and rendered,
 	// and the delivery waits in JetStream.
-	h := start(t, dir, func(c *Config) { c.Targets = "gateway,renderer,retry" })
+	h := start(t, dir, func(c *Config) { c.Targets = "gateway,renderer,retry,historian" })
 	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
 		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL}}); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,16 @@
 // Package standalone runs all of Postback in one process: an embedded
 // nats-server (JetStream under the data dir) unless POSTBACK_NATS_URL names
-// one, an in-process limiter unless POSTBACK_REDIS_URL names a Redis, and the
-// gateway, renderer, sender and retry services wired from the same packages
-// the separate binaries use. This is what `make run` starts.
+// one, an in-process limiter unless POSTBACK_REDIS_URL names a Redis, the
+// delivery history in an SQLite file in the data dir unless
+// POSTBACK_HISTORY_URL names a PostgreSQL, and the gateway, renderer,
+// sender, retry and history writer services (the targets table) wired from
+// the same packages the separate binaries use. This is what `make run`
+// starts.
 package standalone
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,9 +30,14 @@ import (
 	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/limiter"
+	"github.com/postback-dev/postback/pkg/schedule"
+	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/gateway"
+	"github.com/postback-dev/postback/services/historian"
 	"github.com/postback-dev/postback/services/renderer"
 	"github.com/postback-dev/postback/services/retry"
 	"github.com/postback-dev/postback/services/sender"
@@ -47,6 +56,9 @@ type Config struct {
 	Resolver *net.Resolver
 	// Ready, when set, is called once every service is serving.
 	Ready func(Addrs)
+	// Grace, when set, replaces how long a final delivery record stays in
+	// the hot state (tests shorten it to see the history serve it).
+	Grace time.Duration
 	// TracerProvider and MeterProvider, when set, replace the ones built
 	// from the OTEL_* variables (tests pass in-memory ones).
 	TracerProvider trace.TracerProvider
@@ -80,6 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	layout.Grace = cfg.Grace
 	keyring, err := cfg.Keyring(true)
 	if err != nil {
 		return err
@@ -145,7 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 			c.Close()
 		}
 	}()
-	for _, name := range []string{"standalone", "gateway", "renderer", "sender", "retry"} {
+	for _, name := range append([]string{"standalone"}, targetNames()...) {
 		c, err := connect("postback-" + name)
 		if err != nil {
 			return err
@@ -161,12 +174,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	store, err := cfg.History(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
 	probes := health.New()
 	probes.Add("nats", health.NATS(nc))
 	probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
 	probes.Add("limiter", lim.Ready)
 
-	dispatcher := dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})
+	w := &wiring{cfg: cfg, layout: layout, keyring: keyring, sched: sched, limiter: lim, store: store, probes: probes,
+		tokens: tokens, serverTLS: serverTLS, tel: tel, log: log, conns: conns,
+		dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -177,17 +198,11 @@ func Run(ctx context.Context, cfg Config) error {
 		addrs    = Addrs{NATS: natsURL}
 		ready    sync.WaitGroup
 	)
-	targets, err := parseTargets(cfg.Targets)
+	chosen, err := parseTargets(cfg.Targets)
 	if err != nil {
 		return err
 	}
 	run := func(name string, f func(context.Context) error) {
-		if name != "http" && !targets[name] {
-			if name == "gateway" {
-				ready.Done()
-			}
-			return
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -205,29 +220,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PProf {
 		health.MountPProf(mux)
 	}
-	ready.Add(2)
+	ready.Add(2) // the HTTP listener and the gateway's (or no gateway)
 	run("http", func(ctx context.Context) error {
 		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(mux), func(a net.Addr) { addrs.HTTP = a; ready.Done() })
 	})
-	run("gateway", func(ctx context.Context) error {
-		return gateway.Run(ctx, gateway.Config{
-			GRPCAddr: cfg.GRPCAddr, NATS: conns["gateway"], Layout: layout, Keyring: keyring, Dispatcher: dispatcher,
-			Auth: auth.New(tokens, log.With("service", "gateway")), TLS: serverTLS, ServerOptions: tel.GRPCServerOptions(), Readiness: probes,
-			Logger: log.With("service", "gateway"), Ready: func(a net.Addr) { addrs.GRPC = a; ready.Done() },
-		})
-	})
-	run("renderer", func(ctx context.Context) error {
-		return renderer.Run(ctx, renderer.Config{NATS: conns["renderer"], Layout: layout, Logger: log.With("service", "renderer"),
-			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-	})
-	run("sender", func(ctx context.Context) error {
-		return sender.Run(ctx, sender.Config{NATS: conns["sender"], Layout: layout, Limiter: lim, Dispatcher: dispatcher,
-			Keyring: keyring, Workers: cfg.SenderWorkers, InFlightPerEndpoint: cfg.InFlightPerEndpoint, Logger: log.With("service", "sender"), TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-	})
-	run("retry", func(ctx context.Context) error {
-		return retry.Run(ctx, retry.Config{NATS: conns["retry"], Layout: layout, Schedule: sched, Logger: log.With("service", "retry"),
-			TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-	})
+	w.grpcReady = func(a net.Addr) { addrs.GRPC = a; ready.Done() }
+	if !chosen["gateway"] {
+		ready.Done()
+	}
+	for _, t := range targets {
+		if chosen[t.name] {
+			run(t.name, func(ctx context.Context) error { return t.run(ctx, w) })
+		}
+	}
 	go func() {
 		ready.Wait()
 		if ctx.Err() != nil {
@@ -243,21 +248,85 @@ func Run(ctx context.Context, cfg Config) error {
 	return firstErr
 }
 
-// Targets standalone can run, after Loki's single binary with targets.
-var allTargets = []string{"gateway", "renderer", "sender", "retry"}
+// wiring is what standalone builds once and its targets share: every
+// service gets the same layout, keyring, limiter, history store and
+// telemetry, and a NATS connection of its own (as it has in the
+// multi-process shape: one shared connection put every publish and ack of
+// every service through one client lock and one server read loop).
+type wiring struct {
+	cfg        Config
+	layout     stream.Options
+	keyring    *secret.Keyring
+	sched      schedule.Schedule
+	limiter    limiter.Limiter
+	store      history.Store
+	probes     *health.Probes
+	tokens     *auth.Tokens
+	serverTLS  *tls.Config
+	dispatcher *dispatch.Dispatcher
+	tel        *telemetry.Telemetry
+	log        *slog.Logger
+	conns      map[string]*nats.Conn
+	grpcReady  func(net.Addr)
+}
+
+// A target is one service standalone can run (POSTBACK_TARGETS), after
+// Loki's single binary with targets. Adding a service to standalone is one
+// entry here: its connection, its place in POSTBACK_TARGETS and its start
+// all follow from it.
+type target struct {
+	name string
+	run  func(ctx context.Context, w *wiring) error
+}
+
+var targets = []target{
+	{"gateway", func(ctx context.Context, w *wiring) error {
+		return gateway.Run(ctx, gateway.Config{
+			GRPCAddr: w.cfg.GRPCAddr, NATS: w.conns["gateway"], Layout: w.layout, Keyring: w.keyring, History: w.store, Dispatcher: w.dispatcher,
+			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: w.tel.GRPCServerOptions(), Readiness: w.probes,
+			Logger: w.log.With("service", "gateway"), Ready: w.grpcReady,
+		})
+	}},
+	{"renderer", func(ctx context.Context, w *wiring) error {
+		return renderer.Run(ctx, renderer.Config{NATS: w.conns["renderer"], Layout: w.layout, Logger: w.log.With("service", "renderer"),
+			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+	}},
+	{"sender", func(ctx context.Context, w *wiring) error {
+		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, Limiter: w.limiter, Dispatcher: w.dispatcher,
+			Keyring: w.keyring, Workers: w.cfg.SenderWorkers, InFlightPerEndpoint: w.cfg.InFlightPerEndpoint, Logger: w.log.With("service", "sender"),
+			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+	}},
+	{"retry", func(ctx context.Context, w *wiring) error {
+		return retry.Run(ctx, retry.Config{NATS: w.conns["retry"], Layout: w.layout, Schedule: w.sched, Logger: w.log.With("service", "retry"),
+			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+	}},
+	{"historian", func(ctx context.Context, w *wiring) error {
+		return historian.Run(ctx, historian.Config{NATS: w.conns["historian"], Layout: w.layout, Store: w.store,
+			Logger: w.log.With("service", "historian"), MeterProvider: w.tel.MeterProvider})
+	}},
+}
+
+func targetNames() []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.name
+	}
+	return out
+}
 
 func parseTargets(s string) (map[string]bool, error) {
 	out := map[string]bool{}
+	names := targetNames()
 	if strings.TrimSpace(s) == "" || s == "all" {
-		for _, t := range allTargets {
+		for _, t := range names {
 			out[t] = true
 		}
 		return out, nil
 	}
 	for i, t := range strings.Split(s, ",") {
 		t = strings.TrimSpace(t)
-		if !slices.Contains(allTargets, t) {
-			return nil, fmt.Errorf("POSTBACK_TARGETS: entry %d %q is not one of %s", i+1, t, strings.Join(allTargets, ", "))
+		if !slices.Contains(names, t) {
+			return nil, fmt.Errorf("POSTBACK_TARGETS: entry %d %q is not one of %s", i+1, t, strings.Join(names, ", "))
 		}
 		out[t] = true
 	}

@@ -288,7 +288,11 @@ func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (
 	}
 	d.grpcAddr = freeAddr()
 	var ready []string
-	for _, svc := range []string{"gateway", "renderer", "sender", "retry"} {
+	svcs := []string{"gateway", "renderer", "sender", "retry"}
+	if _, err := os.Stat(filepath.Join(bin, "postback-historian")); err == nil {
+		svcs = append(svcs, "historian") // builds before the history store have none
+	}
+	for _, svc := range svcs {
 		httpAddr := freeAddr()
 		e := append(append([]string{}, env...), "POSTBACK_HTTP_ADDR="+httpAddr, "POSTBACK_GRPC_ADDR="+d.grpcAddr)
 		p, err := startProc(svc, filepath.Join(bin, "postback-"+svc), nil, e, work)

@@ -144,9 +144,12 @@ type Result struct {
 	// Run numbers the runs of a repeated scenario (0: not repeated); the
 	// runs are followed by a row with their Spread, whose other figures
 	// are totals (deliveries) or medians (rates).
-	Run    int     `json:"run,omitempty"`
-	Spread *Spread `json:"spread,omitempty"`
-	Note   string  `json:"note,omitempty"`
+	// HistoryLagS is, for a burst, how long after its last delivery the
+	// history writer had stored all of it (historylag.go).
+	HistoryLagS float64 `json:"history_lag_s,omitempty"`
+	Run         int     `json:"run,omitempty"`
+	Spread      *Spread `json:"spread,omitempty"`
+	Note        string  `json:"note,omitempty"`
 }
 
 func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]Result, error) {
@@ -429,7 +432,12 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 		return Result{}, fmt.Errorf("%d publish calls failed, first: %v", errs.Load(), firstErr.Load())
 	}
 	wait(ctx, t, b.events, 90*time.Second)
-	return b.finish(name, t, b.events, b.events, began, accepted), nil
+	r := b.finish(name, t, b.events, b.events, began, accepted)
+	t.mu.Lock()
+	last := t.last
+	t.mu.Unlock()
+	r.HistoryLagS = b.historyLag(ctx, last)
+	return r, nil
 }
 
 // steadyRun publishes at rate per second for b.steady with unary calls.

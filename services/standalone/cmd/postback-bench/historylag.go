@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// historyLag is how long after a burst's last delivery the history writer
+// has stored every change the burst made: the time until the HISTORY
+// stream (a work queue: a change leaves it once stored) is empty. It is 0
+// for a build without the stream, and -1 when it did not empty within a
+// minute.
+func (b *bench) historyLag(ctx context.Context, last time.Time) float64 {
+	if b.natsURL == "" {
+		return 0
+	}
+	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-history-lag"))
+	if err != nil {
+		return 0
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0
+	}
+	st, err := js.Stream(ctx, "HISTORY")
+	if err != nil {
+		return 0 // a build before the history store
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		info, err := st.Info(ctx)
+		if err == nil && info.State.Msgs == 0 {
+			return max(0, time.Since(last).Seconds())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return -1
+}

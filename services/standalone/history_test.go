@@ -1,0 +1,162 @@
+package standalone
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/stream"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+const (
+	statusPending   = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
+	statusSucceeded = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+)
+
+// listed returns the status the delivery log lists a delivery with ("" when
+// it is not listed).
+func listed(t *testing.T, h *harness, eventID, dlvID string) postbackv1.DeliveryStatus {
+	t.Helper()
+	l, err := h.deliveries.ListDeliveries(context.Background(), &postbackv1.ListDeliveriesRequest{AccountId: "brand-1", EventId: eventID})
+	if err != nil {
+		t.Fatalf("ListDeliveries: %v", err)
+	}
+	for _, d := range l.Deliveries {
+		if d.Id == dlvID {
+			return d.Status
+		}
+	}
+	return postbackv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED
+}
+
+// hot reports whether the delivery still has a record in the hot state.
+func hot(t *testing.T, js jetstream.JetStream, d *postbackv1.Delivery) bool {
+	t.Helper()
+	kv, err := js.KeyValue(context.Background(), stream.DeliveriesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kv.Get(context.Background(), d.AccountId+"."+d.EndpointId+"."+d.Id)
+	return err == nil
+}
+
+func TestADeliveryIsFoundAtEveryMomentOfItsLife(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir, func(c *Config) { c.Grace = time.Second })
+	ctx := context.Background()
+	release := make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	rc := newReceiver(t)
+	t.Cleanup(let) // before the receiver's Close, which waits for its handlers
+	arrived := make(chan string, 1)
+	rc.answer = func(n int, r *http.Request) (int, string) {
+		arrived <- r.Header.Get("Postback-Delivery-Id")
+		<-release
+		return 200, "OK"
+	}
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL + "/postback", Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dlvID string
+	select {
+	case dlvID = <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request arrived within 10s")
+	}
+
+	// In flight: its first send is out. Found by id, and listed PENDING.
+	d, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID})
+	if err != nil || d.Status != statusPending {
+		t.Fatalf("in flight: GetDelivery = %v, %v; want PENDING", d, err)
+	}
+	eventually(t, 5*time.Second, "the delivery listed PENDING while its first send is out", func() bool {
+		return listed(t, h, pub.EventId, dlvID) == statusPending
+	})
+
+	// Just finished: the hot record answers.
+	let()
+	eventually(t, 5*time.Second, "delivery SUCCEEDED", func() bool {
+		d, err = h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID})
+		return err == nil && d.Status == statusSucceeded
+	})
+	js := h.jetStream(t)
+	if !hot(t, js, d) {
+		t.Fatal("a delivery that just finished has no hot record")
+	}
+	eventually(t, 5*time.Second, "the delivery listed SUCCEEDED", func() bool { return listed(t, h, pub.EventId, dlvID) == statusSucceeded })
+
+	// Past its grace: the hot state has forgotten it; the history answers
+	// the same.
+	eventually(t, 20*time.Second, "the final record to leave the hot state", func() bool { return !hot(t, js, d) })
+	again, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID})
+	if err != nil || again.Status != statusSucceeded || again.AttemptCount != 1 || again.LastStatusCode != 200 || again.EventId != pub.EventId {
+		t.Fatalf("from the history: GetDelivery = %v, %v; want it SUCCEEDED after 1 attempt", again, err)
+	}
+	ats, err := h.deliveries.ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: dlvID})
+	if err != nil || len(ats.Attempts) != 1 || ats.Attempts[0].StatusCode != 200 || ats.Attempts[0].Number != 0 {
+		t.Fatalf("from the history: ListAttempts = %v, %v; want the one 200 attempt", ats, err)
+	}
+
+	// Long after, across a restart: still there.
+	h.stop()
+	h = start(t, dir, nil)
+	if d, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID}); err != nil || d.Status != statusSucceeded {
+		t.Fatalf("after a restart: GetDelivery = %v, %v", d, err)
+	}
+	if s := listed(t, h, pub.EventId, dlvID); s != statusSucceeded {
+		t.Fatalf("after a restart the delivery is listed %s, want SUCCEEDED", s)
+	}
+}
+
+func TestWhileTheHistoryWriterIsBehindAFinishedDeliveryIsFoundButListedLater(t *testing.T) {
+	dir := t.TempDir()
+	// No history writer: changes wait in the HISTORY stream.
+	h := start(t, dir, func(c *Config) { c.Grace = time.Second; c.Targets = "gateway,renderer,sender,retry" })
+	ctx := context.Background()
+	rc := newReceiver(t)
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL + "/postback", Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlvID := rc.next(t, 10*time.Second).Header.Get("Postback-Delivery-Id")
+	var d *postbackv1.Delivery
+	eventually(t, 5*time.Second, "delivery SUCCEEDED", func() bool {
+		d, err = h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID})
+		return err == nil && d.Status == statusSucceeded
+	})
+	js := h.jetStream(t)
+	eventually(t, 20*time.Second, "the final record to leave the hot state", func() bool { return !hot(t, js, d) })
+	// Neither hot nor stored: read from the change waiting for the writer.
+	if d, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID}); err != nil || d.Status != statusSucceeded {
+		t.Fatalf("GetDelivery while the writer is behind = %v, %v; want SUCCEEDED", d, err)
+	}
+	if ats, err := h.deliveries.ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: dlvID}); err != nil || len(ats.Attempts) != 1 {
+		t.Fatalf("ListAttempts while the writer is behind = %v, %v; want 1 attempt", ats, err)
+	}
+	if s := listed(t, h, pub.EventId, dlvID); s != postbackv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED {
+		t.Fatalf("listed %s before the writer stored it, want not yet listed", s)
+	}
+	// The writer comes back and catches up: listed.
+	h.stop()
+	h = start(t, dir, nil)
+	eventually(t, 10*time.Second, "the delivery listed SUCCEEDED once the writer caught up", func() bool {
+		return listed(t, h, pub.EventId, dlvID) == statusSucceeded
+	})
+}
