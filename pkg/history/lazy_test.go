@@ -11,7 +11,7 @@ import (
 type nothing struct{ Store }
 
 func (nothing) Get(context.Context, string) (*Row, error) { return nil, ErrNotFound }
-func (nothing) Close() error                               { return nil }
+func (nothing) Close() error                              { return nil }
 
 func TestALazyStoreOpensWhenItsDatabaseComesUpAndNotBefore(t *testing.T) {
 	down := errors.New("connection refused")
