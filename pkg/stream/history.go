@@ -141,7 +141,7 @@ func HistoryEntry(data []byte, h nats.Header) (history.Entry, error) {
 	if err != nil {
 		return history.Entry{}, fmt.Errorf("history entry without a version: %w", err)
 	}
-	r, job, err := decodeRecordRaw(data, 0)
+	r, job, err := decodeRecordRaw(data, 0, false)
 	if err != nil {
 		return history.Entry{}, err
 	}

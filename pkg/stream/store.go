@@ -298,12 +298,14 @@ func (r *Record) encode() ([]byte, error) {
 }
 
 func decodeRecord(b []byte, rev uint64) (*Record, error) {
-	r, _, err := decodeRecordRaw(b, rev)
+	r, _, err := decodeRecordRaw(b, rev, true)
 	return r, err
 }
 
-// decodeRecordRaw decodes a record and returns its job's encoding too.
-func decodeRecordRaw(b []byte, rev uint64) (*Record, []byte, error) {
+// decodeRecordRaw decodes a record and returns its job's encoding too; the
+// job itself is decoded only when decodeJob is set (the history writer
+// stores it as it is).
+func decodeRecordRaw(b []byte, rev uint64, decodeJob bool) (*Record, []byte, error) {
 	r := &Record{Delivery: &postbackv1.Delivery{}, Revision: rev}
 	v2 := len(b) > 0 && b[0] == recordV2
 	if v2 {
@@ -339,6 +341,9 @@ func decodeRecordRaw(b []byte, rev uint64) (*Record, []byte, error) {
 	r.readVersion = r.Delivery.GetUpdateTime().AsTime().UnixMicro()
 	if len(b) == 0 {
 		return r, nil, nil
+	}
+	if !decodeJob {
+		return r, b, nil
 	}
 	r.Job = &Job{}
 	if err := UnmarshalJob(b, r.Job); err != nil {
