@@ -115,6 +115,15 @@ type Store struct {
 
 	mu   sync.Mutex
 	days map[time.Time]bool // day partitions known to exist
+
+	// Statistics of the days being written (analyze.go): rows appended
+	// to each day since it was last analyzed, and rows it had then.
+	statsMu   sync.Mutex
+	grown     map[time.Time]int64
+	analyzed  map[time.Time]int64
+	analyzing bool
+	bg        context.Context // ends with Close: the background ANALYZE
+	stopBg    context.CancelFunc
 }
 
 var _ history.Store = (*Store)(nil)
@@ -133,8 +142,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history postgres: %w", err)
 	}
-	s := &Store{pool: pool, days: map[time.Time]bool{}}
+	s := &Store{pool: pool, days: map[time.Time]bool{}, grown: map[time.Time]int64{}, analyzed: map[time.Time]int64{}}
+	s.bg, s.stopBg = context.WithCancel(context.Background())
 	if err := s.migrate(ctx); err != nil {
+		s.stopBg()
 		pool.Close()
 		return nil, fmt.Errorf("history postgres: %w", err)
 	}
@@ -143,6 +154,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	s.stopBg()
 	s.pool.Close()
 	return nil
 }
@@ -439,6 +451,7 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 			return nil
 		})
 		if err == nil {
+			s.grew(b.created)
 			return nil
 		}
 		if try == 0 && noPartition(err) {
