@@ -325,3 +325,36 @@ func TestListQueryShapes(t *testing.T) {
 		t.Errorf("unfiltered query %q %v", sql, args)
 	}
 }
+
+// A day that grows is analyzed by the store itself, without waiting for
+// autovacuum, and a day that barely grows is not (analyze.go).
+func TestADayThatGrowsIsAnalyzedByTheStore(t *testing.T) {
+	url := srv.NewDatabase(t)
+	s := open(t, url)
+	ctx := context.Background()
+	var es []history.Entry
+	for i := range 2 * analyzeMin {
+		es = append(es, entry(day0.Add(time.Duration(i)*time.Second), postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1))
+	}
+	mustAppend(t, s, es...)
+	mustAppend(t, s, entry(day0.Add(48*time.Hour), postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1))
+	analyzed := func(table string) bool {
+		var n int64
+		err := s.pool.QueryRow(ctx, "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1", table).Scan(&n)
+		return err == nil && n > 0
+	}
+	grown, small := partitionName("deliveries", day0), partitionName("deliveries", day0.Add(48*time.Hour))
+	deadline := time.Now().Add(30 * time.Second)
+	for !analyzed(grown) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not analyzed 30 s after %d rows went in", grown, 2*analyzeMin)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !analyzed(partitionName("attempts", day0)) {
+		t.Errorf("the day's attempts were not analyzed with its deliveries")
+	}
+	if analyzed(small) {
+		t.Errorf("%s, one row, was analyzed", small)
+	}
+}
