@@ -132,22 +132,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	nc := cfg.NATS
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-gateway"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("gateway: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		defer nc.Close()
-	}
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-gateway", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
+	defer closeNATS()
 	srv, err := NewServer(ctx, js, cfg.Keyring, cfg.Dispatcher, cfg.History, log)
 	if err != nil {
 		return err

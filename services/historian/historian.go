@@ -81,22 +81,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Layout.Retention <= 0 {
 		cfg.Layout.Retention = stream.DefaultOptions().Retention
 	}
-	nc := cfg.NATS
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-historian"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("historian: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		defer nc.Close()
-	}
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-historian", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("historian: %w", err)
 	}
-	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
-		return fmt.Errorf("historian: %w", err)
-	}
+	defer closeNATS()
 	c, err := stream.Consumer(ctx, js, stream.HistoryConsumer, ackWait, 4*cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("historian: %w", err)

@@ -54,22 +54,11 @@ type Config struct {
 // Run renders events until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	log := telemetry.Logger(cfg.Logger)
-	nc := cfg.NATS
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-renderer"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("renderer: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		defer nc.Close()
-	}
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-renderer", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}
-	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
-		return fmt.Errorf("renderer: %w", err)
-	}
+	defer closeNATS()
 	r, err := newRenderer(ctx, js, log)
 	if err != nil {
 		return err

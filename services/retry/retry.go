@@ -62,22 +62,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Schedule == nil {
 		cfg.Schedule = schedule.Default()
 	}
-	nc := cfg.NATS
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-retry"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("retry: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		defer nc.Close()
-	}
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-retry", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}
-	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
-		return fmt.Errorf("retry: %w", err)
-	}
+	defer closeNATS()
 	eps, err := stream.OpenEndpoints(ctx, js)
 	if err != nil {
 		return err

@@ -104,22 +104,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Limiter == nil || cfg.Dispatcher == nil || cfg.Keyring == nil {
 		return errors.New("sender: Limiter, Dispatcher and Keyring are required")
 	}
-	nc := cfg.NATS
-	if nc == nil {
-		var err error
-		nc, err = nats.Connect(cfg.NATSURL, nats.Name("postback-sender"), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("sender: connect to NATS %s: %w", cfg.NATSURL, err)
-		}
-		defer nc.Close()
-	}
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-sender", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	if err := stream.Ensure(ctx, js, cfg.Layout); err != nil {
-		return fmt.Errorf("sender: %w", err)
-	}
+	defer closeNATS()
 	s, err := newSender(ctx, js, cfg, log)
 	if err != nil {
 		return err

@@ -1,0 +1,35 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Open is every service's start: a JetStream context on nc, or, when nc
+// is nil, on a new connection to url named name (reconnecting forever),
+// with the layout ensured. The returned func closes the connection Open
+// made (nothing when nc was given).
+func Open(ctx context.Context, nc *nats.Conn, url, name string, o Options) (jetstream.JetStream, func(), error) {
+	done := func() {}
+	if nc == nil {
+		var err error
+		nc, err = nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+		}
+		done = nc.Close
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	if err := Ensure(ctx, js, o); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return js, done, nil
+}
