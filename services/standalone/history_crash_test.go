@@ -79,7 +79,13 @@ func TestAKilledHistoryWriterAndARestartedStoreLoseAndDuplicateNothing(t *testin
 	writer.start() // comes back to a store that is down
 	eventually(t, 60*time.Second, "three quarters of the burst delivered", func() bool { return arrived() >= 3*n/4 })
 	pg.Restart()
-	eventually(t, 120*time.Second, "every postback delivered", func() bool { return arrived() >= n })
+	// Bounded generously: CI runs other packages' tests beside this one,
+	// and an endpoint's share of the sender narrows while it is slow.
+	for deadline := time.Now().Add(5 * time.Minute); arrived() < n; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d postbacks delivered 5 minutes after PostgreSQL came back", arrived(), n)
+		}
+	}
 
 	// The history catches up: every delivery once, SUCCEEDED, one attempt.
 	conn, err := pgx.Connect(ctx, url)
