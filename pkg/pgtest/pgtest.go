@@ -32,7 +32,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +41,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +51,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/postback-dev/postback/pkg/ensure"
 )
 
 const (
@@ -469,14 +469,7 @@ func tail(path string) string {
 		return ""
 	}
 	b, _ := os.ReadFile(path)
-	return tailBytes(bytes.TrimSpace(b))
-}
-
-func tailBytes(b []byte) string {
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-	}
-	return string(b)
+	return ensure.Tail(b)
 }
 
 // runAs is the unprivileged user the server runs as when we are root.
@@ -530,26 +523,7 @@ func Binaries() (string, error) {
 }
 
 func findOrInstall() (string, error) {
-	if d, err := lookBinaries(); err == nil {
-		return d, nil
-	}
-	script, err := ensureScript()
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "pgtest: initdb/pg_ctl not found; running %s\n", script)
-	cmd := exec.Command("bash", script)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("install PostgreSQL with %s: %w; output:\n%s", script, err, tailBytes(out.Bytes()))
-	}
-	d, err := lookBinaries()
-	if err != nil {
-		return "", fmt.Errorf("PostgreSQL still missing after %s: %w", script, err)
-	}
-	return d, nil
+	return ensure.Installed("pgtest", "initdb/pg_ctl", "ensure-postgres.sh", lookBinaries)
 }
 
 // lookBinaries finds a directory with initdb, pg_ctl and postgres: that of
@@ -589,14 +563,4 @@ func executable(p string) bool {
 }
 
 // ensureScript finds ../../scripts/ensure-postgres.sh from this source file.
-func ensureScript() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("locate pgtest source to find scripts/ensure-postgres.sh")
-	}
-	p := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "ensure-postgres.sh")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("find install script: %w", err)
-	}
-	return p, nil
-}
+func ensureScript() (string, error) { return ensure.Script("ensure-postgres.sh") }

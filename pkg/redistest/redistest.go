@@ -16,20 +16,20 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postback-dev/postback/pkg/ensure"
 )
 
 // startTimeout bounds how long a fresh server may take to answer PING.
@@ -232,10 +232,7 @@ func freePort() (int, error) {
 
 func tail(path string) string {
 	b, _ := os.ReadFile(path)
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-	}
-	return string(bytes.TrimSpace(b))
+	return ensure.Tail(b)
 }
 
 var (
@@ -252,26 +249,7 @@ func Binary() (string, error) {
 }
 
 func findOrInstall() (string, error) {
-	if p, err := lookRedis(); err == nil {
-		return p, nil
-	}
-	script, err := ensureScript()
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "redistest: redis-server not found; running %s\n", script)
-	cmd := exec.Command("bash", script)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("install redis-server with %s: %w; output:\n%s", script, err, tailBytes(out.Bytes()))
-	}
-	p, err := lookRedis()
-	if err != nil {
-		return "", fmt.Errorf("redis-server still missing after %s: %w", script, err)
-	}
-	return p, nil
+	return ensure.Installed("redistest", "redis-server", "ensure-redis.sh", lookRedis)
 }
 
 func lookRedis() (string, error) {
@@ -286,21 +264,4 @@ func lookRedis() (string, error) {
 }
 
 // ensureScript finds ../../scripts/ensure-redis.sh from this source file.
-func ensureScript() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("locate redistest source to find scripts/ensure-redis.sh")
-	}
-	p := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "ensure-redis.sh")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("find install script: %w", err)
-	}
-	return p, nil
-}
-
-func tailBytes(b []byte) string {
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-	}
-	return string(b)
-}
+func ensureScript() (string, error) { return ensure.Script("ensure-redis.sh") }
