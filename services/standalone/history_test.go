@@ -60,15 +60,8 @@ func TestADeliveryIsFoundAtEveryMomentOfItsLife(t *testing.T) {
 		<-release
 		return 200, "OK"
 	}
-	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
-		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL + "/postback", Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	postTo(t, h, rc.URL)
+	pub := publishClearing(t, h)
 	var dlvID string
 	select {
 	case dlvID = <-arrived:
@@ -126,18 +119,12 @@ func TestWhileTheHistoryWriterIsBehindAFinishedDeliveryIsFoundButListedLater(t *
 	h := start(t, dir, func(c *Config) { c.Grace = time.Second; c.Targets = "gateway,renderer,sender,retry" })
 	ctx := context.Background()
 	rc := newReceiver(t)
-	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
-		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL + "/postback", Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	postTo(t, h, rc.URL)
+	pub := publishClearing(t, h)
 	dlvID := rc.next(t, 10*time.Second).Header.Get("Postback-Delivery-Id")
 	var d *postbackv1.Delivery
 	eventually(t, 5*time.Second, "delivery SUCCEEDED", func() bool {
+		var err error
 		d, err = h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: dlvID})
 		return err == nil && d.Status == statusSucceeded
 	})

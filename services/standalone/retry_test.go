@@ -35,11 +35,13 @@ func postTo(t *testing.T, h *harness, url string) *postbackv1.Endpoint {
 	return ep
 }
 
-func publishClearing(t *testing.T, h *harness) {
+func publishClearing(t *testing.T, h *harness) *postbackv1.PublishResponse {
 	t.Helper()
-	if _, err := h.events.Publish(context.Background(), &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")}); err != nil {
+	res, err := h.events.Publish(context.Background(), &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
+	if err != nil {
 		t.Fatal(err)
 	}
+	return res
 }
 
 // publishUntilAll publishes n action_clearing events and waits (up to
