@@ -189,6 +189,45 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		}
 	})
 
+	t.Run("one batch holding each delivery's life lands as its latest state, with its job and every attempt", func(t *testing.T) {
+		// As the writer sees a burst: each delivery queued (with its job),
+		// then retried and finished (the finishing entry without a job), all
+		// in one batch, interleaved; more deliveries than one statement takes.
+		s := open(t)
+		var batch, finals []history.Entry
+		for i := range 75 {
+			d := delivery("acc_1", "ep_1", fmt.Sprintf("evt_%d", i), pending, base.Add(time.Duration(i)*time.Millisecond))
+			d.AttemptCount = 0
+			batch = append(batch, entry(d, nil, 1))
+			r := proto.Clone(d).(*postbackv1.Delivery)
+			r.Status, r.AttemptCount = retrying, 1
+			batch = append(batch, entry(r, attempt(r, 0, 503), 2))
+			f := proto.Clone(d).(*postbackv1.Delivery)
+			f.Status, f.AttemptCount = succeeded, 2
+			fe := entry(f, attempt(f, 1, 200), 3)
+			fe.Job = nil
+			finals = append(finals, fe)
+		}
+		batch = append(batch, finals...)
+		appendAll(t, s, batch...)
+		for _, fe := range finals {
+			r := get(t, s, fe.Delivery.Id)
+			if !proto.Equal(r.Delivery, fe.Delivery) || r.Version != 3 || string(r.Job) != "job:"+fe.Delivery.Id {
+				t.Fatalf("Get %s = %v version %d job %q; want SUCCEEDED at version 3 with the queued job", fe.Delivery.Id, r.Delivery, r.Version, r.Job)
+			}
+			ats, err := s.Attempts(ctx, fe.Delivery.Id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := numbers(ats); !slices.Equal(got, []int32{0, 1}) {
+				t.Fatalf("attempts of %s: %v, want [0 1]", fe.Delivery.Id, got)
+			}
+		}
+		if got := listAll(t, s, history.Query{AccountID: "acc_1", Statuses: []postbackv1.DeliveryStatus{succeeded}, Limit: 20}); len(got) != len(finals) {
+			t.Errorf("%d SUCCEEDED listed, want %d", len(got), len(finals))
+		}
+	})
+
 	t.Run("attempts come back oldest first and the first copy of a number stays", func(t *testing.T) {
 		s := open(t)
 		d := delivery("acc_1", "ep_1", "evt_1", dead, base)

@@ -348,6 +348,13 @@ func makeBatch(entries []history.Entry) (*batch, error) {
 		created := d.CreateTime.AsTime().Truncate(time.Microsecond).UTC()
 		days[history.Day(created)] = true
 		if prev, ok := byID[d.Id]; !ok || e.Version >= prev.e.Version {
+			if ok && e.Job == nil && prev.e.Job != nil {
+				// As the upserts one by one would leave it: the later
+				// entry keeps the job the earlier one wrote.
+				withJob := *e
+				withJob.Job = prev.e.Job
+				e = &withJob
+			}
 			byID[d.Id] = deliveryRow{created: created, e: e}
 		}
 		if a := e.Attempt; a != nil {
