@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -13,21 +14,27 @@ import (
 )
 
 // dayStmts are the write statements of one day, prepared on the writer's
-// connection once and reused by every batch (tx.Stmt rebinds them).
+// connection once and reused by every batch (tx.Stmt rebinds them): one row
+// at a time, and rowsPerStatement rows at once (a batch is written mostly
+// by the wide ones: one statement's set-up and cursors serve many rows).
 type dayStmts struct {
-	upsert, attempt *sql.Stmt
+	upsert, attempt   *sql.Stmt
+	upsertN, attemptN *sql.Stmt
 }
+
+// rowsPerStatement is how many rows a wide statement writes (9 parameters a
+// delivery row, well under SQLite's limit of 32766).
+const rowsPerStatement = 32
 
 func (d *dayStmts) close() {
-	if d.upsert != nil {
-		_ = d.upsert.Close()
-	}
-	if d.attempt != nil {
-		_ = d.attempt.Close()
+	for _, st := range []*sql.Stmt{d.upsert, d.attempt, d.upsertN, d.attemptN} {
+		if st != nil {
+			_ = st.Close()
+		}
 	}
 }
 
-// row is an Entry made ready to write, outside the write lock.
+// row is a delivery row made ready to write, outside the write lock.
 type row struct {
 	day                          string
 	created                      int64
@@ -35,44 +42,76 @@ type row struct {
 	status                       int32
 	version                      int64
 	delivery, job                []byte
-	attemptNumber                int32
-	attempt                      []byte // nil: no attempt
 }
 
-// prepare encodes the entries.
-func prepare(entries []history.Entry) ([]row, error) {
-	rows := make([]row, len(entries))
+// attemptRow is an attempt made ready to write.
+type attemptRow struct {
+	day     string
+	id      string
+	number  int32
+	attempt []byte
+}
+
+// prepare encodes the entries: one row per delivery (the highest version,
+// the later at equal version, as the upsert would leave it), one per
+// (delivery, attempt number) (the first copy, as ON CONFLICT DO NOTHING
+// would leave it), in the order they came.
+func prepare(entries []history.Entry) ([]row, []attemptRow, error) {
+	rows := make([]row, 0, len(entries))
+	at := map[string]int{} // delivery id → index in rows
+	var attempts []attemptRow
+	seen := map[attemptKey]bool{}
 	for i, e := range entries {
 		d := e.Delivery
 		switch {
 		case d == nil:
-			return nil, fmt.Errorf("entry %d has no delivery", i)
+			return nil, nil, fmt.Errorf("entry %d has no delivery", i)
 		case d.Id == "":
-			return nil, fmt.Errorf("entry %d: delivery has no id", i)
+			return nil, nil, fmt.Errorf("entry %d: delivery has no id", i)
 		case !d.CreateTime.IsValid():
-			return nil, fmt.Errorf("entry %d: delivery %s has no valid create time", i, d.Id)
+			return nil, nil, fmt.Errorf("entry %d: delivery %s has no valid create time", i, d.Id)
 		}
 		created := d.CreateTime.AsTime()
+		day := dayKey(created)
+		if a := e.Attempt; a != nil && !seen[attemptKey{d.Id, a.Number}] {
+			// The attempt is the entry's delivery's, whatever its own
+			// DeliveryId says: it is kept where its delivery is.
+			b, err := proto.Marshal(a)
+			if err != nil {
+				return nil, nil, fmt.Errorf("entry %d: encode attempt %d of %s: %w", i, a.Number, d.Id, err)
+			}
+			seen[attemptKey{d.Id, a.Number}] = true
+			attempts = append(attempts, attemptRow{day: day, id: d.Id, number: a.Number, attempt: b})
+		}
+		j, dup := at[d.Id]
+		if dup && e.Version < rows[j].version {
+			continue
+		}
 		b, err := proto.Marshal(d)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d: encode delivery %s: %w", i, d.Id, err)
+			return nil, nil, fmt.Errorf("entry %d: encode delivery %s: %w", i, d.Id, err)
 		}
 		r := row{
-			day: dayKey(created), created: created.UnixMicro(),
+			day: day, created: created.UnixMicro(),
 			id: d.Id, account: d.AccountId, endpoint: d.EndpointId, event: d.EventId,
 			status: int32(d.Status), version: e.Version, delivery: b, job: e.Job,
 		}
-		if a := e.Attempt; a != nil {
-			// The attempt is the entry's delivery's, whatever its own
-			// DeliveryId says: it is kept where its delivery is.
-			if r.attempt, err = proto.Marshal(a); err != nil {
-				return nil, fmt.Errorf("entry %d: encode attempt %d of %s: %w", i, a.Number, d.Id, err)
+		if dup {
+			if r.job == nil {
+				r.job = rows[j].job // the upsert keeps a job the entry lacks
 			}
-			r.attemptNumber = a.Number
+			rows[j] = r
+			continue
 		}
-		rows[i] = r
+		at[d.Id] = len(rows)
+		rows = append(rows, r)
 	}
-	return rows, nil
+	return rows, attempts, nil
+}
+
+type attemptKey struct {
+	id     string
+	number int32
 }
 
 // Append applies entries in one transaction (see history.Store).
@@ -80,7 +119,7 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	rows, err := prepare(entries)
+	rows, attempts, err := prepare(entries)
 	if err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}
@@ -92,7 +131,7 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 	if err := s.ensureDays(ctx, rows); err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}
-	if err := s.appendRows(ctx, rows); err != nil {
+	if err := s.appendRows(ctx, rows, attempts); err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}
 	return nil
@@ -148,30 +187,45 @@ func (s *Store) ensureDays(ctx context.Context, rows []row) error {
 // prepareDay prepares the write statements of a day on the writer.
 func (s *Store) prepareDay(ctx context.Context, day string) (*dayStmts, error) {
 	d, a := deliveriesTable(day), attemptsTable(day)
-	st := &dayStmts{}
-	var err error
-	st.upsert, err = s.w.PrepareContext(ctx, `INSERT INTO `+d+`
+	upsert := func(n int) string {
+		return `INSERT INTO ` + d + `
 		(id, created, account_id, endpoint_id, event_id, status, version, delivery, job)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES ` + placeholders(n, 9) + `
 		ON CONFLICT (id) DO UPDATE SET
 			status = excluded.status, version = excluded.version, delivery = excluded.delivery,
-			job = COALESCE(excluded.job, `+d+`.job)
-		WHERE excluded.version >= `+d+`.version`)
-	if err != nil {
-		return nil, fmt.Errorf("prepare upsert of %s: %w", day, err)
+			job = COALESCE(excluded.job, ` + d + `.job)
+		WHERE excluded.version >= ` + d + `.version`
 	}
-	st.attempt, err = s.w.PrepareContext(ctx, `INSERT INTO `+a+` (delivery_id, number, attempt)
-		VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
-	if err != nil {
-		st.close()
-		return nil, fmt.Errorf("prepare attempt insert of %s: %w", day, err)
+	attempt := func(n int) string {
+		return `INSERT INTO ` + a + ` (delivery_id, number, attempt) VALUES ` + placeholders(n, 3) + ` ON CONFLICT DO NOTHING`
+	}
+	st := &dayStmts{}
+	for _, p := range []struct {
+		to   **sql.Stmt
+		text string
+	}{
+		{&st.upsert, upsert(1)}, {&st.upsertN, upsert(rowsPerStatement)},
+		{&st.attempt, attempt(1)}, {&st.attemptN, attempt(rowsPerStatement)},
+	} {
+		var err error
+		if *p.to, err = s.w.PrepareContext(ctx, p.text); err != nil {
+			st.close()
+			return nil, fmt.Errorf("prepare the writes of %s: %w", day, err)
+		}
 	}
 	return st, nil
 }
 
-// appendRows writes the rows in one transaction, in order (so that of two
-// entries of one delivery in a batch the higher version wins either way).
-func (s *Store) appendRows(ctx context.Context, rows []row) (err error) {
+// placeholders is n groups of k parameters: (?, ?), (?, ?) for n=2, k=2.
+func placeholders(n, k int) string {
+	group := "(" + strings.TrimSuffix(strings.Repeat("?, ", k), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(group+", ", n), ", ")
+}
+
+// appendRows writes the rows and attempts in one transaction, each day's
+// rowsPerStatement at a time (rows hold one per delivery, so no statement
+// writes a row twice).
+func (s *Store) appendRows(ctx context.Context, rows []row, attempts []attemptRow) (err error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -182,26 +236,73 @@ func (s *Store) appendRows(ctx context.Context, rows []row) (err error) {
 		}
 	}()
 	bound := map[string]*dayStmts{}
-	for i := range rows {
-		r := &rows[i]
-		st := bound[r.day]
+	stmts := func(day string) *dayStmts {
+		st := bound[day]
 		if st == nil {
-			c := s.stmts[r.day]
-			st = &dayStmts{upsert: tx.StmtContext(ctx, c.upsert), attempt: tx.StmtContext(ctx, c.attempt)}
-			bound[r.day] = st
-		}
-		var job any
-		if r.job != nil {
-			job = r.job
-		}
-		if _, err := st.upsert.ExecContext(ctx, r.id, r.created, r.account, r.endpoint, r.event,
-			r.status, r.version, r.delivery, job); err != nil {
-			return fmt.Errorf("delivery %s: %w", r.id, err)
-		}
-		if r.attempt != nil {
-			if _, err := st.attempt.ExecContext(ctx, r.id, r.attemptNumber, r.attempt); err != nil {
-				return fmt.Errorf("attempt %d of %s: %w", r.attemptNumber, r.id, err)
+			c := s.stmts[day]
+			st = &dayStmts{
+				upsert: tx.StmtContext(ctx, c.upsert), upsertN: tx.StmtContext(ctx, c.upsertN),
+				attempt: tx.StmtContext(ctx, c.attempt), attemptN: tx.StmtContext(ctx, c.attemptN),
 			}
+			bound[day] = st
+		}
+		return st
+	}
+	byDay := map[string][]int{}
+	var days []string
+	for i := range rows {
+		if byDay[rows[i].day] == nil {
+			days = append(days, rows[i].day)
+		}
+		byDay[rows[i].day] = append(byDay[rows[i].day], i)
+	}
+	args := make([]any, 0, 9*rowsPerStatement)
+	for _, day := range days {
+		st := stmts(day)
+		for idx := byDay[day]; len(idx) > 0; {
+			n, stmt := 1, st.upsert
+			if len(idx) >= rowsPerStatement {
+				n, stmt = rowsPerStatement, st.upsertN
+			}
+			args = args[:0]
+			for _, i := range idx[:n] {
+				r := &rows[i]
+				var job any
+				if r.job != nil {
+					job = r.job
+				}
+				args = append(args, r.id, r.created, r.account, r.endpoint, r.event, r.status, r.version, r.delivery, job)
+			}
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("deliveries of %s: %w", day, err)
+			}
+			idx = idx[n:]
+		}
+	}
+	byDay = map[string][]int{}
+	days = days[:0]
+	for i := range attempts {
+		if byDay[attempts[i].day] == nil {
+			days = append(days, attempts[i].day)
+		}
+		byDay[attempts[i].day] = append(byDay[attempts[i].day], i)
+	}
+	for _, day := range days {
+		st := stmts(day)
+		for idx := byDay[day]; len(idx) > 0; {
+			n, stmt := 1, st.attempt
+			if len(idx) >= rowsPerStatement {
+				n, stmt = rowsPerStatement, st.attemptN
+			}
+			args = args[:0]
+			for _, i := range idx[:n] {
+				a := &attempts[i]
+				args = append(args, a.id, a.number, a.attempt)
+			}
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("attempts of %s: %w", day, err)
+			}
+			idx = idx[n:]
 		}
 	}
 	return tx.Commit()
