@@ -7,7 +7,9 @@ package stream
 // a database. Every record write (Deliveries.Put, Update, Create,
 // CreateAsync: the one place a delivery's state is written) is followed by
 // a publish of the same record bytes to history.<account>.<endpoint>.<id>,
-// with the change's version in a header. The writer takes them whenever the
+// with the change's version in a header. A delivery whose first send ends
+// it has no record at all: its final entry is published alone (Conclude),
+// so the common case (sent once, succeeded) costs no hot-state write. The writer takes them whenever the
 // store can take them; meanwhile they wait here (work queue, discard new,
 // bounded by Options.MaxHistory): a store that is slow or down delays the
 // history, never a postback.
@@ -103,21 +105,28 @@ func (s *Deliveries) logChange(ctx context.Context, r *Record, b []byte, version
 	return nil
 }
 
-// LogQueuedAsync starts logging a delivery the renderer has just queued for
-// its first send (job, encoded as body): the history lists it PENDING from
-// then on, before any record exists. The caller awaits the future.
-func (s *Deliveries) LogQueuedAsync(job *Job, body []byte) (jetstream.PubAckFuture, error) {
-	r := queuedRecord(job, body)
+// Conclude records the final state of a delivery that has no record: its
+// first send ended it (succeeded, failed for good, cancelled) while it was
+// still queued with no record behind it (r.Queued, Revision 0). Its history
+// entry is then its only record: nothing is left in the hot state to
+// expire, and readers find it by id in this stream (Pending) until the
+// writer has stored it. A crash before the job's ack resends the first send
+// (as it would with a record: first sends take no claim), and the repeated
+// entry is a no-op or a later version in the store.
+func (s *Deliveries) Conclude(ctx context.Context, r *Record) error {
+	if !r.Queued || r.Revision != 0 || !Final(r.Delivery.Status) {
+		return fmt.Errorf("conclude delivery %s: only a final state of a delivery with no record", r.Delivery.Id)
+	}
 	v := r.version()
 	b, err := r.encode()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	f, err := s.js.PublishMsgAsync(historyMsg(r, b, v))
-	if err != nil {
-		return nil, fmt.Errorf("log delivery %s to the history: %w", job.DeliveryID, err)
+	if err := s.logChange(ctx, r, b, v); err != nil {
+		return err
 	}
-	return f, nil
+	r.readVersion = v
+	return nil
 }
 
 // Relog publishes the history entry of a record as it is stored: for a
@@ -141,6 +150,11 @@ func HistoryEntry(data []byte, h nats.Header) (history.Entry, error) {
 	if err != nil {
 		return history.Entry{}, fmt.Errorf("history entry without a version: %w", err)
 	}
+	return decodeHistoryEntry(data, v)
+}
+
+// decodeHistoryEntry decodes one entry's record bytes at version v.
+func decodeHistoryEntry(data []byte, v int64) (history.Entry, error) {
 	r, job, err := decodeRecordRaw(data, 0, false)
 	if err != nil {
 		return history.Entry{}, err

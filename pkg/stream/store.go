@@ -394,7 +394,7 @@ func (s *Deliveries) write(ctx context.Context, r *Record, expect *uint64) error
 	if err != nil {
 		return err
 	}
-	r.Revision, r.readVersion = ack.Sequence, v
+	r.Revision, r.readVersion, r.Queued = ack.Sequence, v, false
 	return s.logChange(ctx, r, b, v)
 }
 

@@ -36,10 +36,13 @@
 // after it, RetryDelivery refuses a delivery still queued for its first
 // send, and cancelling its pending deliveries changes the endpoint. So such
 // a job is sent without writing IN_FLIGHT first, and its outcome and
-// attempt are recorded in one write: a delivery that succeeds at once costs
-// the sender one record write, and the whole pipeline three stored messages
-// (event, job, record), since the renderer queues the job with no record
-// (the queued job stands for the PENDING record until then). (A redelivery
+// attempt are recorded in one write. A delivery that ends at its first send
+// (succeeded, failed for good, cancelled) never gets a hot record: that one
+// write is its final history entry (stream.Deliveries.Conclude), since the
+// renderer queues the job with no record (the queued job stands for the
+// PENDING record until then). The whole pipeline stores three messages for
+// it (event, job, final entry) plus its share of a batch of queued entries.
+// Only a delivery that must be retried or waits gets a record. (A redelivery
 // of the same message after the ack wait is not stopped by a claim either:
 // the claim names the message.)
 package sender
@@ -762,6 +765,11 @@ func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job
 		rec.Last = at
 	}
 	rec.Claim, rec.Job = "", job
+	if rec.Queued && rec.Revision == 0 && stream.Final(st) {
+		// Ended by its first send with no record behind it: the history
+		// entry is its only record (stream.Deliveries.Conclude).
+		return s.deliveries.Conclude(ctx, rec)
+	}
 	// Unconditional: the request was sent (or the outcome is decided); this
 	// is the truth about it whatever changed meanwhile.
 	return s.deliveries.Put(ctx, rec)
