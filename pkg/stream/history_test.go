@@ -37,20 +37,22 @@ func historyEntries(t *testing.T, js jetstream.JetStream) []struct {
 		t.Fatal(err)
 	}
 	for m := range batch.Messages() {
-		e, err := HistoryEntry(m.Data(), m.Headers())
+		es, err := HistoryEntries(m.Data(), m.Headers())
 		if err != nil {
 			t.Fatalf("entry on %s: %v", m.Subject(), err)
 		}
-		n := int32(-1)
-		if e.Attempt != nil {
-			n = e.Attempt.Number
+		for _, e := range es {
+			n := int32(-1)
+			if e.Attempt != nil {
+				n = e.Attempt.Number
+			}
+			out = append(out, struct {
+				status  postbackv1.DeliveryStatus
+				version int64
+				job     bool
+				attempt int32
+			}{e.Delivery.Status, e.Version, e.Job != nil, n})
 		}
-		out = append(out, struct {
-			status  postbackv1.DeliveryStatus
-			version int64
-			job     bool
-			attempt int32
-		}{e.Delivery.Status, e.Version, e.Job != nil, n})
 		if err := m.DoubleAck(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -73,7 +73,9 @@
 //	            store (history.go): the history writer's work queue, discard
 //	            new, bounded by Options.MaxHistory. A store that is slow or
 //	            down makes changes wait here, never a send; a change still
-//	            waiting is read by id (Deliveries.Pending).
+//	            waiting is read by id (Deliveries.Pending). Also
+//	            history.queued.<n>: a batch of the renderer's PENDING entries
+//	            (queuedlog.go), never read by id.
 //
 //	DEADLETTERS deadletter.<consumer>
 //	            Messages no service can process, each with why (see

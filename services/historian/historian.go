@@ -14,6 +14,9 @@
 //     version and attempts keyed by (delivery id, number).
 //   - Several writers may run (one per replica): they share the durable
 //     consumer, and any order of their batches ends in the same rows.
+//   - A message may carry one change or a batch of the renderer's PENDING
+//     entries (pkg/stream queuedlog.go); either way its changes are stored
+//     at most Batch at a time and the message is acked once all are.
 //   - A message that is not a history entry is dead-lettered, never retried
 //     forever, and never holds up the batch it came in.
 //   - Its lag (the age of the oldest change in the batch it just stored) and
@@ -163,7 +166,7 @@ func (w *writer) once(ctx context.Context) error {
 		pending uint64
 	)
 	for m := range batch.Messages() {
-		e, err := stream.HistoryEntry(m.Data(), m.Headers())
+		es, err := stream.HistoryEntries(m.Data(), m.Headers())
 		if err != nil {
 			w.dead.Reject(ctx, m, stream.Poison("not a history entry: %v", err), time.Second)
 			continue
@@ -174,7 +177,7 @@ func (w *writer) once(ctx context.Context) error {
 			}
 			pending = md.NumPending
 		}
-		msgs, entries = append(msgs, m), append(entries, e)
+		msgs, entries = append(msgs, m), append(entries, es...)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
 		return err
@@ -184,8 +187,14 @@ func (w *writer) once(ctx context.Context) error {
 		w.pending.Store(0)
 		return nil
 	}
-	if err := w.store(ctx, msgs, entries); err != nil {
-		return err
+	// A batch message holds many entries: the store takes at most Batch
+	// at once.
+	for rest := entries; len(rest) > 0; {
+		n := min(len(rest), w.cfg.Batch)
+		if err := w.store(ctx, msgs, rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
 	}
 	for _, m := range msgs {
 		_ = m.Ack() // a lost ack redelivers the change: a no-op in the store

@@ -87,6 +87,7 @@ type renderer struct {
 	js         jetstream.JetStream
 	endpoints  *stream.EndpointCache
 	deliveries *stream.Deliveries
+	queued     *stream.QueuedLog // the history's PENDING entries, batched
 	log        *slog.Logger
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
@@ -116,7 +117,7 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: cache, deliveries: dls, log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
+	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: stream.NewQueuedLog(ctx, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -176,6 +177,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 	// span, or the record of a delivery that failed to render (no span).
 	type pending struct {
 		f      jetstream.PubAckFuture
+		logged <-chan error // instead of f: a queued entry in r.queued's batch
 		span   trace.Span
 		record bool
 	}
@@ -225,12 +227,26 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		pubs = append(pubs, pending{f: f, span: span})
 		queued++
-		if f, err = r.deliveries.LogQueuedAsync(job, body); err != nil {
+		logged, err := r.queued.Log(job, body)
+		if err != nil {
 			return 0, err
 		}
-		pubs = append(pubs, pending{f: f, span: noop.Span{}})
+		pubs = append(pubs, pending{logged: logged, span: noop.Span{}})
 	}
 	for i, p := range pubs {
+		if p.logged != nil {
+			select {
+			case err := <-p.logged:
+				if err != nil {
+					ended = i + 1
+					return 0, err
+				}
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			ended = i + 1
+			continue
+		}
 		select {
 		case <-p.f.Ok():
 			p.span.End()

@@ -1,0 +1,213 @@
+package stream
+
+// QueuedLog logs the deliveries the renderer queues for their first send to
+// the HISTORY stream in batches, so the history lists a delivery PENDING
+// from the moment it is queued without a stored message per delivery.
+//
+// Design: a group commit. Log adds an entry to a buffer and returns a
+// channel that receives the outcome of the publish that carries it; a few
+// flushers each take whatever has gathered (up to batchEntries entries or
+// batchBytes bytes) and publish it as one message, waiting for its
+// acknowledgement. Under light load an entry goes out alone at once (as a
+// plain entry on its own subject); under a burst, entries gather while the
+// previous publish is in flight, and one stored message carries many. No
+// timer: nothing waits for a batch to fill.
+//
+// A batch travels on history.queued.<n> (three tokens, so the four-token
+// filter Deliveries.Pending reads by id never matches it: a queued delivery
+// is read from its queued job, not from here) with the entry count in
+// historyBatchHeader. Its body is, per entry, uvarint version, uvarint
+// length, record bytes (the record encoding of history.go).
+//
+// Failure policy: the renderer acks an event only once every publish of its
+// deliveries, this one included, is acknowledged; a failed batch fails every
+// entry in it, and the event is rendered again (its entries are then
+// no-ops or later versions in the store). When ctx ends, entries still
+// waiting fail with its error.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/postback-dev/postback/pkg/history"
+)
+
+// historyBatchHeader carries the entry count of a batch of history entries.
+const historyBatchHeader = "Postback-History-Batch"
+
+const (
+	batchEntries = 256
+	batchBytes   = 256 << 10
+	flushers     = 2
+)
+
+// QueuedLog batches the renderer's queued entries (see the file comment).
+type QueuedLog struct {
+	nc   *nats.Conn
+	kick chan struct{}
+	seq  atomic.Uint64
+
+	mu      sync.Mutex
+	waiting []queuedEntry
+	closed  error
+}
+
+type queuedEntry struct {
+	rec     *Record
+	b       []byte
+	version int64
+	done    chan error
+}
+
+// NewQueuedLog starts a queued log whose flushers run until ctx ends.
+func NewQueuedLog(ctx context.Context, nc *nats.Conn) *QueuedLog {
+	q := &QueuedLog{nc: nc, kick: make(chan struct{}, 1)}
+	for range flushers {
+		go q.flush(ctx)
+	}
+	return q
+}
+
+// Log adds the PENDING entry of a delivery just queued for its first send
+// (job, encoded as body). The channel receives nil once the entry is
+// stored in the stream, or the error that kept it out.
+func (q *QueuedLog) Log(job *Job, body []byte) (<-chan error, error) {
+	r := queuedRecord(job, body)
+	v := r.version()
+	b, err := r.encode()
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	q.mu.Lock()
+	if q.closed != nil {
+		q.mu.Unlock()
+		return nil, fmt.Errorf("log delivery %s to the history: %w", job.DeliveryID, q.closed)
+	}
+	q.waiting = append(q.waiting, queuedEntry{rec: r, b: b, version: v, done: done})
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	return done, nil
+}
+
+// take removes the next batch from the buffer.
+func (q *QueuedLog) take() []queuedEntry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n, size := 0, 0
+	for n < len(q.waiting) && n < batchEntries {
+		size += len(q.waiting[n].b) + 2*binary.MaxVarintLen64
+		if n > 0 && size > batchBytes {
+			break
+		}
+		n++
+	}
+	batch := q.waiting[:n:n]
+	q.waiting = q.waiting[n:]
+	if len(q.waiting) == 0 {
+		q.waiting = nil // the next append starts a fresh array
+	} else {
+		select { // more to take: wake another flusher
+		case q.kick <- struct{}{}:
+		default:
+		}
+	}
+	return batch
+}
+
+func (q *QueuedLog) flush(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			q.mu.Lock()
+			q.closed = ctx.Err()
+			left := q.waiting
+			q.waiting = nil
+			q.mu.Unlock()
+			for _, e := range left {
+				e.done <- ctx.Err()
+			}
+			return
+		case <-q.kick:
+		}
+		for batch := q.take(); len(batch) > 0; batch = q.take() {
+			_, err := Publish(ctx, q.nc, q.message(batch))
+			if err != nil {
+				err = fmt.Errorf("log %d queued deliveries to the history: %w", len(batch), err)
+			}
+			for _, e := range batch {
+				e.done <- err
+			}
+		}
+	}
+}
+
+// message is the HISTORY message that carries batch: a plain entry when it
+// holds one.
+func (q *QueuedLog) message(batch []queuedEntry) *nats.Msg {
+	if len(batch) == 1 {
+		return historyMsg(batch[0].rec, batch[0].b, batch[0].version)
+	}
+	size := 0
+	for _, e := range batch {
+		size += len(e.b) + 2*binary.MaxVarintLen64
+	}
+	body := make([]byte, 0, size)
+	for _, e := range batch {
+		body = binary.AppendUvarint(body, uint64(e.version))
+		body = binary.AppendUvarint(body, uint64(len(e.b)))
+		body = append(body, e.b...)
+	}
+	m := &nats.Msg{Subject: "history.queued." + strconv.FormatUint(q.seq.Add(1), 36), Data: body, Header: nats.Header{}}
+	m.Header.Set(historyBatchHeader, strconv.Itoa(len(batch)))
+	return m
+}
+
+// HistoryEntries decodes a message of the HISTORY stream: one entry, or
+// the entries of a batch.
+func HistoryEntries(data []byte, h nats.Header) ([]history.Entry, error) {
+	count := h.Get(historyBatchHeader)
+	if count == "" {
+		e, err := HistoryEntry(data, h)
+		if err != nil {
+			return nil, err
+		}
+		return []history.Entry{e}, nil
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 || n > batchEntries*4 {
+		return nil, fmt.Errorf("history batch with a bad count %q", count)
+	}
+	out := make([]history.Entry, 0, n)
+	for i := 0; i < n; i++ {
+		v, k := binary.Uvarint(data)
+		if k <= 0 {
+			return nil, fmt.Errorf("history batch entry %d: bad version", i)
+		}
+		data = data[k:]
+		size, k := binary.Uvarint(data)
+		if k <= 0 || size > uint64(len(data)-k) {
+			return nil, fmt.Errorf("history batch entry %d: bad length", i)
+		}
+		data = data[k:]
+		e, err := decodeHistoryEntry(data[:size], int64(v))
+		if err != nil {
+			return nil, fmt.Errorf("history batch entry %d: %w", i, err)
+		}
+		data = data[size:]
+		out = append(out, e)
+	}
+	if len(data) != 0 {
+		return nil, fmt.Errorf("history batch: %d bytes after its %d entries", len(data), n)
+	}
+	return out, nil
+}
