@@ -534,7 +534,11 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 			}
 		}
 	}
-	if scanned < 2 { // the endpoint and the delivery record, which holds its attempt (work queues are empty by now)
+	// At least the endpoint. The delivery, sent once and succeeded, has no
+	// hot record: its history entry is in HISTORY or, once the writer has
+	// it, in the store, whose file is scanned below. (Work queues are empty
+	// by now.)
+	if scanned < 1 {
 		t.Fatalf("scanned only %d stream messages", scanned)
 	}
 	h.stop() // flush the store before reading its files
