@@ -65,6 +65,9 @@ type queuedEntry struct {
 	done    chan error
 }
 
+// size is the most bytes e takes in a batch's body.
+func (e *queuedEntry) size() int { return len(e.b) + 2*binary.MaxVarintLen64 }
+
 // NewQueuedLog starts a queued log whose flushers run until ctx ends.
 func NewQueuedLog(ctx context.Context, nc *nats.Conn) *QueuedLog {
 	q := &QueuedLog{nc: nc, kick: make(chan struct{}, 1)}
@@ -105,7 +108,7 @@ func (q *QueuedLog) take() []queuedEntry {
 	defer q.mu.Unlock()
 	n, size := 0, 0
 	for n < len(q.waiting) && n < batchEntries {
-		size += len(q.waiting[n].b) + 2*binary.MaxVarintLen64
+		size += q.waiting[n].size()
 		if n > 0 && size > batchBytes {
 			break
 		}
@@ -159,7 +162,7 @@ func (q *QueuedLog) message(batch []queuedEntry) *nats.Msg {
 	}
 	size := 0
 	for _, e := range batch {
-		size += len(e.b) + 2*binary.MaxVarintLen64
+		size += e.size()
 	}
 	body := make([]byte, 0, size)
 	for _, e := range batch {

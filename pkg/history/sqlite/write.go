@@ -248,64 +248,70 @@ func (s *Store) appendRows(ctx context.Context, rows []row, attempts []attemptRo
 		}
 		return st
 	}
-	byDay := map[string][]int{}
-	var days []string
-	for i := range rows {
-		if byDay[rows[i].day] == nil {
-			days = append(days, rows[i].day)
-		}
-		byDay[rows[i].day] = append(byDay[rows[i].day], i)
-	}
 	args := make([]any, 0, 9*rowsPerStatement)
-	for _, day := range days {
+	err = writeByDay(rows, func(r *row) string { return r.day }, func(day string, group []row) error {
 		st := stmts(day)
-		for idx := byDay[day]; len(idx) > 0; {
-			n, stmt := 1, st.upsert
-			if len(idx) >= rowsPerStatement {
-				n, stmt = rowsPerStatement, st.upsertN
+		return writeGroup(ctx, group, st.upsert, st.upsertN, args, func(args []any, r *row) []any {
+			var job any
+			if r.job != nil {
+				job = r.job
 			}
-			args = args[:0]
-			for _, i := range idx[:n] {
-				r := &rows[i]
-				var job any
-				if r.job != nil {
-					job = r.job
-				}
-				args = append(args, r.id, r.created, r.account, r.endpoint, r.event, r.status, r.version, r.delivery, job)
-			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("deliveries of %s: %w", day, err)
-			}
-			idx = idx[n:]
-		}
+			return append(args, r.id, r.created, r.account, r.endpoint, r.event, r.status, r.version, r.delivery, job)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("deliveries: %w", err)
 	}
-	byDay = map[string][]int{}
-	days = days[:0]
-	for i := range attempts {
-		if byDay[attempts[i].day] == nil {
-			days = append(days, attempts[i].day)
-		}
-		byDay[attempts[i].day] = append(byDay[attempts[i].day], i)
-	}
-	for _, day := range days {
+	err = writeByDay(attempts, func(a *attemptRow) string { return a.day }, func(day string, group []attemptRow) error {
 		st := stmts(day)
-		for idx := byDay[day]; len(idx) > 0; {
-			n, stmt := 1, st.attempt
-			if len(idx) >= rowsPerStatement {
-				n, stmt = rowsPerStatement, st.attemptN
-			}
-			args = args[:0]
-			for _, i := range idx[:n] {
-				a := &attempts[i]
-				args = append(args, a.id, a.number, a.attempt)
-			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("attempts of %s: %w", day, err)
-			}
-			idx = idx[n:]
-		}
+		return writeGroup(ctx, group, st.attempt, st.attemptN, args, func(args []any, a *attemptRow) []any {
+			return append(args, a.id, a.number, a.attempt)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("attempts: %w", err)
 	}
 	return tx.Commit()
+}
+
+// writeByDay calls write with each day's items, days in the order first
+// seen, items in the order they came.
+func writeByDay[T any](items []T, dayOf func(*T) string, write func(day string, group []T) error) error {
+	byDay := map[string][]T{}
+	var days []string
+	for i := range items {
+		d := dayOf(&items[i])
+		if byDay[d] == nil {
+			days = append(days, d)
+		}
+		byDay[d] = append(byDay[d], items[i])
+	}
+	for _, d := range days {
+		if err := write(d, byDay[d]); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// writeGroup writes items rowsPerStatement at a time through wide and the
+// rest one at a time through one; bind appends an item's parameters.
+func writeGroup[T any](ctx context.Context, items []T, one, wide *sql.Stmt, args []any, bind func([]any, *T) []any) error {
+	for len(items) > 0 {
+		n, stmt := 1, one
+		if len(items) >= rowsPerStatement {
+			n, stmt = rowsPerStatement, wide
+		}
+		args = args[:0]
+		for i := range items[:n] {
+			args = bind(args, &items[i])
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
 }
 
 // Expire drops every day that ended at or before before (see
