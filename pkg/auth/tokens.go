@@ -35,7 +35,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/id"
 )
 
 // OperatorAccount is the account of an operator token.
@@ -172,7 +172,7 @@ func (b *builder) add(pair string) error {
 	if err := checkToken(token); err != nil {
 		return err
 	}
-	if account != OperatorAccount && !endpoint.ValidAccount(account) {
+	if account != OperatorAccount && !id.ValidAccount(account) {
 		return fmt.Errorf("account %q: want 1-64 characters of A-Z a-z 0-9 _ -, or * for an operator", account)
 	}
 	h := sha256.Sum256([]byte(token))

@@ -1,5 +1,5 @@
 // Package dispatch sends one postback request and judges it: it builds the
-// HTTP request from a rendered Job and the endpoint's current configuration,
+// HTTP request from a rendered delivery.Job and the endpoint's current configuration,
 // signs it (Standard Webhooks) when the endpoint has a signing secret, sends
 // it through the network guard with the endpoint's timeout and without
 // following redirects, and classifies the response by the brand's Success and
@@ -34,11 +34,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/guard"
 	"github.com/postback-dev/postback/pkg/outcome"
 	"github.com/postback-dev/postback/pkg/signature"
-	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -124,7 +124,7 @@ type Result struct {
 // that also carries the postback ids and attempt number. The span never
 // holds a header value or a body; the request does not carry the trace
 // context (a brand's receiver has no use for Postback's trace ids).
-func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) Result {
+func (d *Dispatcher) Send(ctx context.Context, ep *postbackv1.Endpoint, job *delivery.Job) Result {
 	ctx, span := d.tracer.Start(ctx, spanName(job.Method), trace.WithSpanKind(trace.SpanKindClient))
 	res := d.send(ctx, ep, job)
 	if span.IsRecording() {
@@ -144,7 +144,7 @@ func spanName(method string) string {
 	return "HTTP"
 }
 
-func annotate(span trace.Span, job *stream.Job, res Result) {
+func annotate(span trace.Span, job *delivery.Job, res Result) {
 	method := spanName(job.Method)
 	if method == "HTTP" {
 		method = "_OTHER"
@@ -190,7 +190,7 @@ func annotate(span trace.Span, job *stream.Job, res Result) {
 	span.SetStatus(codes.Error, res.Reason)
 }
 
-func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *stream.Job) Result {
+func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *delivery.Job) Result {
 	start := d.now()
 	u, err := url.Parse(job.URL) // once: the attempt's redacted URL and the request's
 	at := &postbackv1.Attempt{
@@ -290,7 +290,7 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *str
 // setHeaders sets the endpoint's headers (secret ones opened; templated ones
 // as the renderer rendered them), the Postback headers and, with a signing
 // secret, the Standard Webhooks headers.
-func (d *Dispatcher) setHeaders(req *http.Request, ep *postbackv1.Endpoint, job *stream.Job, now time.Time) {
+func (d *Dispatcher) setHeaders(req *http.Request, ep *postbackv1.Endpoint, job *delivery.Job, now time.Time) {
 	for _, h := range ep.Headers {
 		v := h.Value
 		for _, r := range job.Headers {

@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/delivery"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -94,7 +94,7 @@ func TestEveryRequestEndsByItsTimeoutWhateverTheReceiverDoes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := rawReceiver(t, tc.answer)
 			ep := &postbackv1.Endpoint{Id: "ep-1", Url: "http://" + addr + "/pb", Timeout: durationpb.New(timeout)}
-			job := &stream.Job{DeliveryID: "dlv-1", EndpointID: "ep-1", Method: http.MethodPost, URL: ep.Url, Body: []byte(`{"ActionId":"ACT-778899"}`)}
+			job := &delivery.Job{DeliveryID: "dlv-1", EndpointID: "ep-1", Method: http.MethodPost, URL: ep.Url, Body: []byte(`{"ActionId":"ACT-778899"}`)}
 			began := time.Now()
 			got := make(chan Result, 1)
 			go func() { got <- d.Send(context.Background(), ep, job) }()

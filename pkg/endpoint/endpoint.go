@@ -1,18 +1,19 @@
 // Package endpoint holds the rules of an endpoint's configuration that more
 // than one service needs: validation when it is saved, its render spec, its
 // limits and timeout, and how its secrets are sealed at rest, opened for
-// sending and masked for the API.
+// sending and masked for the API. It knows no broker: where endpoints are
+// kept is pkg/endpoints.
 package endpoint
 
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/postback-dev/postback/pkg/event"
+	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/outcome"
 	"github.com/postback-dev/postback/pkg/render"
@@ -29,13 +30,6 @@ const (
 // MaxInFlight bounds an endpoint's max_in_flight setting (a sender holds
 // it to half of its workers anyway).
 const MaxInFlight = 1000
-
-// accountPattern is what an account id may be: it is a token of NATS
-// subjects and KV keys, so no dots, spaces or wildcards.
-var accountPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ValidAccount reports whether s is a well-formed account id.
-func ValidAccount(s string) bool { return accountPattern.MatchString(s) }
 
 // FieldError names the field of a refused endpoint.
 type FieldError struct {
@@ -74,7 +68,7 @@ func Spec(e *postbackv1.Endpoint) render.Spec {
 // clear) and returns its compiled form. Errors are *FieldError or
 // *render.FieldError, each naming the field.
 func Validate(e *postbackv1.Endpoint) (*render.Endpoint, error) {
-	if !ValidAccount(e.AccountId) {
+	if !id.ValidAccount(e.AccountId) {
 		return nil, &FieldError{"account_id", fmt.Sprintf("want 1-64 characters of A-Z a-z 0-9 _ -, got %q", e.AccountId)}
 	}
 	if _, ok := event.Lookup(e.EventType); !ok {

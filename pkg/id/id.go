@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"regexp"
 	"time"
 )
 
@@ -73,3 +74,11 @@ func encode(b [16]byte) string {
 	}
 	return string(out[:])
 }
+
+// accountPattern is what an account id may be: it is a token of NATS
+// subjects and KV keys, so no dots, spaces or wildcards.
+var accountPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidAccount reports whether s is a well-formed account id. Accounts
+// are the brands' own ids, not made here; they only have to fit a subject.
+func ValidAccount(s string) bool { return accountPattern.MatchString(s) }

@@ -131,7 +131,7 @@ func (d *DeadLetters) Move(ctx context.Context, m jetstream.Msg, reason string) 
 		out.Header.Set(DeadStreamHeader, meta.Stream)
 		out.Header.Set(DeadSequenceHeader, seq)
 		out.Header.Set(DeadTriesHeader, strconv.FormatUint(meta.NumDelivered, 10))
-		out.Header.Set(MsgIDHeader, "dead:"+meta.Stream+":"+seq)
+		out.Header.Set(MsgIDHeader, DeadLetterID(meta.Stream, meta.Sequence.Stream))
 	}
 	if _, err := d.js.PublishMsg(ctx, out); err != nil {
 		return fmt.Errorf("dead-letter a message from %s: %w", m.Subject(), err)

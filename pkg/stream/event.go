@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/event"
 	"github.com/postback-dev/postback/pkg/eventdata"
+	"github.com/postback-dev/postback/pkg/id"
 )
 
 // EncodeEvent writes e as json.Marshal(e) does, byte for byte (the data with
@@ -166,7 +166,7 @@ func isEventNull(b []byte) bool {
 // onto events.> can be.)
 func (e *Event) Check() error {
 	switch _, known := event.Lookup(e.Type); {
-	case !endpoint.ValidAccount(e.AccountID):
+	case !id.ValidAccount(e.AccountID):
 		return Poison("the event has no well-formed account_id (got %q)", clip(e.AccountID))
 	case !known:
 		return Poison("the event has no known event_type (got %q)", clip(e.Type))
@@ -176,4 +176,12 @@ func (e *Event) Check() error {
 		return Poison("the event has no time")
 	}
 	return nil
+}
+
+// clip bounds a value quoted in a reason.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

@@ -18,7 +18,8 @@
 //	            Discard new: when full, Publish fails (the gateway answers
 //	            ResourceExhausted) instead of silently dropping old events.
 //	            Dedupe window (Options.EventDedupe, default 1h) serves the
-//	            publisher's idempotency keys (Nats-Msg-Id = account:key).
+//	            publisher's idempotency keys (Nats-Msg-Id idem:<account>:<key>;
+//	            every kind of id is made in msgid.go).
 //
 //	DELIVERIES  deliveries.<partition>.<account_id>.<endpoint_id>.<delivery_id>
 //	                                                   first sends, for the sender
@@ -70,7 +71,7 @@
 //
 //	HISTORY     history.<account_id>.<endpoint_id>.<delivery_id>
 //	            Every change of a delivery record, on its way to the history
-//	            store (history.go): the history writer's work queue, discard
+//	            store (pkg/inflight history.go): the history writer's work queue, discard
 //	            new, bounded by Options.MaxHistory. A store that is slow or
 //	            down makes changes wait here, never a send; a change still
 //	            waiting is read by id (Deliveries.Pending). Also
@@ -293,7 +294,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: EndpointsBucket, Description: "endpoint configuration", History: 1, Storage: storage, Replicas: o.Replicas},
 		// LimitMarkerTTL turns on per-message TTLs (a final record's grace,
-		// history.go); the markers left when records expire live a second.
+		// pkg/inflight history.go); the markers left when records expire live a second.
 		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, LimitMarkerTTL: time.Second,
 			Storage: storage, Replicas: o.Replicas},
 	}
@@ -401,4 +402,15 @@ func durable(ctx context.Context, js jetstream.JetStream, spec consumerSpec, ack
 		return nil, fmt.Errorf("consumer %s on %s: %w", spec.name, spec.stream, err)
 	}
 	return c, nil
+}
+
+// HistoryStream carries record changes to the history writer.
+const HistoryStream = "HISTORY"
+
+// HistoryConsumer is the history writer's durable consumer.
+const HistoryConsumer = "history"
+
+// HistorySubject is where a delivery's record changes are logged.
+func HistorySubject(accountID, endpointID, deliveryID string) string {
+	return "history." + accountID + "." + endpointID + "." + deliveryID
 }

@@ -96,3 +96,12 @@ func parsePubAck(b []byte) (Ack, error) {
 	}
 	return Ack{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
+
+// IsExists reports whether a publish with an expected last sequence failed because
+// the subject has moved on (a create of a key that exists, an update of a
+// record someone changed).
+func IsExists(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}

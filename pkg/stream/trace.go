@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/postback-dev/postback/pkg/delivery"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -117,7 +118,7 @@ func (t *Tracer) Publish(ctx context.Context, js jetstream.JetStream, subject st
 // Schedule is stream.Schedule inside a PRODUCER span on the delivery's
 // schedule subject: the schedule's headers (and so the message it fires)
 // carry this span.
-func (t *Tracer) Schedule(ctx context.Context, js jetstream.JetStream, job *Job, at time.Time, msgID string, attrs ...attribute.KeyValue) error {
+func (t *Tracer) Schedule(ctx context.Context, js jetstream.JetStream, job *delivery.Job, at time.Time, msgID string, attrs ...attribute.KeyValue) error {
 	ctx, span := t.StartPublish(ctx, ScheduleSubject(job.DeliveryID), attrs...)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("messaging.nats.schedule.at", at.UTC().Format(time.RFC3339Nano)),

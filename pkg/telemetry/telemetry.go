@@ -36,8 +36,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-
-	"github.com/postback-dev/postback/pkg/stream"
 )
 
 // Scope is the instrumentation scope of every tracer and meter Postback
@@ -78,7 +76,9 @@ type Telemetry struct {
 
 // Propagator is the W3C trace-context + baggage propagator: what crosses
 // gRPC calls and NATS messages.
-func Propagator() propagation.TextMapPropagator { return stream.Propagator() }
+func Propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
 
 // Disabled returns telemetry that records nothing (no-op providers) and an
 // empty /metrics: what a library falls back to when given none.

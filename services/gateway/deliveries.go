@@ -9,22 +9,22 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 // loadRecord reads a delivery the caller may see, or answers NotFound.
-func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*stream.Record, error) {
+func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*inflight.Record, error) {
 	if !id.Valid(id.Delivery, dlvID) {
 		return nil, invalid(field, "want a delivery id (dlv_…), got %q", dlvID)
 	}
 	r, err := s.find(ctx, dlvID)
-	if errors.Is(err, stream.ErrNotFound) || err == nil && !visible(ctx, r.Delivery.AccountId) {
+	if errors.Is(err, inflight.ErrNotFound) || err == nil && !visible(ctx, r.Delivery.AccountId) {
 		return nil, status.Errorf(codes.NotFound, "delivery %s not found", dlvID)
 	}
 	if err != nil {
@@ -38,22 +38,22 @@ func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*stream.R
 // the history writer, else its row in the history store. The writer stores
 // a change before it acks it, so a change gone from the stream is in the
 // store: read in this order, no moment of a delivery's life is missed.
-func (s *Server) find(ctx context.Context, dlvID string) (*stream.Record, error) {
+func (s *Server) find(ctx context.Context, dlvID string) (*inflight.Record, error) {
 	r, err := s.deliveries.Find(ctx, dlvID)
-	if !errors.Is(err, stream.ErrNotFound) {
+	if !errors.Is(err, inflight.ErrNotFound) {
 		return r, err
 	}
-	if r, err = s.deliveries.Pending(ctx, dlvID); !errors.Is(err, stream.ErrNotFound) {
+	if r, err = s.deliveries.Pending(ctx, dlvID); !errors.Is(err, inflight.ErrNotFound) {
 		return r, err
 	}
 	row, err := s.history.Get(ctx, dlvID)
 	if errors.Is(err, history.ErrNotFound) {
-		return nil, stream.ErrNotFound
+		return nil, inflight.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	return stream.FromHistory(row)
+	return inflight.FromHistory(row)
 }
 
 // GetDelivery returns one delivery.
@@ -68,7 +68,7 @@ func (s *Server) GetDelivery(ctx context.Context, req *postbackv1.GetDeliveryReq
 // ListDeliveries returns a page of deliveries, newest first, from the
 // history store (a change reaches it within the history writer's lag).
 func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliveriesRequest) (*postbackv1.ListDeliveriesResponse, error) {
-	if req.AccountId != "" && !endpoint.ValidAccount(req.AccountId) {
+	if req.AccountId != "" && !id.ValidAccount(req.AccountId) {
 		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	if _, ok := postbackv1.DeliveryStatus_name[int32(req.Status)]; !ok {
@@ -124,7 +124,7 @@ func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsR
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	return &postbackv1.ListAttemptsResponse{Attempts: stream.History(earlier, r.Last)}, nil
+	return &postbackv1.ListAttemptsResponse{Attempts: delivery.Attempts(earlier, r.Last)}, nil
 }
 
 // RetryDelivery sends a delivery again now (any state but in flight or
@@ -145,14 +145,14 @@ func (s *Server) RetryDelivery(ctx context.Context, req *postbackv1.RetryDeliver
 // scheduled retry and this resend cannot both fire. If the scheduled retry
 // has already fired, both copies carry the same attempt count and the
 // sender's claim lets only one of them send.
-func (s *Server) resend(ctx context.Context, r *stream.Record) error {
+func (s *Server) resend(ctx context.Context, r *inflight.Record) error {
 	d := r.Delivery
 	switch {
-	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT:
+	case d.Status == delivery.InFlight:
 		return status.Errorf(codes.FailedPrecondition, "delivery %s is in flight; try again when it has an outcome", d.Id)
 	case r.Job == nil:
 		return status.Errorf(codes.FailedPrecondition, "delivery %s never rendered (%s); fix the endpoint and publish the event again", d.Id, d.Reason)
-	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING && d.AttemptCount == 0:
+	case d.Status == delivery.Pending && d.AttemptCount == 0:
 		// Its first send may be under way (the sender sends a first send
 		// without a claim): a second copy now could send it twice.
 		return status.Errorf(codes.FailedPrecondition, "delivery %s is queued for its first send; try again when it has an outcome", d.Id)
@@ -161,27 +161,26 @@ func (s *Server) resend(ctx context.Context, r *stream.Record) error {
 	job.Slot, job.Scheduled = time.Time{}, time.Time{}
 	job.EndpointVersion = 0 // a copy: the sender claims it
 	job.Sent = int(d.AttemptCount)
-	if !(d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING) {
+	if delivery.Final(d.Status) {
 		// A finished delivery gets one more attempt, numbered after the last.
 		job.Attempt = r.Job.Attempt + 1
 	}
 	now := s.now()
-	d.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
-	d.Reason = ""
-	d.NextAttemptTime = timestamppb.New(now)
-	d.UpdateTime = timestamppb.New(now)
+	if err := delivery.Resend(now).Apply(d, now); err != nil {
+		return status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
 	r.Job, r.Claim = &job, ""
 	if err := s.attempts.Retire(ctx, r); err != nil { // the new attempt will replace the record's latest
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
 	if err := s.deliveries.Update(ctx, r); err != nil {
-		if errors.Is(err, stream.ErrConflict) {
+		if errors.Is(err, inflight.ErrConflict) {
 			return status.Errorf(codes.Aborted, "delivery %s changed meanwhile; try again", d.Id)
 		}
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
 	job.Revision = r.Revision // the sender claims against what was just written
-	msgID := fmt.Sprintf("manual:%s:%d:%d", d.Id, job.Sent, now.UnixNano())
+	msgID := stream.ResendID(d.Id, job.Sent, now.UnixNano())
 	if err := stream.Schedule(ctx, s.js, &job, now, msgID); err != nil {
 		return status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -215,7 +214,7 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 	if req.EndTime != nil {
 		q.End = req.EndTime.AsTime()
 	}
-	var picked []*stream.Record
+	var picked []*inflight.Record
 	for {
 		page, err := s.history.List(ctx, q)
 		if err != nil {
@@ -225,7 +224,7 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 			// Read again wherever it is now: its hot record, if it has one,
 			// is what a resend compares and sets.
 			r, err := s.find(ctx, d.Id)
-			if errors.Is(err, stream.ErrNotFound) {
+			if errors.Is(err, inflight.ErrNotFound) {
 				continue
 			}
 			if err != nil {
@@ -256,10 +255,10 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 // schedules are purged and their records say why. A job already queued for
 // the sender is dropped there, since its record is CANCELLED.
 func (s *Server) cancelPending(ctx context.Context, ep *postbackv1.Endpoint, reason string) (int, error) {
-	var pending []*stream.Record
-	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *stream.Record) bool {
+	var pending []*inflight.Record
+	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *inflight.Record) bool {
 		d := r.Delivery
-		if d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING {
+		if d.Status == delivery.Pending || d.Status == delivery.Retrying {
 			pending = append(pending, r)
 		}
 		return true
@@ -271,12 +270,11 @@ func (s *Server) cancelPending(ctx context.Context, ep *postbackv1.Endpoint, rea
 		if err := stream.CancelSchedule(ctx, s.js, r.Delivery.Id); err != nil {
 			return n, err
 		}
-		r.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED
-		r.Delivery.Reason = reason
-		r.Delivery.NextAttemptTime = nil
-		r.Delivery.UpdateTime = timestamppb.New(s.now())
+		if err := delivery.Cancel(reason).Apply(r.Delivery, s.now()); err != nil {
+			continue // moved on since it was listed
+		}
 		if err := s.deliveries.Update(ctx, r); err != nil {
-			if errors.Is(err, stream.ErrConflict) {
+			if errors.Is(err, inflight.ErrConflict) {
 				continue // in flight or moved on; the sender and retry service check the endpoint too
 			}
 			return n, err

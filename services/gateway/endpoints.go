@@ -14,12 +14,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/event"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/signature"
-	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -137,7 +137,7 @@ func (s *Server) load(ctx context.Context, field, epID string) (*postbackv1.Endp
 		return nil, invalid(field, "want an endpoint id (ep_…), got %q", epID)
 	}
 	e, err := s.endpoints.Get(ctx, epID)
-	if errors.Is(err, stream.ErrNotFound) || (err == nil && !visible(ctx, e.AccountId)) {
+	if errors.Is(err, endpoints.ErrNotFound) || (err == nil && !visible(ctx, e.AccountId)) {
 		return nil, status.Errorf(codes.NotFound, "endpoint %s not found", epID)
 	}
 	if err != nil {
@@ -157,7 +157,7 @@ func (s *Server) GetEndpoint(ctx context.Context, req *postbackv1.GetEndpointReq
 
 // ListEndpoints returns a page of endpoints ordered by id.
 func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpointsRequest) (*postbackv1.ListEndpointsResponse, error) {
-	if req.AccountId != "" && !endpoint.ValidAccount(req.AccountId) {
+	if req.AccountId != "" && !id.ValidAccount(req.AccountId) {
 		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	if req.EventType != "" {
@@ -283,8 +283,8 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 	if err := s.endpoints.Put(ctx, e); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
-	if stream.Key(e) != stream.Key(old) {
-		if err := s.endpoints.Delete(ctx, stream.Key(old)); err != nil {
+	if endpoints.Key(e) != endpoints.Key(old) {
+		if err := s.endpoints.Delete(ctx, endpoints.Key(old)); err != nil {
 			return nil, status.Errorf(codes.Unavailable, "%v", err)
 		}
 	}
@@ -324,7 +324,7 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpo
 	if err != nil {
 		return nil, err
 	}
-	if err := s.endpoints.Delete(ctx, stream.Key(e)); err != nil {
+	if err := s.endpoints.Delete(ctx, endpoints.Key(e)); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	if n, err := s.cancelPending(ctx, e, endpoint.ReasonDeleted); err != nil {

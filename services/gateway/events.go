@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/event"
 	"github.com/postback-dev/postback/pkg/eventdata"
 	"github.com/postback-dev/postback/pkg/id"
@@ -111,7 +110,7 @@ var errMalformedUnknown = errors.New("malformed unknown fields")
 // prepare validates one PublishRequest; field names are prefixed with prefix
 // (e.g. "events[3]." in a batch).
 func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepared, error) {
-	if !endpoint.ValidAccount(req.AccountId) {
+	if !id.ValidAccount(req.AccountId) {
 		return nil, invalid(prefix+"account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	typ, ok := event.Lookup(req.EventType)
@@ -161,7 +160,7 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 		p.event.ID = id.New(id.Event, now)
 	}
 	if req.IdempotencyKey != "" {
-		p.msgID = "idem:" + req.AccountId + ":" + req.IdempotencyKey
+		p.msgID = stream.IdempotentEventID(req.AccountId, req.IdempotencyKey)
 	}
 	var body []byte
 	var err error

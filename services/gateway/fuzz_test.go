@@ -100,7 +100,7 @@ func FuzzPublishValidation(f *testing.F) {
 		if len(p.body) > s.limits.MaxEventBytes {
 			t.Fatalf("accepted an event of %d bytes over the %d limit", len(p.body), s.limits.MaxEventBytes)
 		}
-		if !json.Valid(p.body) || p.event.AccountID != account || !endpoint.ValidAccount(account) {
+		if !json.Valid(p.body) || p.event.AccountID != account || !id.ValidAccount(account) {
 			t.Fatalf("accepted a bad event: account %q body %s", account, p.body)
 		}
 		if !strings.HasPrefix(p.event.ID, id.Event) && p.event.ID != eventID {

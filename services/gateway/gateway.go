@@ -23,8 +23,10 @@ import (
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/dispatch"
+	"github.com/postback-dev/postback/pkg/endpoints"
 	pkghealth "github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -75,9 +77,9 @@ type Server struct {
 	postbackv1.UnimplementedDeliveryServiceServer
 
 	js         jetstream.JetStream
-	endpoints  *stream.Endpoints
-	deliveries *stream.Deliveries
-	attempts   *stream.Attempts
+	endpoints  *endpoints.Store
+	deliveries *inflight.Deliveries
+	attempts   *inflight.Attempts
 	history    history.Store
 	keyring    *secret.Keyring
 	dispatcher *dispatch.Dispatcher
@@ -94,18 +96,18 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if h == nil {
 		return nil, errors.New("gateway: a delivery history store is required")
 	}
-	eps, err := stream.OpenEndpoints(ctx, js)
+	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: stream.NewAttempts(js), history: h,
+	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: inflight.NewAttempts(js), history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 

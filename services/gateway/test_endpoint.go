@@ -6,10 +6,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoint"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/render"
-	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -38,13 +38,13 @@ func (s *Server) TestEndpoint(ctx context.Context, req *postbackv1.TestEndpointR
 		return nil, status.Errorf(codes.FailedPrecondition, "the sample event does not render: %v", err)
 	}
 	now := s.now()
-	job := &stream.Job{
+	job := &delivery.Job{
 		DeliveryID: id.New(id.Delivery, now), AccountID: ep.AccountId, EndpointID: ep.Id,
 		EventID: "evt_test", EventType: ep.EventType, Created: now, Published: now,
 		Method: r.Method, URL: r.URL, Body: r.Body, ContentType: r.ContentType,
 	}
 	for _, h := range r.Headers {
-		job.Headers = append(job.Headers, stream.Header{Name: h.Name, Value: h.Value})
+		job.Headers = append(job.Headers, delivery.Header{Name: h.Name, Value: h.Value})
 	}
 	res := s.dispatcher.Send(ctx, opened, job)
 	s.log.Info("endpoint tested", "endpoint_id", ep.Id, "account_id", ep.AccountId, "outcome", res.Attempt.Outcome.String(), "status_code", res.Attempt.StatusCode)

@@ -1,6 +1,6 @@
 // Package historian is the history writer: it takes the record changes
 // the sender, retry service, renderer and gateway log to the HISTORY stream
-// (pkg/stream history.go) and applies them to the delivery history store in
+// (pkg/inflight history.go) and applies them to the delivery history store in
 // batches, and it enforces retention by dropping the store's whole days.
 //
 // Design and failure policy:
@@ -15,7 +15,7 @@
 //   - Several writers may run (one per replica): they share the durable
 //     consumer, and any order of their batches ends in the same rows.
 //   - A message may carry one change or a batch of the renderer's PENDING
-//     entries (pkg/stream queuedlog.go); either way its changes are stored
+//     entries (pkg/inflight queuedlog.go); either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
 //   - A message that is not a history entry is dead-lettered, never retried
 //     forever, and never holds up the batch it came in.
@@ -38,6 +38,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 )
@@ -166,7 +167,7 @@ func (w *writer) once(ctx context.Context) error {
 		pending uint64
 	)
 	for m := range batch.Messages() {
-		es, err := stream.HistoryEntries(m.Data(), m.Headers())
+		es, err := inflight.HistoryEntries(m.Data(), m.Headers())
 		if err != nil {
 			w.dead.Reject(ctx, m, stream.Poison("not a history entry: %v", err), time.Second)
 			continue

@@ -15,8 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/broker/brokertest"
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/history/sqlite"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -39,7 +41,7 @@ func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
 
 type setup struct {
 	js    jetstream.JetStream
-	dls   *stream.Deliveries
+	dls   *inflight.Deliveries
 	store *flaky
 }
 
@@ -50,7 +52,7 @@ func newSetup(t *testing.T, fails int64) *setup {
 	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +92,10 @@ func (s *setup) deliver(t *testing.T, n int, tag string) []string {
 	for i := range n {
 		now := time.Now()
 		id := fmt.Sprintf("dlv_%s%05d", tag, i)
-		r := &stream.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
+		r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
 			EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
 			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
-			Job: &stream.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
+			Job: &delivery.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
 		if err := s.dls.Create(ctx, r); err != nil {
 			t.Fatal(err)
 		}

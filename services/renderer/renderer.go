@@ -25,8 +25,11 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
@@ -85,9 +88,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 type renderer struct {
 	js         jetstream.JetStream
-	endpoints  *stream.EndpointCache
-	deliveries *stream.Deliveries
-	queued     *stream.QueuedLog // the history's PENDING entries, batched
+	endpoints  *endpoints.Cache
+	deliveries *inflight.Deliveries
+	queued     *inflight.QueuedLog // the history's PENDING entries, batched
 	log        *slog.Logger
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
@@ -105,19 +108,19 @@ type compiled struct {
 const maxCompiled = 10000
 
 func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*renderer, error) {
-	eps, err := stream.OpenEndpoints(ctx, js)
+	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	cache, err := endpoints.NewCache(ctx, eps, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: stream.NewQueuedLog(ctx, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
+	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(ctx, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -162,7 +165,7 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 // render queues the deliveries of one event, and returns how many it
 // queued. A delivery that rendered is queued for the sender with no record
 // (its queued job stands for it until the sender records it: see
-// stream.Deliveries); one that did not is recorded FAILED. Each publish is
+// inflight.Deliveries); one that did not is recorded FAILED. Each publish is
 // a PRODUCER span whose context the delivery message carries; they are
 // pipelined and awaited together. An event delivered again (redelivered
 // after a crash, or after its ack was lost) first looks each delivery up
@@ -199,7 +202,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		if redelivered {
 			if _, err := r.deliveries.Lookup(ctx, ev.AccountID, ep.Id, dlvID); err == nil {
 				continue // queued or recorded by an earlier pass
-			} else if !errors.Is(err, stream.ErrNotFound) {
+			} else if !errors.Is(err, inflight.ErrNotFound) {
 				return 0, err
 			}
 		}
@@ -207,11 +210,10 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		job, body, renderErr := r.job(ep, ev, dlvID, now)
 		if renderErr != nil {
 			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
-			f, err := r.deliveries.CreateAsync(&stream.Record{Delivery: &postbackv1.Delivery{
-				Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
-				Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, Reason: renderErr.Error(),
-				CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now),
-			}})
+			failed := &postbackv1.Delivery{Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
+				CreateTime: timestamppb.New(now)}
+			_ = delivery.RenderFailed(renderErr.Error()).Apply(failed, now) // a new delivery: always allowed
+			f, err := r.deliveries.CreateAsync(&inflight.Record{Delivery: failed})
 			if err != nil {
 				return 0, err
 			}
@@ -220,7 +222,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		subject := stream.DeliverySubject(ev.AccountID, ep.Id, dlvID)
 		pctx, span := r.tracer.StartPublish(ctx, subject, telemetry.DeliveryID.String(dlvID), telemetry.EndpointID.String(ep.Id), telemetry.Attempt.Int(0))
-		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, body, "job:"+dlvID+":0"))
+		f, err := r.js.PublishMsgAsync(stream.NewJobMsg(pctx, subject, job, body, stream.FirstSendID(dlvID)))
 		if err != nil {
 			span.End()
 			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
@@ -272,7 +274,7 @@ const jobHeadroom = 4 << 10
 // job renders one endpoint's request for the event and encodes it. A
 // request too large for one message fails to render: retrying renders the
 // same bytes.
-func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*stream.Job, []byte, error) {
+func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*delivery.Job, []byte, error) {
 	c, err := r.compile(ep)
 	if err != nil {
 		return nil, nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
@@ -281,14 +283,14 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	job := &stream.Job{
+	job := &delivery.Job{
 		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
 		Created: now, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
 		EndpointVersion: endpoint.Version(ep), Queued: true,
 	}
 	for _, h := range req.Headers {
 		if c.templated[h.Name] && !h.Secret {
-			job.Headers = append(job.Headers, stream.Header{Name: h.Name, Value: h.Value})
+			job.Headers = append(job.Headers, delivery.Header{Name: h.Name, Value: h.Value})
 		}
 	}
 	body, err := job.MarshalBinary()
@@ -304,7 +306,7 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 // compile returns the endpoint's compiled templates, cached by key and
 // update time.
 func (r *renderer) compile(ep *postbackv1.Endpoint) (compiled, error) {
-	key := stream.Key(ep)
+	key := endpoints.Key(ep)
 	updated := ep.GetUpdateTime().AsTime()
 	r.mu.Lock()
 	c, ok := r.compiled[key]

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/broker/brokertest"
+	"github.com/postback-dev/postback/pkg/endpoints"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -21,7 +23,7 @@ func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
-	eps, err := stream.OpenEndpoints(ctx, js)
+	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,12 +73,12 @@ func TestARedeliveredEventQueuesOnlyDeliveriesThatHaveNeitherJobNorRecord(t *tes
 	if got := queuedJobs(t, js); got != 2 {
 		t.Fatalf("%d jobs queued, want 2", got)
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
-	if err := dls.Each(ctx, "brand-1", func(rec *stream.Record) bool {
+	if err := dls.Each(ctx, "brand-1", func(rec *inflight.Record) bool {
 		if !rec.Queued || rec.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || rec.Job.EndpointVersion == 0 {
 			t.Errorf("delivery %s: %+v, want a queued PENDING first send", rec.Delivery.Id, rec)
 		}

@@ -33,13 +33,14 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/endpoints"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
-	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 // Config is what the retry service needs.
@@ -67,11 +68,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("retry: %w", err)
 	}
 	defer closeNATS()
-	eps, err := stream.OpenEndpoints(ctx, js)
+	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		return err
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -83,11 +84,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := stream.WatchConsumers(ctx, cfg.MeterProvider, 0, c); err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}
-	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	cache, err := endpoints.NewCache(ctx, eps, 0)
 	if err != nil {
 		return err
 	}
-	r := &retrier{js: js, endpoints: cache, deliveries: dls, attempts: stream.NewAttempts(js), schedule: cfg.Schedule, log: log,
+	r := &retrier{js: js, endpoints: cache, deliveries: dls, attempts: inflight.NewAttempts(js), schedule: cfg.Schedule, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider)}
 	workers := cfg.Workers
 	if workers <= 0 {
@@ -102,9 +103,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 type retrier struct {
 	js         jetstream.JetStream
-	endpoints  *stream.EndpointCache
-	deliveries *stream.Deliveries
-	attempts   *stream.Attempts
+	endpoints  *endpoints.Cache
+	deliveries *inflight.Deliveries
+	attempts   *inflight.Attempts
 	schedule   schedule.Schedule
 	log        *slog.Logger
 	tracer     *stream.Tracer
@@ -119,7 +120,7 @@ func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
 	if err != nil {
 		err = stream.Poison("undecodable failed attempt: %v", err)
 	} else {
-		err = f.Job.Check()
+		err = stream.CheckJob(&f.Job)
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -142,10 +143,10 @@ func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
 
 // Next is the job of the next retry after failure f, or ok=false when the
 // delivery is dead.
-func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time, ok bool) {
+func Next(s schedule.Schedule, f *stream.Failure) (job delivery.Job, at time.Time, ok bool) {
 	n, delay, ok := s.Next(f.Job.Attempt, f.StatusCode)
 	if !ok {
-		return stream.Job{}, time.Time{}, false
+		return delivery.Job{}, time.Time{}, false
 	}
 	job = f.Job
 	job.Attempt = n
@@ -159,7 +160,7 @@ func Next(s schedule.Schedule, f *stream.Failure) (job stream.Job, at time.Time,
 func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	log := r.log.With("delivery_id", f.Job.DeliveryID, "endpoint_id", f.Job.EndpointID, "attempt", f.Job.Attempt)
 	rec, err := r.deliveries.Get(ctx, f.Job.AccountID, f.Job.EndpointID, f.Job.DeliveryID)
-	if errors.Is(err, stream.ErrNotFound) {
+	if errors.Is(err, inflight.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a failure whose delivery record is gone (aged out?)")
 		r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil
@@ -168,39 +169,37 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 		return err
 	}
 	d := rec.Delivery
-	if d.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING || int(d.AttemptCount) != f.Job.Sent+1 {
+	if d.Status != delivery.Retrying || int(d.AttemptCount) != f.Job.Sent+1 {
 		// Cancelled, retried by hand, or already scheduled by an earlier
 		// pass over this same failure.
 		log.InfoContext(ctx, "failure already handled", "status", d.Status.String())
 		r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "already handled")
 		return nil
 	}
-	d.UpdateTime = timestamppb.Now()
+	now := time.Now()
 	ep, err := r.endpoints.ForJob(ctx, &f.Job)
 	switch {
-	case errors.Is(err, stream.ErrNotFound):
-		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, endpoint.ReasonDeleted
-		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
+	case errors.Is(err, endpoints.ErrNotFound):
+		return r.settle(ctx, rec, delivery.Cancel(endpoint.ReasonDeleted), now, telemetry.OutcomeCancelled, log)
 	case err != nil:
 		return err
 	case !endpoint.Enabled(ep):
-		d.Status, d.Reason = postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, endpoint.ReasonDisabled
-		return r.settle(ctx, rec, telemetry.OutcomeCancelled, log)
+		return r.settle(ctx, rec, delivery.Cancel(endpoint.ReasonDisabled), now, telemetry.OutcomeCancelled, log)
 	}
 	job, at, ok := Next(r.schedule, f)
 	if !ok {
-		d.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD
-		d.Reason = fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error)
-		d.NextAttemptTime = nil
-		return r.settle(ctx, rec, telemetry.OutcomeDead, log)
+		kill := delivery.Kill(fmt.Sprintf("all %d retries failed; last: %s", len(r.schedule), f.Error))
+		return r.settle(ctx, rec, kill, now, telemetry.OutcomeDead, log)
 	}
-	d.NextAttemptTime = timestamppb.New(at)
+	if err := delivery.Schedule(at).Apply(d, now); err != nil {
+		return err
+	}
 	rec.Job = &job
 	if err := r.attempts.Retire(ctx, rec); err != nil { // the retry will replace the record's latest attempt
 		return err
 	}
 	if err := r.deliveries.Update(ctx, rec); err != nil {
-		if errors.Is(err, stream.ErrConflict) {
+		if errors.Is(err, inflight.ErrConflict) {
 			r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		}
 		return ignoreConflict(err)
@@ -208,7 +207,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	job.Revision = rec.Revision // the sender claims against what was just written
 	// The schedule's span (and so the retry's send, which the fired message
 	// continues) says which retry this is and when it is due.
-	if err := r.tracer.Schedule(ctx, r.js, &job, at, fmt.Sprintf("retry:%s:%d", job.DeliveryID, job.Sent),
+	if err := r.tracer.Schedule(ctx, r.js, &job, at, stream.RetryID(job.DeliveryID, job.Sent),
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt),
 		telemetry.Retry.Int(job.Attempt), telemetry.RetryScheduledAt.String(at.UTC().Format(time.RFC3339Nano))); err != nil {
 		return err
@@ -223,9 +222,12 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 }
 
 // settle records a final state decided here (dead, cancelled).
-func (r *retrier) settle(ctx context.Context, rec *stream.Record, outcome string, log *slog.Logger) error {
+func (r *retrier) settle(ctx context.Context, rec *inflight.Record, t delivery.Transition, now time.Time, outcome string, log *slog.Logger) error {
+	if err := t.Apply(rec.Delivery, now); err != nil {
+		return err
+	}
 	if err := r.deliveries.Update(ctx, rec); err != nil {
-		if errors.Is(err, stream.ErrConflict) {
+		if errors.Is(err, inflight.ErrConflict) {
 			r.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		}
 		return ignoreConflict(err)
@@ -238,7 +240,7 @@ func (r *retrier) settle(ctx context.Context, rec *stream.Record, outcome string
 // ignoreConflict: a record changed since it was read was moved on by someone
 // else (cancelled, retried by hand); this failure is no longer its news.
 func ignoreConflict(err error) error {
-	if errors.Is(err, stream.ErrConflict) {
+	if errors.Is(err, inflight.ErrConflict) {
 		return nil
 	}
 	return err

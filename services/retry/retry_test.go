@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
 )
@@ -32,7 +33,7 @@ func TestNextRetryCountsFromTheEndOfTheFailedAttempt(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f := &stream.Failure{Job: stream.Job{DeliveryID: "dlv_1", Attempt: c.attempt, Sent: c.sent,
+			f := &stream.Failure{Job: delivery.Job{DeliveryID: "dlv_1", Attempt: c.attempt, Sent: c.sent,
 				Slot: end.Add(-time.Second)}, StatusCode: c.status, Error: "boom", End: end}
 			job, at, ok := Next(schedule.Default(), f)
 			if c.wantDead {

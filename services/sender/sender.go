@@ -38,7 +38,7 @@
 // a job is sent without writing IN_FLIGHT first, and its outcome and
 // attempt are recorded in one write. A delivery that ends at its first send
 // (succeeded, failed for good, cancelled) never gets a hot record: that one
-// write is its final history entry (stream.Deliveries.Conclude), since the
+// write is its final history entry (inflight.Deliveries.Conclude), since the
 // renderer queues the job with no record (the queued job stands for the
 // PENDING record until then). The whole pipeline stores three messages for
 // it (event, job, final entry) plus its share of a batch of queued entries.
@@ -63,10 +63,12 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/endpoints"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -155,10 +157,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 type sender struct {
 	js         jetstream.JetStream
-	endpoints  *stream.Endpoints
-	cache      *stream.EndpointCache
-	deliveries *stream.Deliveries
-	attempts   *stream.Attempts
+	endpoints  *endpoints.Store
+	cache      *endpoints.Cache
+	deliveries *inflight.Deliveries
+	attempts   *inflight.Attempts
 	cfg        Config
 	log        *slog.Logger
 	tracer     *stream.Tracer
@@ -235,16 +237,16 @@ func (c *clockSync) local(res limiter.Reservation, before, after time.Time) time
 }
 
 func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*sender, error) {
-	eps, err := stream.OpenEndpoints(ctx, js)
+	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	dls, err := stream.OpenDeliveries(ctx, js)
+	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	dls.Grace = cfg.Layout.Grace
-	cache, err := stream.NewEndpointCache(ctx, eps, 0)
+	cache, err := endpoints.NewCache(ctx, eps, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +259,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if cfg.InFlightPerEndpoint <= 0 {
 		cfg.InFlightPerEndpoint = max(1, cfg.Workers/8)
 	}
-	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: stream.NewAttempts(js), cfg: cfg, log: log,
+	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: inflight.NewAttempts(js), cfg: cfg, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares()}
 	s.limiterOK.Store(true)
 	return s, nil
@@ -275,7 +277,7 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg, dead *stream.DeadL
 	if err != nil {
 		err = stream.Poison("undecodable delivery job: %v", err)
 	} else {
-		err = job.Check()
+		err = stream.CheckJob(&job)
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -327,34 +329,23 @@ var (
 	errBusy     = errors.New("deferred: the endpoint is busy")
 )
 
-// Terminal reports whether a delivery status is final until someone
-// retries or replays it.
-func Terminal(st postbackv1.DeliveryStatus) bool {
-	switch st {
-	case postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
-		postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED:
-		return true
-	}
-	return false
-}
-
 // stale reports why a job must not be sent: its record has moved past it, or
 // another copy of it holds the in-flight claim.
-func stale(rec *stream.Record, job *stream.Job, claim string) string {
+func stale(rec *inflight.Record, job *delivery.Job, claim string) string {
 	d := rec.Delivery
 	switch {
 	case int(d.AttemptCount) > job.Sent:
 		return "a later attempt was already sent"
-	case Terminal(d.Status):
+	case delivery.Final(d.Status):
 		return "the delivery is " + d.Status.String()
-	case d.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT && rec.Claim != claim:
+	case d.Status == delivery.InFlight && rec.Claim != claim:
 		return "another copy is in flight"
 	}
 	return ""
 }
 
 // process does one job; a returned error means "try this message again".
-func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim *claimName, log *slog.Logger) error {
+func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, claim *claimName, log *slog.Logger) error {
 	// A job written with its record's revision (or queued with none) is
 	// claimed by a compare-and-set on that revision (0: create), without
 	// reading the record: if the record changed since (or was written),
@@ -367,7 +358,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 		}
 	}
 	ep, err := s.cache.ForJob(ctx, job)
-	if errors.Is(err, stream.ErrNotFound) {
+	if errors.Is(err, endpoints.ErrNotFound) {
 		return s.cancel(ctx, rec, job, endpoint.ReasonDeleted, log)
 	}
 	if err != nil {
@@ -413,7 +404,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 	if err != nil {
 		const reason = "the endpoint's secrets cannot be opened with the current keyring"
 		rec.JobBytes = unchanged(job, raw)
-		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, nil, reason); err != nil {
+		if err := s.finish(ctx, rec, job, delivery.Fail(nil, job.Sent, reason), nil); err != nil {
 			return err
 		}
 		log.ErrorContext(ctx, "postback failed for good", "reason", reason)
@@ -437,7 +428,7 @@ func (s *sender) process(ctx context.Context, job *stream.Job, raw []byte, claim
 // whose endpoint is unchanged since it was rendered, judged against the
 // record assumed at the job's revision (not read): such a job is sent
 // without a claim (see the package comment).
-func firstSend(job *stream.Job, assumedRec *stream.Record, ep *postbackv1.Endpoint) bool {
+func firstSend(job *delivery.Job, assumedRec *inflight.Record, ep *postbackv1.Endpoint) bool {
 	assumedAsWritten := job.Queued || assumedRec.Revision != 0 && assumedRec.Revision == job.Revision
 	return assumedAsWritten && job.Sent == 0 &&
 		job.Slot.IsZero() && job.EndpointVersion != 0 && job.EndpointVersion == endpoint.Version(ep)
@@ -446,26 +437,29 @@ func firstSend(job *stream.Job, assumedRec *stream.Record, ep *postbackv1.Endpoi
 // claim moves the record to IN_FLIGHT under this message's claim with a
 // compare-and-set; it returns the claimed record, or nil (and no error)
 // when the job is to be dropped.
-func (s *sender) claim(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, claim *claimName, log *slog.Logger) (*stream.Record, error) {
-	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_IN_FLIGHT
-	rec.Delivery.UpdateTime = timestamppb.Now()
+func (s *sender) claim(ctx context.Context, rec *inflight.Record, job *delivery.Job, raw []byte, claim *claimName, log *slog.Logger) (*inflight.Record, error) {
+	if err := delivery.Claim().Apply(rec.Delivery, time.Now()); err != nil {
+		return nil, err
+	}
 	rec.Claim, rec.Job = claim.String(), job
 	rec.JobBytes = unchanged(job, raw)
 	err := s.deliveries.Update(ctx, rec)
-	if errors.Is(err, stream.ErrConflict) && (job.Revision != 0 || job.Queued) {
+	if errors.Is(err, inflight.ErrConflict) && (job.Revision != 0 || job.Queued) {
 		// The record moved since the job was written (or was written, for
 		// a queued job): read it and judge.
 		job.Revision, job.Queued = 0, false
-		var cur *stream.Record
+		var cur *inflight.Record
 		if cur, err = s.current(ctx, job, claim, log); cur == nil || err != nil {
 			return nil, err
 		}
-		cur.Delivery.Status, cur.Delivery.UpdateTime = rec.Delivery.Status, rec.Delivery.UpdateTime
+		if err := delivery.Claim().Apply(cur.Delivery, time.Now()); err != nil {
+			return nil, err // re-read and re-judged when the message comes again
+		}
 		cur.Claim, cur.Job = claim.String(), job
 		rec = cur
 		err = s.deliveries.Update(ctx, rec)
 	}
-	if errors.Is(err, stream.ErrConflict) {
+	if errors.Is(err, inflight.ErrConflict) {
 		return nil, fmt.Errorf("claim %s: %w", job.DeliveryID, err) // re-read and re-judge
 	}
 	if err != nil {
@@ -502,8 +496,8 @@ func retryFor(ctx context.Context, limit time.Duration, log *slog.Logger, fn fun
 // state with the attempt as its latest (one record write), and for a
 // retryable failure the hand-over to the retry service. Every step is
 // idempotent, so settle can run again.
-func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job, raw []byte, res dispatch.Result, end time.Time, log *slog.Logger) error {
-	if rec.Last != nil && !stream.SameAttempt(rec.Last, res.Attempt) {
+func (s *sender) settle(ctx context.Context, rec *inflight.Record, job *delivery.Job, raw []byte, res dispatch.Result, end time.Time, log *slog.Logger) error {
+	if rec.Last != nil && !delivery.SameAttempt(rec.Last, res.Attempt) {
 		// Whoever queued this attempt moves the previous one to the
 		// history; should the record still hold one, it is moved here.
 		if err := s.attempts.Retire(ctx, rec); err != nil {
@@ -513,21 +507,21 @@ func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job
 	rec.JobBytes = unchanged(job, raw) // the record stores the job as it came when the sender did not change it
 	switch {
 	case res.Success:
-		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, res.Attempt, ""); err != nil {
+		if err := s.finish(ctx, rec, job, delivery.Succeed(res.Attempt, job.Sent), res.Attempt); err != nil {
 			return err
 		}
 		log.InfoContext(ctx, "postback delivered", "status_code", res.Attempt.StatusCode)
 		s.metrics.Outcome(ctx, telemetry.OutcomeSucceeded, "")
 		return nil
 	case res.Final:
-		if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, res.Attempt, res.Reason); err != nil {
+		if err := s.finish(ctx, rec, job, delivery.Fail(res.Attempt, job.Sent, res.Reason), res.Attempt); err != nil {
 			return err
 		}
 		log.InfoContext(ctx, "postback failed for good", "reason", res.Reason)
 		s.metrics.Outcome(ctx, telemetry.OutcomeFailed, res.Reason)
 		return nil
 	}
-	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, res.Attempt, ""); err != nil {
+	if err := s.finish(ctx, rec, job, delivery.Retry(res.Attempt, job.Sent), res.Attempt); err != nil {
 		return err
 	}
 	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: end}
@@ -536,7 +530,7 @@ func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job
 	if err != nil {
 		return fmt.Errorf("encode failure of %s: %w", job.DeliveryID, err)
 	}
-	msgID := fmt.Sprintf("fail:%s:%d", job.DeliveryID, job.Sent)
+	msgID := stream.FailureID(job.DeliveryID, job.Sent)
 	if _, err := s.tracer.Publish(ctx, s.js, stream.FailedSubject(job.EndpointID), body, msgID,
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return fmt.Errorf("hand %s to retry: %w", job.DeliveryID, err)
@@ -550,7 +544,7 @@ func (s *sender) settle(ctx context.Context, rec *stream.Record, job *stream.Job
 // changed the job (no limiter slot), so the record stores it without
 // encoding again. (A job that came as JSON, written before the binary
 // format, is stored as JSON: records read both.)
-func unchanged(job *stream.Job, raw []byte) []byte {
+func unchanged(job *delivery.Job, raw []byte) []byte {
 	if job.Slot.IsZero() {
 		return raw
 	}
@@ -562,23 +556,18 @@ func unchanged(job *stream.Job, raw []byte) []byte {
 // pending delivery it stands for, at revision 0 (so a compare-and-set
 // creates the record only if there is still none). nil when the job has
 // neither.
-func assumed(job *stream.Job) *stream.Record {
+func assumed(job *delivery.Job) *inflight.Record {
 	if job.Revision == 0 && !job.Queued {
 		return nil
 	}
-	return &stream.Record{Revision: job.Revision, Queued: job.Queued, Job: job, Delivery: &postbackv1.Delivery{
-		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
-		EventType: job.EventType, Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-		AttemptCount: int32(job.Sent), LastStatusCode: int32(job.LastStatus), LastError: job.LastError,
-		CreateTime: timestamppb.New(job.Created),
-	}}
+	return &inflight.Record{Revision: job.Revision, Queued: job.Queued, Job: job, Delivery: delivery.Queued(job)}
 }
 
 // current reads the job's record and judges the job against it; nil (and
 // no error) when the job is to be dropped.
-func (s *sender) current(ctx context.Context, job *stream.Job, claim *claimName, log *slog.Logger) (*stream.Record, error) {
+func (s *sender) current(ctx context.Context, job *delivery.Job, claim *claimName, log *slog.Logger) (*inflight.Record, error) {
 	rec, err := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
-	if errors.Is(err, stream.ErrNotFound) {
+	if errors.Is(err, inflight.ErrNotFound) {
 		log.WarnContext(ctx, "dropping a job whose delivery record is gone (aged out?)")
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery record is gone")
 		return nil, nil
@@ -588,7 +577,7 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim *claimName,
 	}
 	if why := stale(rec, job, claim.String()); why != "" {
 		// Its outcome may be the one whose history entry a crash lost
-		// (history.go in pkg/stream): logged again, a no-op if stored.
+		// (history.go in pkg/inflight): logged again, a no-op if stored.
 		if err := s.deliveries.Relog(ctx, rec); err != nil {
 			return nil, err
 		}
@@ -600,8 +589,8 @@ func (s *sender) current(ctx context.Context, job *stream.Job, claim *claimName,
 }
 
 // cancel finishes a delivery whose endpoint is gone or disabled.
-func (s *sender) cancel(ctx context.Context, rec *stream.Record, job *stream.Job, reason string, log *slog.Logger) error {
-	if err := s.finish(ctx, rec, job, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, nil, reason); err != nil {
+func (s *sender) cancel(ctx context.Context, rec *inflight.Record, job *delivery.Job, reason string, log *slog.Logger) error {
+	if err := s.finish(ctx, rec, job, delivery.Cancel(reason), nil); err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "delivery cancelled", "reason", reason)
@@ -619,7 +608,7 @@ func (s *sender) slotted(ctx context.Context, err error) error {
 	case errors.Is(err, errBusy):
 		s.metrics.Outcome(ctx, telemetry.OutcomeDeferred, "waiting for a place among the endpoint's requests in flight")
 		return nil
-	case errors.Is(err, stream.ErrConflict):
+	case errors.Is(err, inflight.ErrConflict):
 		s.metrics.Outcome(ctx, telemetry.OutcomeDropped, "the delivery changed meanwhile")
 		return nil
 	}
@@ -642,7 +631,7 @@ const (
 // one (once per attempt; again only if the job woke too late for its slot),
 // and defers the job through a schedule when the slot is further away. It
 // does not sleep; the caller waits for the slot after claiming the attempt.
-func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits, rec *stream.Record, job *stream.Job) error {
+func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits, rec *inflight.Record, job *delivery.Job) error {
 	if lim.Unlimited() {
 		job.Slot = time.Time{}
 		return nil
@@ -665,7 +654,7 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
-	msgID := fmt.Sprintf("slot:%s:%d:%d", job.DeliveryID, job.Sent, job.Slot.UnixNano())
+	msgID := stream.SlotID(job.DeliveryID, job.Sent, job.Slot.UnixNano())
 	if err := s.postpone(ctx, rec, job, job.Slot.Add(-earlyFire), job.Slot, msgID); err != nil {
 		return err
 	}
@@ -675,10 +664,10 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 // busy defers a job whose endpoint has no free place until at, when its
 // turn is expected (share.go). A limiter slot it held is given up: it is
 // reserved again when the job comes back.
-func (s *sender) busy(ctx context.Context, rec *stream.Record, job *stream.Job, at time.Time) error {
+func (s *sender) busy(ctx context.Context, rec *inflight.Record, job *delivery.Job, at time.Time) error {
 	job.Slot = time.Time{}
 	job.EndpointVersion = 0 // a copy: it is claimed when it comes back
-	msgID := fmt.Sprintf("busy:%s:%d:%d", job.DeliveryID, job.Sent, at.UnixNano())
+	msgID := stream.BusyID(job.DeliveryID, job.Sent, at.UnixNano())
 	if err := s.postpone(ctx, rec, job, at, at, msgID); err != nil {
 		return err
 	}
@@ -691,16 +680,16 @@ func (s *sender) busy(ctx context.Context, rec *stream.Record, job *stream.Job, 
 // and a second pass leave one copy), then the record (compare-and-set: if
 // the record changed meanwhile, the scheduled copy is judged against it
 // when it fires).
-func (s *sender) postpone(ctx context.Context, rec *stream.Record, job *stream.Job, fire, next time.Time, msgID string) error {
+func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID string) error {
 	if err := s.tracer.Schedule(ctx, s.js, job, fire, msgID,
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt)); err != nil {
 		return err
 	}
-	rec.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
-	rec.Delivery.NextAttemptTime = timestamppb.New(next)
-	rec.Delivery.UpdateTime = timestamppb.Now()
+	if err := delivery.Defer(next).Apply(rec.Delivery, time.Now()); err != nil {
+		return nil // moved on meanwhile: the scheduled copy is judged when it fires
+	}
 	rec.Claim, rec.Job = "", job
-	if err := s.deliveries.Update(ctx, rec); err != nil && !errors.Is(err, stream.ErrConflict) {
+	if err := s.deliveries.Update(ctx, rec); err != nil && !errors.Is(err, inflight.ErrConflict) {
 		return err
 	}
 	return nil
@@ -752,22 +741,20 @@ func (s *sender) setLimiterHealth(ctx context.Context, ok bool, err error) {
 	}
 }
 
-// finish records the delivery's state after this job, and the attempt
-// sent (if any) as the record's latest. rec.JobBytes, when set, is the job
+// finish makes the transition t that ends this job, and records it with
+// the attempt sent (if any) as the record's latest. rec.JobBytes, when set, is the job
 // already encoded.
-func (s *sender) finish(ctx context.Context, rec *stream.Record, job *stream.Job, st postbackv1.DeliveryStatus, at *postbackv1.Attempt, reason string) error {
-	d := rec.Delivery
-	d.Status, d.Reason, d.UpdateTime = st, reason, timestamppb.Now()
-	d.NextAttemptTime = nil
+func (s *sender) finish(ctx context.Context, rec *inflight.Record, job *delivery.Job, t delivery.Transition, at *postbackv1.Attempt) error {
+	if err := t.Apply(rec.Delivery, time.Now()); err != nil {
+		return err
+	}
 	if at != nil {
-		d.AttemptCount = int32(job.Sent + 1)
-		d.LastStatusCode, d.LastError = at.StatusCode, at.Error
 		rec.Last = at
 	}
 	rec.Claim, rec.Job = "", job
-	if rec.Queued && rec.Revision == 0 && stream.Final(st) {
+	if rec.Queued && rec.Revision == 0 && delivery.Final(t.To()) {
 		// Ended by its first send with no record behind it: the history
-		// entry is its only record (stream.Deliveries.Conclude).
+		// entry is its only record (inflight.Deliveries.Conclude).
 		return s.deliveries.Conclude(ctx, rec)
 	}
 	// Unconditional: the request was sent (or the outcome is decided); this

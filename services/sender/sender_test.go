@@ -6,21 +6,22 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoint"
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/secret"
-	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 func TestACopyOfAJobIsStaleOnceItsDeliveryMovedOn(t *testing.T) {
-	rec := func(st postbackv1.DeliveryStatus, count int32, claim string) *stream.Record {
-		return &stream.Record{Claim: claim, Delivery: &postbackv1.Delivery{Status: st, AttemptCount: count}}
+	rec := func(st postbackv1.DeliveryStatus, count int32, claim string) *inflight.Record {
+		return &inflight.Record{Claim: claim, Delivery: &postbackv1.Delivery{Status: st, AttemptCount: count}}
 	}
-	job := &stream.Job{Sent: 2}
+	job := &delivery.Job{Sent: 2}
 	cases := []struct {
 		name  string
-		rec   *stream.Record
+		rec   *inflight.Record
 		stale bool
 	}{
 		{"a retrying delivery at this job's attempt count is sent", rec(postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING, 2, ""), false},
@@ -44,23 +45,23 @@ func TestOnlyTheRenderersJobAtAnUnchangedEndpointIsSentWithoutAClaim(t *testing.
 	rendered := time.Date(2026, 4, 8, 9, 0, 0, 0, time.UTC)
 	ep := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(rendered)}
 	changed := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(rendered.Add(time.Second))}
-	renderers := func() *stream.Job {
-		return &stream.Job{DeliveryID: "dlv_1", Revision: 7, EndpointVersion: rendered.UnixNano()}
+	renderers := func() *delivery.Job {
+		return &delivery.Job{DeliveryID: "dlv_1", Revision: 7, EndpointVersion: rendered.UnixNano()}
 	}
 	cases := []struct {
 		name  string
-		job   func(j *stream.Job)
+		job   func(j *delivery.Job)
 		ep    *postbackv1.Endpoint
 		first bool
 	}{
-		{"the renderer's job at the endpoint it was rendered for", func(*stream.Job) {}, ep, true},
-		{"the endpoint changed since (it may have cancelled the delivery)", func(*stream.Job) {}, changed, false},
-		{"a copy from RetryDelivery or a replay (no endpoint version)", func(j *stream.Job) { j.EndpointVersion = 0 }, ep, false},
-		{"a retry", func(j *stream.Job) { j.Sent = 1 }, ep, false},
-		{"a job deferred to its limiter slot", func(j *stream.Job) { j.Slot = rendered.Add(time.Minute) }, ep, false},
-		{"a job without its record's revision", func(j *stream.Job) { j.Revision = 0 }, ep, false},
-		{"the renderer's queued job (no record yet) at its endpoint", func(j *stream.Job) { j.Revision, j.Queued = 0, true }, ep, true},
-		{"a queued job whose endpoint changed since", func(j *stream.Job) { j.Revision, j.Queued = 0, true }, changed, false},
+		{"the renderer's job at the endpoint it was rendered for", func(*delivery.Job) {}, ep, true},
+		{"the endpoint changed since (it may have cancelled the delivery)", func(*delivery.Job) {}, changed, false},
+		{"a copy from RetryDelivery or a replay (no endpoint version)", func(j *delivery.Job) { j.EndpointVersion = 0 }, ep, false},
+		{"a retry", func(j *delivery.Job) { j.Sent = 1 }, ep, false},
+		{"a job deferred to its limiter slot", func(j *delivery.Job) { j.Slot = rendered.Add(time.Minute) }, ep, false},
+		{"a job without its record's revision", func(j *delivery.Job) { j.Revision = 0 }, ep, false},
+		{"the renderer's queued job (no record yet) at its endpoint", func(j *delivery.Job) { j.Revision, j.Queued = 0, true }, ep, true},
+		{"a queued job whose endpoint changed since", func(j *delivery.Job) { j.Revision, j.Queued = 0, true }, changed, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -68,7 +69,7 @@ func TestOnlyTheRenderersJobAtAnUnchangedEndpointIsSentWithoutAClaim(t *testing.
 			c.job(job)
 			rec := assumed(job)
 			if rec == nil {
-				rec = &stream.Record{Delivery: &postbackv1.Delivery{}, Revision: 9}
+				rec = &inflight.Record{Delivery: &postbackv1.Delivery{}, Revision: 9}
 			}
 			if got := firstSend(job, rec, c.ep); got != c.first {
 				t.Fatalf("firstSend = %v, want %v", got, c.first)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -146,12 +147,12 @@ func TestTwoCopiesOfTheSameRetryAreSentOnce(t *testing.T) {
 	// The pending retry (due in an hour) is the job to race: fire two copies
 	// of it at once, as a fired schedule and a manual retry would.
 	js := h.jetStream(t)
-	dls, err := stream.OpenDeliveries(context.Background(), js)
+	dls, err := inflight.OpenDeliveries(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec *stream.Record
-	if err := dls.Each(context.Background(), "brand-1", func(r *stream.Record) bool { rec = r; return false }); err != nil || rec == nil || rec.Job == nil {
+	var rec *inflight.Record
+	if err := dls.Each(context.Background(), "brand-1", func(r *inflight.Record) bool { rec = r; return false }); err != nil || rec == nil || rec.Job == nil {
 		t.Fatalf("read record: %v %v", rec, err)
 	}
 	body, err := rec.Job.MarshalBinary()

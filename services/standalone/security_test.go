@@ -34,6 +34,7 @@ import (
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/auth/authtest"
+	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/signature"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -484,7 +485,7 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := stream.EndpointKey(acctA, "action_clearing", ep.Id)
+	key := endpoints.KeyOf(acctA, "action_clearing", ep.Id)
 	entry, err := kv.Get(sctx, key)
 	if err != nil {
 		t.Fatalf("the endpoint is not stored under %s: %v", key, err)

@@ -283,7 +283,7 @@ var targets = []target{
 	{"gateway", func(ctx context.Context, w *wiring) error {
 		return gateway.Run(ctx, gateway.Config{
 			GRPCAddr: w.cfg.GRPCAddr, NATS: w.conns["gateway"], Layout: w.layout, Keyring: w.keyring, History: w.store, Dispatcher: w.dispatcher,
-			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: w.tel.GRPCServerOptions(), Readiness: w.probes,
+			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: append(w.tel.GRPCServerOptions(), gateway.PublishSpans(w.tel.TracerProvider, w.tel.MeterProvider)), Readiness: w.probes,
 			Logger: w.log.With("service", "gateway"), Ready: w.grpcReady,
 		})
 	}},

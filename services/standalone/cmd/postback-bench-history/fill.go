@@ -11,9 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/id"
-	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -188,7 +188,7 @@ func makeDelivery(created time.Time, ep string, st postbackv1.DeliveryStatus, se
 	evt := id.New(id.Event, created)
 	n := attemptsFor(st)
 	url := "https://pb.brand-bench.example/conv?event=" + evt
-	job := stream.Job{DeliveryID: dlv, AccountID: account, EndpointID: ep, EventID: evt, EventType: eventType,
+	job := delivery.Job{DeliveryID: dlv, AccountID: account, EndpointID: ep, EventID: evt, EventType: eventType,
 		Created: created, Published: created, Method: "POST", URL: url,
 		Body:        []byte(`{"action_id":"ACT-` + strconv.FormatInt(seq, 10) + `","status":"APPROVED","payout":10.5}`),
 		ContentType: "application/json"}

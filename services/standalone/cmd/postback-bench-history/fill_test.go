@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/delivery"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -47,8 +47,8 @@ func TestMakeDelivery(t *testing.T) {
 		if want := max(1, attemptsFor(st)); len(entries) != want {
 			t.Fatalf("%s: %d entries, want %d", st, len(entries), want)
 		}
-		var job stream.Job
-		if err := stream.UnmarshalJob(entries[0].Job, &job); err != nil || job.DeliveryID != s.ID {
+		var job delivery.Job
+		if err := delivery.UnmarshalJob(entries[0].Job, &job); err != nil || job.DeliveryID != s.ID {
 			t.Errorf("%s: job %q: %v", st, job.DeliveryID, err)
 		}
 		if n := len(entries[0].Job); n < 250 || n > 350 {

@@ -1,21 +1,14 @@
-package stream
+package delivery
 
 import (
 	"bytes"
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 // fullJob sets every field of Job (TestTheFullJobSetsEveryField keeps it
@@ -120,8 +113,8 @@ func TestJobsRoundTripThroughTheBinaryFormat(t *testing.T) {
 			if len(b) > 0 && b[0] == '{' {
 				t.Fatalf("the encoding starts with '{', which reads as JSON")
 			}
-			if len(b) != c.job.size() {
-				t.Errorf("size() = %d, encoding is %d bytes", c.job.size(), len(b))
+			if len(b) != c.job.Size() {
+				t.Errorf("Size() = %d, encoding is %d bytes", c.job.Size(), len(b))
 			}
 			got := Job{Revision: 99}
 			if err := got.UnmarshalBinary(b); err != nil {
@@ -209,38 +202,9 @@ func TestJSONJobsWrittenBeforeTheBinaryFormatStillDecode(t *testing.T) {
 				t.Errorf("Revision = %d, want 0 (it travels in a header)", got.Revision)
 			}
 			sameJob(t, &got, c.want)
-			for name, m := range map[string]jetstream.Msg{
-				"JSON message": &fakeMsg{data: []byte(c.json), header: nats.Header{RevisionHeader: []string{"7"}}},
-				"binary message": func() jetstream.Msg {
-					b, err := c.want.MarshalBinary()
-					if err != nil {
-						t.Fatal(err)
-					}
-					return &fakeMsg{data: b, header: nats.Header{RevisionHeader: []string{"7"}}}
-				}(),
-			} {
-				job, err := DecodeJob(m)
-				if err != nil {
-					t.Fatalf("DecodeJob(%s): %v", name, err)
-				}
-				if job.Revision != 7 {
-					t.Errorf("DecodeJob(%s): Revision = %d, want the header's 7", name, job.Revision)
-				}
-				sameJob(t, &job, c.want)
-			}
 		})
 	}
 }
-
-// fakeMsg is a jetstream.Msg with data and headers only.
-type fakeMsg struct {
-	jetstream.Msg
-	data   []byte
-	header nats.Header
-}
-
-func (m *fakeMsg) Data() []byte         { return m.data }
-func (m *fakeMsg) Headers() nats.Header { return m.header }
 
 func TestUnknownFieldsAreSkipped(t *testing.T) {
 	job := fullJob()
@@ -360,83 +324,6 @@ func TestMalformedJobsAreErrorsNotPanics(t *testing.T) {
 	})
 }
 
-func TestRecordsHoldTheJobInBinaryAndReadJobsOfOld(t *testing.T) {
-	delivery := &postbackv1.Delivery{Id: "dlv_1", AccountId: "acc", EndpointId: "ep_1", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING}
-	last := &postbackv1.Attempt{StatusCode: 503}
-	job := fullJob()
-	encoded, err := job.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldJSON, err := json.Marshal(job)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// jobSection is where a record's job starts: after the format byte,
-	// the delivery, the claim and the last attempt.
-	jobSection := func(b []byte) []byte {
-		if b[0] != recordV2 {
-			t.Fatalf("record starts with %#x, want the format byte", b[0])
-		}
-		b = b[1:]
-		for range 3 {
-			n, k := binary.Uvarint(b)
-			b = b[k+int(n):]
-		}
-		return b
-	}
-	for _, c := range []struct {
-		name    string
-		rec     *Record
-		section []byte // the job section the record must be written with
-	}{
-		{"a job encoded by the record", &Record{Delivery: delivery, Job: job, Claim: "DELIVERIES:7", Last: last}, encoded},
-		{"a job encoded beforehand (JobBytes)", &Record{Delivery: delivery, Job: job, JobBytes: encoded}, encoded},
-		{"a job stored as it came, as JSON written before the binary format", &Record{Delivery: delivery, Job: job, JobBytes: oldJSON}, oldJSON},
-		{"no job", &Record{Delivery: delivery, Last: last}, nil},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			b, err := c.rec.encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := jobSection(b); !bytes.Equal(got, c.section) {
-				t.Fatalf("job section = %q, want %q", got, c.section)
-			}
-			got, err := decodeRecord(b, 9)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Revision != 9 || got.Claim != c.rec.Claim || !proto.Equal(got.Delivery, delivery) ||
-				(c.rec.Last == nil) != (got.Last == nil) || (got.Last != nil && !proto.Equal(got.Last, last)) {
-				t.Fatalf("record = %+v, want %+v", got, c.rec)
-			}
-			if c.rec.Job == nil {
-				if got.Job != nil {
-					t.Fatalf("a record without a job reads back with %+v", got.Job)
-				}
-				return
-			}
-			if got.Job == nil {
-				t.Fatal("the job is missing")
-			}
-			sameJob(t, got.Job, c.rec.Job)
-		})
-	}
-	t.Run("a broken job section is an error", func(t *testing.T) {
-		b, err := (&Record{Delivery: delivery, Job: job}).encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := decodeRecord(b[:len(b)-1], 1); err == nil {
-			t.Fatal("a record whose job is cut short decoded")
-		}
-	})
-}
-
-// FuzzJobUnmarshal: no input makes the decoder panic, and whatever decodes
-// (binary or JSON) encodes again to bytes that decode to the same job, and
-// re-encode to the same bytes.
 func FuzzJobUnmarshal(f *testing.F) {
 	for _, j := range []*Job{fullJob(), burstJob(), {DeliveryID: "dlv_1"}, {Headers: []Header{{}}}} {
 		b, err := j.MarshalBinary()
@@ -501,34 +388,6 @@ func BenchmarkJobCodec(b *testing.B) {
 				if err := c.fn(); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-	}
-}
-
-// The Queued mark travels in a header, both ways.
-func TestAQueuedJobIsMarkedInItsHeaders(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		job    Job
-		header string
-		queued bool
-	}{
-		{"the renderer's first send", Job{DeliveryID: "dlv_1", Queued: true}, "none", true},
-		{"a job with a record", Job{DeliveryID: "dlv_1", Revision: 3}, "", false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			body, err := c.job.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := NewJobMsg(context.Background(), "deliveries.1.acc.ep_1.dlv_1", &c.job, body, "")
-			if got := m.Header.Get(QueuedHeader); got != c.header {
-				t.Fatalf("%s header = %q, want %q", QueuedHeader, got, c.header)
-			}
-			job, err := DecodeJob(&fakeMsg{data: m.Data, header: m.Header})
-			if err != nil || job.Queued != c.queued || job.Revision != c.job.Revision {
-				t.Fatalf("DecodeJob = %+v, %v; want Queued %v, Revision %d", job, err, c.queued, c.job.Revision)
 			}
 		})
 	}

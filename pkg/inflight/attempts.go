@@ -1,13 +1,13 @@
-package stream
+package inflight
 
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -27,8 +27,8 @@ func (a *Attempts) Append(ctx context.Context, accountID string, at *postbackv1.
 	if err != nil {
 		return fmt.Errorf("encode attempt %s/%d: %w", at.DeliveryId, at.Number, err)
 	}
-	msgID := "att:" + at.DeliveryId + ":" + strconv.Itoa(int(at.Number)) + ":" + strconv.FormatInt(at.GetStartTime().AsTime().UnixNano(), 36)
-	if _, err := a.js.PublishMsg(ctx, NewMsg(ctx, AttemptSubject(accountID, at.DeliveryId), b, msgID)); err != nil {
+	msgID := stream.AttemptID(at.DeliveryId, at.Number, at.GetStartTime().AsTime().UnixNano())
+	if _, err := a.js.PublishMsg(ctx, stream.NewMsg(ctx, stream.AttemptSubject(accountID, at.DeliveryId), b, msgID)); err != nil {
 		return fmt.Errorf("record attempt %s/%d: %w", at.DeliveryId, at.Number, err)
 	}
 	return nil
@@ -51,8 +51,8 @@ func (a *Attempts) Retire(ctx context.Context, r *Record) error {
 
 // List returns every recorded attempt of a delivery, oldest first.
 func (a *Attempts) List(ctx context.Context, accountID, deliveryID string) ([]*postbackv1.Attempt, error) {
-	subject := AttemptSubject(accountID, deliveryID)
-	s, err := a.js.Stream(ctx, AttemptsStream)
+	subject := stream.AttemptSubject(accountID, deliveryID)
+	s, err := a.js.Stream(ctx, stream.AttemptsStream)
 	if err != nil {
 		return nil, fmt.Errorf("attempts of %s: %w", deliveryID, err)
 	}
@@ -91,24 +91,4 @@ func (a *Attempts) List(ctx context.Context, accountID, deliveryID string) ([]*p
 		}
 	}
 	return out, nil
-}
-
-// SameAttempt reports whether a and b are the same attempt (its number and start).
-func SameAttempt(a, b *postbackv1.Attempt) bool {
-	return a.GetNumber() == b.GetNumber() && a.GetStartTime().AsTime().Equal(b.GetStartTime().AsTime())
-}
-
-// History is a delivery's attempts, oldest first: those moved to the
-// ATTEMPTS stream, then the record's latest unless it is already there (a
-// crash between moving it and writing its successor leaves it in both).
-func History(moved []*postbackv1.Attempt, last *postbackv1.Attempt) []*postbackv1.Attempt {
-	if last == nil {
-		return moved
-	}
-	for _, at := range moved {
-		if SameAttempt(at, last) {
-			return moved
-		}
-	}
-	return append(moved, last)
 }

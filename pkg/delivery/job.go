@@ -1,4 +1,4 @@
-package stream
+package delivery
 
 // The wire format of a Job.
 //
@@ -74,6 +74,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postback-dev/postback/pkg/id"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -111,7 +112,7 @@ var (
 
 // MarshalBinary encodes the job (without its Revision) in the format above.
 func (j *Job) MarshalBinary() ([]byte, error) {
-	return j.AppendBinary(make([]byte, 0, j.size()))
+	return j.AppendBinary(make([]byte, 0, j.Size()))
 }
 
 // AppendBinary appends the job's encoding (without its Revision) to b
@@ -156,8 +157,8 @@ func (j *Job) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// size is the length of the job's encoding.
-func (j *Job) size() int {
+// Size is the length of the job's encoding.
+func (j *Job) Size() int {
 	n := sizeString(jobDeliveryID, j.DeliveryID) + sizeString(jobAccountID, j.AccountID) +
 		sizeString(jobEndpointID, j.EndpointID) + sizeString(jobEventID, j.EventID) +
 		sizeString(jobEventType, j.EventType) + sizeInt(jobAttempt, j.Attempt) +
@@ -449,4 +450,86 @@ func UnmarshalJob(b []byte, j *Job) error {
 		return nil
 	}
 	return j.UnmarshalBinary(b)
+}
+
+// Header is one rendered request header carried by a Job.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Job is the message on deliveries.> and retries.>: one request to send.
+// Retries resend the rendered request (URL and body as rendered once);
+// headers, limits, rules and the enabled flag are read from the endpoint's
+// current configuration at send time. Headers carries only the values of
+// header templates, rendered with the event's data. Messages and records
+// carry a job in the binary format above (MarshalBinary); the JSON tags
+// are for Failure and for reading jobs written before that format.
+type Job struct {
+	DeliveryID  string    `json:"delivery_id"`
+	AccountID   string    `json:"account_id"`
+	EndpointID  string    `json:"endpoint_id"`
+	EventID     string    `json:"event_id"`
+	EventType   string    `json:"event_type"`
+	Attempt     int       `json:"attempt"`
+	Created     time.Time `json:"created"`
+	Published   time.Time `json:"published"`
+	Method      string    `json:"method"`
+	URL         string    `json:"url"`
+	Headers     []Header  `json:"headers,omitempty"`
+	Body        []byte    `json:"body,omitempty"`
+	ContentType string    `json:"content_type,omitempty"`
+	// Slot is set when the sender has already reserved the endpoint's limits
+	// for this attempt and deferred it to that time: it is sent then without
+	// reserving again.
+	Slot time.Time `json:"slot,omitzero"`
+	// Scheduled is when a retry was planned for (zero for a first send).
+	Scheduled time.Time `json:"scheduled,omitzero"`
+	// Sent counts the requests already sent for this delivery (the 4xx rule
+	// skips retry numbers, so it is not Attempt).
+	Sent int `json:"sent,omitempty"`
+	// Revision is the delivery record's KV revision when this job was
+	// written: the sender claims the attempt with a compare-and-set on it,
+	// without reading the record first. A stale revision only costs a read.
+	// It travels in the RevisionHeader, so the job's encoding (also stored
+	// in the record) is encoded once.
+	Revision uint64 `json:"-"`
+	// LastStatus and LastError are the previous attempt's, kept on the record.
+	LastStatus int    `json:"last_status,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	// Queued marks the renderer's job for a delivery that has no record
+	// yet: the renderer writes none for a delivery that rendered, so until
+	// the sender records an outcome (or a deferral, or a cancellation writes
+	// one) this job, queued on its own subject, is the delivery's PENDING
+	// record (see inflight.Deliveries). It travels in stream.QueuedHeader; a copy made
+	// by a schedule never carries it.
+	Queued bool `json:"-"`
+	// EndpointVersion is the endpoint's update time (Unix ns) the renderer
+	// rendered this first send against; only the renderer's own job carries
+	// it (copies made by a resend, a retry or a deferral do not). While the
+	// endpoint is unchanged nobody else can have touched the delivery, so
+	// the sender sends such a job without an in-flight claim.
+	EndpointVersion int64 `json:"endpoint_version,omitempty"`
+}
+
+// Check says why a job can never be sent, or nil: a job whose ids cannot
+// name a delivery record.
+func (j *Job) Check() error {
+	switch {
+	case !id.Valid(id.Delivery, j.DeliveryID):
+		return fmt.Errorf("the job has no well-formed delivery_id (got %q)", clip(j.DeliveryID))
+	case !id.ValidAccount(j.AccountID):
+		return fmt.Errorf("the job has no well-formed account_id (got %q)", clip(j.AccountID))
+	case !id.Valid(id.Endpoint, j.EndpointID):
+		return fmt.Errorf("the job has no well-formed endpoint_id (got %q)", clip(j.EndpointID))
+	}
+	return nil
+}
+
+// clip bounds a value quoted in a reason.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

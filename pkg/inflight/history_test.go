@@ -1,4 +1,4 @@
-package stream
+package inflight
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -22,7 +24,7 @@ func historyEntries(t *testing.T, js jetstream.JetStream) []struct {
 } {
 	t.Helper()
 	ctx := context.Background()
-	c, err := Consumer(ctx, js, HistoryConsumer, time.Minute, 1000)
+	c, err := stream.Consumer(ctx, js, stream.HistoryConsumer, time.Minute, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func historyEntries(t *testing.T, js jetstream.JetStream) []struct {
 }
 
 func TestEveryRecordWriteIsLoggedToTheHistoryWithARisingVersion(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
 	dls, err := OpenDeliveries(ctx, js)
 	if err != nil {
@@ -115,7 +117,7 @@ func TestEveryRecordWriteIsLoggedToTheHistoryWithARisingVersion(t *testing.T) {
 }
 
 func TestAFinalRecordLeavesTheHotStateAfterItsGraceAndAnOpenOneStays(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
 	dls, err := OpenDeliveries(ctx, js)
 	if err != nil {
@@ -164,7 +166,7 @@ func TestAFinalRecordLeavesTheHotStateAfterItsGraceAndAnOpenOneStays(t *testing.
 }
 
 func TestRelogRepublishesAStoredRecordAtItsVersion(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
 	dls, err := OpenDeliveries(ctx, js)
 	if err != nil {

@@ -1,4 +1,4 @@
-package stream
+package endpoints
 
 import (
 	"context"
@@ -11,10 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-// EndpointCache answers "this account's endpoints for this event type" from
+// Cache answers "this account's endpoints for this event type" from
 // memory, kept current by one watch on the endpoints bucket.
 //
 // Memory is bounded by Size (account, event type) lists, not by the number
@@ -23,8 +24,8 @@ import (
 // and a full cache drops an arbitrary list. A list loaded while an update
 // for it was in flight is used once and not kept, so the cache never holds
 // an older state than the bucket once the watch has caught up.
-type EndpointCache struct {
-	store *Endpoints
+type Cache struct {
+	store *Store
 	size  int
 	w     jetstream.KeyWatcher
 
@@ -40,8 +41,8 @@ type load struct{ readers, updates int }
 // DefaultCacheSize is how many (account, event type) lists a cache holds.
 const DefaultCacheSize = 50000
 
-// NewEndpointCache starts the watch; it stops when ctx ends.
-func NewEndpointCache(ctx context.Context, store *Endpoints, size int) (*EndpointCache, error) {
+// NewCache starts the watch; it stops when ctx ends.
+func NewCache(ctx context.Context, store *Store, size int) (*Cache, error) {
 	if size <= 0 {
 		size = DefaultCacheSize
 	}
@@ -49,7 +50,7 @@ func NewEndpointCache(ctx context.Context, store *Endpoints, size int) (*Endpoin
 	if err != nil {
 		return nil, fmt.Errorf("watch endpoints: %w", err)
 	}
-	c := &EndpointCache{store: store, size: size, w: w,
+	c := &Cache{store: store, size: size, w: w,
 		lists: map[string]map[string]*postbackv1.Endpoint{}, loading: map[string]*load{}}
 	go c.follow(ctx)
 	return c, nil
@@ -68,7 +69,7 @@ func listKey(key string) (string, bool) {
 	return rest[:i], true
 }
 
-func (c *EndpointCache) follow(ctx context.Context) {
+func (c *Cache) follow(ctx context.Context) {
 	defer func() { _ = c.w.Stop() }()
 	for {
 		select {
@@ -86,7 +87,7 @@ func (c *EndpointCache) follow(ctx context.Context) {
 	}
 }
 
-func (c *EndpointCache) apply(e jetstream.KeyValueEntry) {
+func (c *Cache) apply(e jetstream.KeyValueEntry) {
 	lk, ok := listKey(e.Key())
 	if !ok {
 		return
@@ -116,7 +117,7 @@ func (c *EndpointCache) apply(e jetstream.KeyValueEntry) {
 
 // List returns the endpoints of an account for an event type, ordered by id.
 // The returned endpoints are shared: do not modify them.
-func (c *EndpointCache) List(ctx context.Context, accountID, eventType string) ([]*postbackv1.Endpoint, error) {
+func (c *Cache) List(ctx context.Context, accountID, eventType string) ([]*postbackv1.Endpoint, error) {
 	lk := accountID + "." + eventType
 	c.mu.RLock()
 	list, held := c.lists[lk]
@@ -168,7 +169,7 @@ func (c *EndpointCache) List(ctx context.Context, accountID, eventType string) (
 
 // Get returns the endpoint stored under its key (account, event type, id),
 // ErrNotFound when there is none. The endpoint is shared: do not modify it.
-func (c *EndpointCache) Get(ctx context.Context, accountID, eventType, id string) (*postbackv1.Endpoint, error) {
+func (c *Cache) Get(ctx context.Context, accountID, eventType, id string) (*postbackv1.Endpoint, error) {
 	eps, err := c.List(ctx, accountID, eventType)
 	if err != nil {
 		return nil, err
@@ -184,7 +185,7 @@ func (c *EndpointCache) Get(ctx context.Context, accountID, eventType, id string
 // ForJob returns the current configuration of a job's endpoint: from the
 // cache under the key the job was rendered for, or by id alone when the
 // endpoint's event type has changed since. ErrNotFound: it was deleted.
-func (c *EndpointCache) ForJob(ctx context.Context, job *Job) (*postbackv1.Endpoint, error) {
+func (c *Cache) ForJob(ctx context.Context, job *delivery.Job) (*postbackv1.Endpoint, error) {
 	ep, err := c.Get(ctx, job.AccountID, job.EventType, job.EndpointID)
 	if errors.Is(err, ErrNotFound) {
 		return c.store.Get(ctx, job.EndpointID)

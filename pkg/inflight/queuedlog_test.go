@@ -1,4 +1,4 @@
-package stream
+package inflight
 
 import (
 	"context"
@@ -11,16 +11,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/postback-dev/postback/pkg/delivery"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-func queuedJob(i int) *Job {
-	return &Job{DeliveryID: fmt.Sprintf("dlv_q%d", i), AccountID: "acc", EndpointID: "ep_1", EventID: "evt_1",
+func queuedJob(i int) *delivery.Job {
+	return &delivery.Job{DeliveryID: fmt.Sprintf("dlv_q%d", i), AccountID: "acc", EndpointID: "ep_1", EventID: "evt_1",
 		EventType: "action_clearing", Created: time.Now(), URL: "http://127.0.0.1/postback?txid=TX-1001", Queued: true}
 }
 
 func TestQueuedDeliveriesLoggedTogetherShareMessagesAndEachArrivesPending(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	q := NewQueuedLog(ctx, js.Conn())
@@ -52,7 +55,7 @@ func TestQueuedDeliveriesLoggedTogetherShareMessagesAndEachArrivesPending(t *tes
 			t.Fatal(err)
 		}
 	}
-	st := streamState(t, js, HistoryStream)
+	st := streamState(t, js, stream.HistoryStream)
 	if st.Msgs >= n {
 		t.Errorf("%d messages for %d queued deliveries logged at once, want fewer (batched)", st.Msgs, n)
 	}
@@ -68,7 +71,7 @@ func TestQueuedDeliveriesLoggedTogetherShareMessagesAndEachArrivesPending(t *tes
 }
 
 func TestAQueuedEntryLoggedAloneIsAPlainEntryFoundOnItsOwnSubject(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	q := NewQueuedLog(ctx, js.Conn())
@@ -81,11 +84,11 @@ func TestAQueuedEntryLoggedAloneIsAPlainEntryFoundOnItsOwnSubject(t *testing.T) 
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, HistoryStream)
+	s, err := js.Stream(ctx, stream.HistoryStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, HistorySubject("acc", "ep_1", job.DeliveryID))
+	m, err := s.GetLastMsgForSubject(ctx, stream.HistorySubject("acc", "ep_1", job.DeliveryID))
 	if err != nil {
 		t.Fatalf("the lone entry is not on its delivery's subject: %v", err)
 	}
@@ -95,7 +98,7 @@ func TestAQueuedEntryLoggedAloneIsAPlainEntryFoundOnItsOwnSubject(t *testing.T) 
 }
 
 func TestQueuedEntriesWaitingWhenTheLogStopsFailWithItsReason(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	q := NewQueuedLog(ctx, js.Conn())
 	cancel()
@@ -141,7 +144,7 @@ func TestAMalformedHistoryBatchIsRefusedNotHalfRead(t *testing.T) {
 }
 
 func TestADeliveryEndedByItsFirstSendIsLoggedWithNoRecord(t *testing.T) {
-	js := startJetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
 	dls, err := OpenDeliveries(ctx, js)
 	if err != nil {

@@ -1,4 +1,4 @@
-package stream
+package inflight
 
 // QueuedLog logs the deliveries the renderer queues for their first send to
 // the HISTORY stream in batches, so the history lists a delivery PENDING
@@ -35,7 +35,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/stream"
 )
 
 // historyBatchHeader carries the entry count of a batch of history entries.
@@ -80,7 +82,7 @@ func NewQueuedLog(ctx context.Context, nc *nats.Conn) *QueuedLog {
 // Log adds the PENDING entry of a delivery just queued for its first send
 // (job, encoded as body). The channel receives nil once the entry is
 // stored in the stream, or the error that kept it out.
-func (q *QueuedLog) Log(job *Job, body []byte) (<-chan error, error) {
+func (q *QueuedLog) Log(job *delivery.Job, body []byte) (<-chan error, error) {
 	r := queuedRecord(job, body)
 	v := r.version()
 	b, err := r.encode()
@@ -143,7 +145,7 @@ func (q *QueuedLog) flush(ctx context.Context) {
 		case <-q.kick:
 		}
 		for batch := q.take(); len(batch) > 0; batch = q.take() {
-			_, err := Publish(ctx, q.nc, q.message(batch))
+			_, err := stream.Publish(ctx, q.nc, q.message(batch))
 			if err != nil {
 				err = fmt.Errorf("log %d queued deliveries to the history: %w", len(batch), err)
 			}

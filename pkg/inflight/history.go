@@ -1,4 +1,4 @@
-package stream
+package inflight
 
 // The HISTORY stream carries every change of a delivery's record to the
 // history writer, which applies them to the history store in batches.
@@ -40,38 +40,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
-	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+	"github.com/postback-dev/postback/pkg/stream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// HistoryStream carries record changes to the history writer.
-const HistoryStream = "HISTORY"
-
-// HistoryConsumer is the history writer's durable consumer.
-const HistoryConsumer = "history"
 
 // historyVersionHeader carries an entry's version.
 const historyVersionHeader = "Postback-History-Version"
 
 // DefaultGrace is how long a final record stays in the hot state.
 const DefaultGrace = 10 * time.Minute
-
-// HistorySubject is where a delivery's record changes are logged.
-func HistorySubject(accountID, endpointID, deliveryID string) string {
-	return "history." + accountID + "." + endpointID + "." + deliveryID
-}
-
-// Final reports whether a status is the end of a delivery's life (until a
-// person sends it again).
-func Final(st postbackv1.DeliveryStatus) bool {
-	switch st {
-	case postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
-		postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED:
-		return true
-	}
-	return false
-}
 
 // version stamps r for its next write: its update time made strictly later
 // than the one it was read with, in whole microseconds, which is also its
@@ -92,14 +71,14 @@ func (r *Record) version() int64 {
 // historyMsg is the history entry of a record written as b.
 func historyMsg(r *Record, b []byte, version int64) *nats.Msg {
 	d := r.Delivery
-	m := &nats.Msg{Subject: HistorySubject(d.AccountId, d.EndpointId, d.Id), Data: b, Header: nats.Header{}}
+	m := &nats.Msg{Subject: stream.HistorySubject(d.AccountId, d.EndpointId, d.Id), Data: b, Header: nats.Header{}}
 	m.Header.Set(historyVersionHeader, strconv.FormatInt(version, 10))
 	return m
 }
 
 // logChange publishes the history entry of a record just written as b.
 func (s *Deliveries) logChange(ctx context.Context, r *Record, b []byte, version int64) error {
-	if _, err := Publish(ctx, s.js.Conn(), historyMsg(r, b, version)); err != nil {
+	if _, err := stream.Publish(ctx, s.js.Conn(), historyMsg(r, b, version)); err != nil {
 		return fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, err)
 	}
 	return nil
@@ -114,7 +93,7 @@ func (s *Deliveries) logChange(ctx context.Context, r *Record, b []byte, version
 // (as it would with a record: first sends take no claim), and the repeated
 // entry is a no-op or a later version in the store.
 func (s *Deliveries) Conclude(ctx context.Context, r *Record) error {
-	if !r.Queued || r.Revision != 0 || !Final(r.Delivery.Status) {
+	if !r.Queued || r.Revision != 0 || !delivery.Final(r.Delivery.Status) {
 		return fmt.Errorf("conclude delivery %s: only a final state of a delivery with no record", r.Delivery.Id)
 	}
 	v := r.version()
@@ -171,8 +150,8 @@ func decodeHistoryEntry(data []byte, v int64) (history.Entry, error) {
 func FromHistory(row *history.Row) (*Record, error) {
 	r := &Record{Delivery: row.Delivery, readVersion: row.Version}
 	if len(row.Job) > 0 {
-		r.Job = &Job{}
-		if err := UnmarshalJob(row.Job, r.Job); err != nil {
+		r.Job = &delivery.Job{}
+		if err := delivery.UnmarshalJob(row.Job, r.Job); err != nil {
 			return nil, fmt.Errorf("decode delivery %s job from the history: %w", row.Delivery.Id, err)
 		}
 		r.JobBytes = row.Job
@@ -183,7 +162,7 @@ func FromHistory(row *history.Row) (*Record, error) {
 // Pending reads a delivery's latest history entry still waiting for the
 // writer, by id alone, as a record (ErrNotFound: none waits).
 func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
-	m, err := s.hist.GetLastMsgForSubject(ctx, HistorySubject("*", "*", id))
+	m, err := s.hist.GetLastMsgForSubject(ctx, stream.HistorySubject("*", "*", id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, ErrNotFound
 	}

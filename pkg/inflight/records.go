@@ -1,4 +1,16 @@
-package stream
+// Package inflight keeps the hot state of deliveries: what the services
+// read and compare-and-set while a delivery is being worked on, and hand on
+// to the history store once it is not.
+//
+//   - Deliveries: the delivery records in the NATS KV bucket (claims,
+//     revisions), a first send still queued read as a PENDING record, and
+//     the history entries the writer has not stored yet (history.go);
+//   - QueuedLog: the renderer's PENDING history entries, group-committed;
+//   - Attempts: the attempts a later attempt replaced, on their stream.
+//
+// The state changes themselves are pkg/delivery's transitions; every
+// record write goes through one guarded write here (Deliveries.write).
+package inflight
 
 import (
 	"context"
@@ -13,8 +25,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
+	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -23,145 +36,6 @@ var ErrNotFound = errors.New("not found")
 
 // ErrExists is returned by Create when the key is already there.
 var ErrExists = errors.New("already exists")
-
-// Endpoints is the endpoint configuration bucket. Values are
-// postbackv1.Endpoint in protobuf binary with secrets already sealed.
-type Endpoints struct {
-	kv jetstream.KeyValue
-	st jetstream.Stream // the bucket's stream, for listing keys
-}
-
-// OpenEndpoints binds the endpoints bucket (Ensure must have run).
-func OpenEndpoints(ctx context.Context, js jetstream.JetStream) (*Endpoints, error) {
-	kv, err := js.KeyValue(ctx, EndpointsBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", EndpointsBucket, err)
-	}
-	st, err := js.Stream(ctx, "KV_"+EndpointsBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", EndpointsBucket, err)
-	}
-	return &Endpoints{kv: kv, st: st}, nil
-}
-
-// EndpointKey is the key of an endpoint: ep.<account>.<event_type>.<id>.
-func EndpointKey(accountID, eventType, id string) string {
-	return "ep." + accountID + "." + eventType + "." + id
-}
-
-// Key is the key of an endpoint message.
-func Key(e *postbackv1.Endpoint) string { return EndpointKey(e.AccountId, e.EventType, e.Id) }
-
-// Put stores an endpoint under its key.
-func (s *Endpoints) Put(ctx context.Context, e *postbackv1.Endpoint) error {
-	b, err := proto.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode endpoint %s: %w", e.Id, err)
-	}
-	if _, err := s.kv.Put(ctx, Key(e), b); err != nil {
-		return fmt.Errorf("store endpoint %s: %w", e.Id, err)
-	}
-	return nil
-}
-
-// Delete removes the endpoint stored under key.
-func (s *Endpoints) Delete(ctx context.Context, key string) error {
-	if err := s.kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete endpoint %s: %w", key, err)
-	}
-	return nil
-}
-
-// GetByKey reads the endpoint stored under key.
-func (s *Endpoints) GetByKey(ctx context.Context, key string) (*postbackv1.Endpoint, error) {
-	entry, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read endpoint %s: %w", key, err)
-	}
-	e := &postbackv1.Endpoint{}
-	if err := proto.Unmarshal(entry.Value(), e); err != nil {
-		return nil, fmt.Errorf("decode endpoint %s: %w", key, err)
-	}
-	return e, nil
-}
-
-// Get finds an endpoint by id alone (a server-side subject filter on the
-// last key token, no scan of values). A key whose last entry is a delete
-// (the endpoint moved to another type) is passed over.
-func (s *Endpoints) Get(ctx context.Context, id string) (*postbackv1.Endpoint, error) {
-	keys, err := s.keys(ctx, "ep.*.*."+id)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		e, err := s.GetByKey(ctx, k)
-		if !errors.Is(err, ErrNotFound) {
-			return e, err
-		}
-	}
-	return nil, ErrNotFound
-}
-
-// List returns the endpoints of an account, optionally of one event type
-// ("" = all), ordered by id. An empty account lists every account.
-func (s *Endpoints) List(ctx context.Context, accountID, eventType string) ([]*postbackv1.Endpoint, error) {
-	acc, typ := accountID, eventType
-	if acc == "" {
-		acc = "*"
-	}
-	if typ == "" {
-		typ = "*"
-	}
-	keys, err := s.keys(ctx, "ep."+acc+"."+typ+".*")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*postbackv1.Endpoint, 0, len(keys))
-	for _, k := range keys {
-		e, err := s.GetByKey(ctx, k)
-		if errors.Is(err, ErrNotFound) {
-			continue // deleted while listing
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b *postbackv1.Endpoint) int { return strings.Compare(a.Id, b.Id) })
-	return out, nil
-}
-
-func (s *Endpoints) keys(ctx context.Context, filter string) ([]string, error) {
-	keys, err := listKeys(ctx, s.st, EndpointsBucket, filter)
-	if err != nil {
-		return nil, fmt.Errorf("list endpoint keys %s: %w", filter, err)
-	}
-	return keys, nil
-}
-
-// listKeys lists a bucket's keys matching a subject filter, server side,
-// from the bucket stream's per-subject state: one snapshot, in which a key
-// being updated is always present. (The KV key lister watches the bucket
-// instead, and misses a key whose only revision is replaced while it lists,
-// as delivery records are when their outcome is written.) Keys whose last
-// entry is a delete or purge are listed too; reading them gives
-// ErrNotFound, which every caller passes over.
-func listKeys(ctx context.Context, st jetstream.Stream, bucket, filter string) ([]string, error) {
-	prefix := "$KV." + bucket + "."
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+filter))
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(info.State.Subjects))
-	for subject := range info.State.Subjects {
-		keys = append(keys, strings.TrimPrefix(subject, prefix))
-	}
-	slices.Sort(keys)
-	return keys, nil
-}
 
 // Deliveries is the delivery state bucket: <account>.<endpoint>.<delivery_id> → a
 // Record: the postbackv1.Delivery the API serves, the latest rendered Job
@@ -196,9 +70,9 @@ type Deliveries struct {
 // Record is one stored delivery.
 type Record struct {
 	Delivery *postbackv1.Delivery
-	Job      *Job   // nil when the delivery never rendered
-	Claim    string // the message that holds the IN_FLIGHT claim
-	Revision uint64 // KV revision read (0 for a new record)
+	Job      *delivery.Job // nil when the delivery never rendered
+	Claim    string        // the message that holds the IN_FLIGHT claim
+	Revision uint64        // KV revision read (0 for a new record)
 	// Last is the delivery's latest attempt. It is written with the
 	// delivery's state in the same record update, so a delivery sent once
 	// costs no write to the ATTEMPTS stream; the sender moves it there
@@ -219,21 +93,21 @@ type Record struct {
 
 // OpenDeliveries binds the deliveries bucket (Ensure must have run).
 func OpenDeliveries(ctx context.Context, js jetstream.JetStream) (*Deliveries, error) {
-	kv, err := js.KeyValue(ctx, DeliveriesBucket)
+	kv, err := js.KeyValue(ctx, stream.DeliveriesBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w", stream.DeliveriesBucket, err)
 	}
-	st, err := js.Stream(ctx, "KV_"+DeliveriesBucket)
+	st, err := js.Stream(ctx, "KV_"+stream.DeliveriesBucket)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", DeliveriesBucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w", stream.DeliveriesBucket, err)
 	}
-	work, err := js.Stream(ctx, DeliveriesStream)
+	work, err := js.Stream(ctx, stream.DeliveriesStream)
 	if err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", DeliveriesStream, err)
+		return nil, fmt.Errorf("open stream %s: %w", stream.DeliveriesStream, err)
 	}
-	hist, err := js.Stream(ctx, HistoryStream)
+	hist, err := js.Stream(ctx, stream.HistoryStream)
 	if err != nil {
-		return nil, fmt.Errorf("open stream %s: %w", HistoryStream, err)
+		return nil, fmt.Errorf("open stream %s: %w", stream.HistoryStream, err)
 	}
 	return &Deliveries{kv: kv, js: js, st: st, work: work, hist: hist, Grace: DefaultGrace}, nil
 }
@@ -249,12 +123,12 @@ func recordKey(d *postbackv1.Delivery) string { return deliveryKey(d.AccountId, 
 
 // recordSubject is the subject a record is written to in the bucket's stream.
 func recordSubject(d *postbackv1.Delivery) string {
-	return "$KV." + DeliveriesBucket + "." + recordKey(d)
+	return "$KV." + stream.DeliveriesBucket + "." + recordKey(d)
 }
 
 // encode: the byte recordV2, uvarint len + Delivery protobuf, uvarint len
 // + claim, uvarint len + last Attempt protobuf (0: none), then the rest is
-// the Job in its binary format (job.go), or none.
+// the Job in its binary format (pkg/delivery job.go), or none.
 //
 // Records of the first format have no leading byte and no attempt section,
 // and hold the Job as JSON. They start with the length of a Delivery, never
@@ -277,7 +151,7 @@ func (r *Record) encode() ([]byte, error) {
 	}
 	jobSize := len(r.JobBytes)
 	if r.JobBytes == nil && r.Job != nil {
-		jobSize = r.Job.size()
+		jobSize = r.Job.Size()
 	}
 	out := make([]byte, 0, 1+len(d)+len(r.Claim)+len(last)+jobSize+3*binary.MaxVarintLen64)
 	out = append(out, recordV2)
@@ -345,8 +219,8 @@ func decodeRecordRaw(b []byte, rev uint64, decodeJob bool) (*Record, []byte, err
 	if !decodeJob {
 		return r, b, nil
 	}
-	r.Job = &Job{}
-	if err := UnmarshalJob(b, r.Job); err != nil {
+	r.Job = &delivery.Job{}
+	if err := delivery.UnmarshalJob(b, r.Job); err != nil {
 		return nil, nil, fmt.Errorf("decode delivery record job: %w", err)
 	}
 	return r, b, nil
@@ -360,13 +234,13 @@ func decodeRecordRaw(b []byte, rev uint64, decodeJob bool) (*Record, []byte, err
 // recordMsg is the message that stores r as b.
 func (s *Deliveries) recordMsg(r *Record, b []byte, expect *uint64) *nats.Msg {
 	m := &nats.Msg{Subject: recordSubject(r.Delivery), Data: b}
-	if expect != nil || Final(r.Delivery.Status) {
+	if expect != nil || delivery.Final(r.Delivery.Status) {
 		m.Header = nats.Header{}
 	}
 	if expect != nil {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*expect, 10))
 	}
-	if Final(r.Delivery.Status) {
+	if delivery.Final(r.Delivery.Status) {
 		grace := s.Grace
 		if grace <= 0 {
 			grace = DefaultGrace
@@ -382,13 +256,13 @@ func (s *Deliveries) write(ctx context.Context, r *Record, expect *uint64) error
 	if err != nil {
 		return err
 	}
-	ack, err := Publish(ctx, s.js.Conn(), s.recordMsg(r, b, expect))
-	if err != nil && expect != nil && *expect == 0 && IsExists(err) {
+	ack, err := stream.Publish(ctx, s.js.Conn(), s.recordMsg(r, b, expect))
+	if err != nil && expect != nil && *expect == 0 && stream.IsExists(err) {
 		// Creating a record whose key last held one that expired: the
 		// marker its expiry left (for a second) is not a record.
 		if marker, merr := s.st.GetLastMsgForSubject(ctx, recordSubject(r.Delivery)); merr == nil && marker.Header.Get(jetstream.MarkerReasonHeader) != "" {
 			seq := marker.Sequence
-			ack, err = Publish(ctx, s.js.Conn(), s.recordMsg(r, b, &seq))
+			ack, err = stream.Publish(ctx, s.js.Conn(), s.recordMsg(r, b, &seq))
 		}
 	}
 	if err != nil {
@@ -403,7 +277,7 @@ func (s *Deliveries) write(ctx context.Context, r *Record, expect *uint64) error
 func (s *Deliveries) Create(ctx context.Context, r *Record) error {
 	var none uint64
 	if err := s.write(ctx, r, &none); err != nil {
-		if IsExists(err) {
+		if stream.IsExists(err) {
 			return ErrExists
 		}
 		return fmt.Errorf("create delivery %s: %w", r.Delivery.Id, err)
@@ -434,13 +308,6 @@ func (s *Deliveries) CreateAsync(r *Record) (jetstream.PubAckFuture, error) {
 	return f, nil
 }
 
-// IsExists reports whether a CreateAsync failure means the record exists.
-func IsExists(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
 // Put stores the record unconditionally.
 func (s *Deliveries) Put(ctx context.Context, r *Record) error {
 	if err := s.write(ctx, r, nil); err != nil {
@@ -456,7 +323,7 @@ var ErrConflict = errors.New("delivery changed concurrently")
 func (s *Deliveries) Update(ctx context.Context, r *Record) error {
 	rev := r.Revision
 	if err := s.write(ctx, r, &rev); err != nil {
-		if IsExists(err) { // the wrong-last-sequence answer: someone wrote it since
+		if stream.IsExists(err) { // the wrong-last-sequence answer: someone wrote it since
 			return ErrConflict
 		}
 		return fmt.Errorf("update delivery %s: %w", r.Delivery.Id, err)
@@ -484,7 +351,7 @@ func (s *Deliveries) get(ctx context.Context, key string) (*Record, error) {
 // Lookup reads a delivery by account, endpoint and id: its record, or the
 // job queued for its first send read as one.
 func (s *Deliveries) Lookup(ctx context.Context, accountID, endpointID, id string) (*Record, error) {
-	return s.read(ctx, deliveryKey(accountID, endpointID, id), DeliverySubject(accountID, endpointID, id))
+	return s.read(ctx, deliveryKey(accountID, endpointID, id), stream.DeliverySubject(accountID, endpointID, id))
 }
 
 // read reads the delivery at key from its record if it has one, else from
@@ -510,23 +377,18 @@ func (s *Deliveries) queued(ctx context.Context, subject string) (*Record, error
 	if err != nil {
 		return nil, fmt.Errorf("read queued delivery %s: %w", subject, err)
 	}
-	job := &Job{}
-	if err := UnmarshalJob(m.Data, job); err != nil {
+	job := &delivery.Job{}
+	if err := delivery.UnmarshalJob(m.Data, job); err != nil {
 		return nil, fmt.Errorf("decode queued delivery %s: %w", subject, err)
 	}
-	readJobHeaders(job, m.Header)
+	stream.ReadJobHeaders(job, m.Header)
 	return queuedRecord(job, m.Data), nil
 }
 
 // queuedRecord is the PENDING record a job queued for its first send stands
 // for (raw, when set, is its encoding).
-func queuedRecord(job *Job, raw []byte) *Record {
-	created := timestamppb.New(job.Created)
-	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: &postbackv1.Delivery{
-		Id: job.DeliveryID, AccountId: job.AccountID, EndpointId: job.EndpointID, EventId: job.EventID,
-		EventType: job.EventType, Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-		CreateTime: created, UpdateTime: created,
-	}}
+func queuedRecord(job *delivery.Job, raw []byte) *Record {
+	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: delivery.Queued(job)}
 }
 
 // Find reads a delivery by id alone (server-side filters on the id token):
@@ -567,7 +429,7 @@ func (s *Deliveries) each(ctx context.Context, account, endpoint, id string, fn 
 	if err != nil {
 		return fmt.Errorf("list queued deliveries: %w", err)
 	}
-	keys, err := listKeys(ctx, s.st, DeliveriesBucket, account+"."+endpoint+"."+id)
+	keys, err := stream.ListKeys(ctx, s.st, stream.DeliveriesBucket, account+"."+endpoint+"."+id)
 	if err != nil {
 		return fmt.Errorf("list deliveries: %w", err)
 	}

@@ -1,0 +1,84 @@
+package stream
+
+// Message ids: the Nats-Msg-Id every publish that may be repeated carries.
+//
+// JetStream drops a message whose id it has seen within the stream's
+// duplicate window (Options.DuplicateWindow), so a publisher that crashes
+// or times out and publishes again does not make a second copy. An id says
+// what the message is, never when it was published: the repeated publish
+// of the same thing must make the same id. Each kind has its own prefix and
+// its own parts, so two different things never share an id:
+//
+//	idem:<account>:<idempotency key>       an event published with a key
+//	job:<delivery>:0                       the renderer's first send
+//	fail:<delivery>:<sent>                 a failed attempt for the retry service
+//	retry:<delivery>:<sent>                a retry's schedule
+//	slot:<delivery>:<sent>:<slot ns>       a deferral to a limiter slot
+//	busy:<delivery>:<sent>:<at ns>         a deferral to a place in flight
+//	manual:<delivery>:<sent>:<at ns>       a resend a person asked for
+//	att:<delivery>:<number>:<start ns36>   an attempt moved to ATTEMPTS
+//	dead:<stream>:<sequence>               a dead letter
+//
+// (<sent> is how many requests the delivery had sent: one failure, retry
+// or deferral per request.) These strings are the wire: a running older
+// version dedupes against them, so a kind's form never changes.
+
+import "strconv"
+
+// msgID is the one place an id is made: the kind, then its parts, joined
+// with ':'.
+func msgID(kind string, parts ...string) string {
+	n := len(kind)
+	for _, p := range parts {
+		n += 1 + len(p)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, kind...)
+	for _, p := range parts {
+		b = append(b, ':')
+		b = append(b, p...)
+	}
+	return string(b)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func nanos(ns int64) string { return strconv.FormatInt(ns, 10) }
+
+// IdempotentEventID is the id of an event published with an idempotency key.
+func IdempotentEventID(accountID, key string) string { return msgID("idem", accountID, key) }
+
+// FirstSendID is the id of the renderer's job for a delivery's first send.
+func FirstSendID(deliveryID string) string { return msgID("job", deliveryID, "0") }
+
+// FailureID is the id of the failed attempt after sent requests.
+func FailureID(deliveryID string, sent int) string { return msgID("fail", deliveryID, itoa(sent)) }
+
+// RetryID is the id of the schedule of the retry after sent requests.
+func RetryID(deliveryID string, sent int) string { return msgID("retry", deliveryID, itoa(sent)) }
+
+// SlotID is the id of a deferral to the limiter slot at slotNanos.
+func SlotID(deliveryID string, sent int, slotNanos int64) string {
+	return msgID("slot", deliveryID, itoa(sent), nanos(slotNanos))
+}
+
+// BusyID is the id of a deferral to a place among the endpoint's requests
+// in flight, expected at atNanos.
+func BusyID(deliveryID string, sent int, atNanos int64) string {
+	return msgID("busy", deliveryID, itoa(sent), nanos(atNanos))
+}
+
+// ResendID is the id of a resend asked for at atNanos.
+func ResendID(deliveryID string, sent int, atNanos int64) string {
+	return msgID("manual", deliveryID, itoa(sent), nanos(atNanos))
+}
+
+// AttemptID is the id of an attempt moved to the ATTEMPTS stream.
+func AttemptID(deliveryID string, number int32, startNanos int64) string {
+	return msgID("att", deliveryID, itoa(int(number)), strconv.FormatInt(startNanos, 36))
+}
+
+// DeadLetterID is the id of the dead letter of a stream's message.
+func DeadLetterID(streamName string, seq uint64) string {
+	return msgID("dead", streamName, strconv.FormatUint(seq, 10))
+}

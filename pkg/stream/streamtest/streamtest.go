@@ -1,0 +1,27 @@
+// Package streamtest starts a real JetStream server for a test (brokertest)
+// with Postback's stream layout in place.
+package streamtest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
+	"github.com/postback-dev/postback/pkg/stream"
+)
+
+// JetStream starts a server, lays out the streams, buckets and consumers
+// (twice: every service does it at start-up, so it must be idempotent) and
+// returns a JetStream context on a connection to it.
+func JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	js := brokertest.JetStream(t)
+	for range 2 {
+		if err := stream.Ensure(context.Background(), js, stream.DefaultOptions()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return js
+}
