@@ -1,6 +1,9 @@
 package delivery
 
 import (
+	"cmp"
+	"slices"
+
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -22,4 +25,25 @@ func Attempts(moved []*postbackv1.Attempt, last *postbackv1.Attempt) []*postback
 		}
 	}
 	return append(moved, last)
+}
+
+// Merge is the attempts of several lists (the history store's, the
+// ATTEMPTS stream's), each attempt once, oldest first (by start, then
+// number).
+func Merge(lists ...[]*postbackv1.Attempt) []*postbackv1.Attempt {
+	var out []*postbackv1.Attempt
+	for _, list := range lists {
+		for _, at := range list {
+			if !slices.ContainsFunc(out, func(o *postbackv1.Attempt) bool { return SameAttempt(o, at) }) {
+				out = append(out, at)
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *postbackv1.Attempt) int {
+		if c := a.GetStartTime().AsTime().Compare(b.GetStartTime().AsTime()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.GetNumber(), b.GetNumber())
+	})
+	return out
 }

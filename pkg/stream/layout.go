@@ -66,8 +66,11 @@
 //	            History: every attempt a later attempt replaced (a delivery's
 //	            latest attempt is kept in its record, written with its state,
 //	            so a delivery that succeeds at once writes nothing here),
-//	            limits retention with MaxAge = Options.Retention (default 30
-//	            days), discard old. History may age out; work never does.
+//	            limits retention with MaxAge = Options.AttemptsAge (default
+//	            24 h), discard old. The history store has each of them too
+//	            (it came with the change it was written with), and
+//	            ListAttempts reads both: NATS keeps the attempts of the
+//	            deliveries being worked on, not the retention.
 //
 //	HISTORY     history.<account_id>.<endpoint_id>.<delivery_id>
 //	            Every change of a delivery record, on its way to the history
@@ -137,8 +140,14 @@ type Options struct {
 	Replicas int
 	// EventDedupe is the idempotency window of Publish.
 	EventDedupe time.Duration
-	// Retention is how long attempt history and delivery records are kept.
+	// Retention is how long delivery records are kept at most.
 	Retention time.Duration
+	// AttemptsAge is how long ATTEMPTS keeps an attempt that a later one
+	// replaced in its delivery's record (0 = DefaultAttemptsAge, never
+	// beyond Retention). The history store has it once the writer has
+	// stored the change that carried it; ListAttempts reads both, so NATS
+	// holds the attempts of deliveries in flight, not a month of them.
+	AttemptsAge time.Duration
 	// MaxEvents and MaxDeliveries bound the work streams (0 = unlimited);
 	// when full, publishes fail instead of dropping data.
 	MaxEvents, MaxDeliveries int64
@@ -152,6 +161,10 @@ type Options struct {
 	// Memory selects memory storage (tests); the default is file storage.
 	Memory bool
 }
+
+// DefaultAttemptsAge is how long ATTEMPTS keeps a replaced attempt: far
+// longer than the history writer is ever behind.
+const DefaultAttemptsAge = 24 * time.Hour
 
 // DefaultMaxHistory is how many record changes may wait for the history
 // writer: at 5,000 changes a second, well over half an hour of a store
@@ -234,6 +247,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
+	if o.AttemptsAge <= 0 {
+		o.AttemptsAge = DefaultAttemptsAge
+	}
+	o.AttemptsAge = min(o.AttemptsAge, o.Retention)
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
@@ -282,7 +299,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		{
 			Name: AttemptsStream, Subjects: []string{"attempts.>"},
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
-			MaxAge: o.Retention, Duplicates: deliveryDedupeWindow,
+			MaxAge: o.AttemptsAge, Duplicates: min(deliveryDedupeWindow, o.AttemptsAge),
 			Storage: storage, Replicas: o.Replicas,
 		},
 	}

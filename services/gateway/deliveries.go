@@ -114,16 +114,18 @@ func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsR
 	if r.Delivery.AttemptCount <= 1 && r.Last != nil { // sent once: the record holds it
 		return &postbackv1.ListAttemptsResponse{Attempts: []*postbackv1.Attempt{r.Last}}, nil
 	}
-	var earlier []*postbackv1.Attempt
-	if r.Revision == 0 && !r.Queued {
-		// Read from the history: its store holds every attempt logged.
-		earlier, err = s.history.Attempts(ctx, r.Delivery.Id)
-	} else {
-		earlier, err = s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
-	}
+	// The history store holds every attempt the writer has stored; those
+	// replaced since (the writer may be behind) are in ATTEMPTS, which
+	// keeps them for a while (older ones NATS has let go of are stored).
+	stored, err := s.history.Attempts(ctx, r.Delivery.Id)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
+	moved, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	earlier := delivery.Merge(stored, moved)
 	return &postbackv1.ListAttemptsResponse{Attempts: delivery.Attempts(earlier, r.Last)}, nil
 }
 

@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -16,6 +18,7 @@ import (
 const (
 	statusPending   = postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING
 	statusSucceeded = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+	statusRetrying  = postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING
 )
 
 // listed returns the status the delivery log lists a delivery with ("" when
@@ -146,4 +149,49 @@ func TestWhileTheHistoryWriterIsBehindAFinishedDeliveryIsFoundButListedLater(t *
 	eventually(t, 10*time.Second, "the delivery listed SUCCEEDED once the writer caught up", func() bool {
 		return listed(t, h, pub.EventId, dlvID) == statusSucceeded
 	})
+}
+
+// A retrying delivery's earlier attempts stay listed after NATS has let
+// them go: the history store has them. NATS keeps replaced attempts only
+// for AttemptsAge (1 s here), so its storage follows the deliveries being
+// worked on, not the retention.
+func TestARetryingDeliverysEarlierAttemptsAreListedAfterNATSLetsThemGo(t *testing.T) {
+	h := start(t, "", func(c *Config) {
+		c.AttemptsAge = time.Second
+		c.RetrySchedule = schedule.Schedule{100 * time.Millisecond, 100 * time.Millisecond, time.Hour}.String()
+	})
+	ctx := context.Background()
+	rc := newReceiver(t)
+	rc.answer = func(int, *http.Request) (int, string) { return 503, "busy" }
+	postTo(t, h, rc.URL)
+	publishClearing(t, h)
+	var d *postbackv1.Delivery
+	eventually(t, 20*time.Second, "three attempts, the next an hour away", func() bool {
+		l, err := h.deliveries.ListDeliveries(ctx, &postbackv1.ListDeliveriesRequest{AccountId: "brand-1"})
+		if err != nil || len(l.Deliveries) != 1 {
+			return false
+		}
+		d = l.Deliveries[0]
+		return d.AttemptCount == 3 && d.Status == statusRetrying && d.NextAttemptTime != nil
+	})
+	js := h.jetStream(t)
+	attempts, err := js.Stream(ctx, stream.AttemptsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ATTEMPTS lets the replaced attempts go", func() bool {
+		info, err := attempts.Info(ctx)
+		return err == nil && info.State.LastSeq >= 2 && info.State.Msgs == 0 // both replaced attempts were there, and are gone
+	})
+	ats, err := h.deliveries.ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: d.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var numbers []int32
+	for _, at := range ats.Attempts {
+		numbers = append(numbers, at.Number)
+	}
+	if fmt.Sprint(numbers) != "[0 1 2]" {
+		t.Fatalf("ListAttempts of a delivery still retrying lists attempts %v, want [0 1 2]", numbers)
+	}
 }

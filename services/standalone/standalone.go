@@ -59,6 +59,9 @@ type Config struct {
 	// Grace, when set, replaces how long a final delivery record stays in
 	// the hot state (tests shorten it to see the history serve it).
 	Grace time.Duration
+	// AttemptsAge, when set, replaces how long NATS keeps a replaced
+	// attempt (tests shorten it to see ListAttempts read the history).
+	AttemptsAge time.Duration
 	// TracerProvider and MeterProvider, when set, replace the ones built
 	// from the OTEL_* variables (tests pass in-memory ones).
 	TracerProvider trace.TracerProvider
@@ -92,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	layout.Grace = cfg.Grace
+	layout.Grace, layout.AttemptsAge = cfg.Grace, cfg.AttemptsAge
 	keyring, err := cfg.Keyring(true)
 	if err != nil {
 		return err
