@@ -43,3 +43,29 @@ func TestAttemptsAreTheMovedOnesThenTheRecordsLatestOnce(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeListsEachAttemptOnceOldestFirst(t *testing.T) {
+	a0, a1, a2 := attempt(0, 1, "ERR"), attempt(1, 2, "ERR"), attempt(2, 3, "OK")
+	for _, c := range []struct {
+		name  string
+		lists [][]*postbackv1.Attempt
+		want  []*postbackv1.Attempt
+	}{
+		{"nothing anywhere", nil, nil},
+		{"stored and still in the stream: each once", [][]*postbackv1.Attempt{{a0, a1}, {a1, a2}}, []*postbackv1.Attempt{a0, a1, a2}},
+		{"the stream's older than the store's", [][]*postbackv1.Attempt{{a2}, {a0, a1}}, []*postbackv1.Attempt{a0, a1, a2}},
+		{"only the store (the stream let them go)", [][]*postbackv1.Attempt{{a0, a1}, nil}, []*postbackv1.Attempt{a0, a1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := Merge(c.lists...)
+			if len(got) != len(c.want) {
+				t.Fatalf("got %d attempts, want %d", len(got), len(c.want))
+			}
+			for i := range got {
+				if !proto.Equal(got[i], c.want[i]) {
+					t.Errorf("attempt %d = %v, want %v", i, got[i], c.want[i])
+				}
+			}
+		})
+	}
+}
