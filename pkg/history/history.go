@@ -40,6 +40,21 @@ var ErrNotFound = errors.New("delivery not in the history")
 // ErrBadCursor is returned by List for a cursor it did not hand out.
 var ErrBadCursor = errors.New("malformed page cursor")
 
+// ErrRefused marks an Append error caused by what the entries hold, not by
+// the store's state (a value it cannot encode or a column cannot take):
+// the same entries fail the same way however often they are tried. The
+// writer then stores the batch in halves, and sets aside the one entry
+// refused on its own, so one bad change never holds up the history.
+var ErrRefused = errors.New("the history store refuses this entry")
+
+// Refused marks err as ErrRefused (errors.Is), keeping its message.
+func Refused(err error) error { return refusedError{err} }
+
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{e.err, ErrRefused} }
+
 // Entry is one change in a delivery's life, as the writer hands it to the
 // store: the delivery's state after the change, and the attempt the change
 // recorded, if any.
@@ -93,7 +108,8 @@ type Page struct {
 // Store is a delivery history backend.
 type Store interface {
 	// Append applies entries, idempotently (see Entry). All of them are
-	// applied or, on error, none need be: the caller retries the batch.
+	// applied or, on error, none need be: the caller retries the batch,
+	// or splits it when the error is ErrRefused.
 	Append(ctx context.Context, entries []Entry) error
 	// Get returns a delivery by id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Row, error)

@@ -75,10 +75,14 @@ func encode(b [16]byte) string {
 	return string(out[:])
 }
 
-// accountPattern is what an account id may be: it is a token of NATS
-// subjects and KV keys, so no dots, spaces or wildcards.
-var accountPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// tokenPattern is what fits one token of NATS subjects and KV keys: no
+// dots, spaces, wildcards or control characters.
+var tokenPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidToken reports whether s fits one token of a subject or key, as
+// every id in a subject must.
+func ValidToken(s string) bool { return tokenPattern.MatchString(s) }
 
 // ValidAccount reports whether s is a well-formed account id. Accounts
 // are the brands' own ids, not made here; they only have to fit a subject.
-func ValidAccount(s string) bool { return accountPattern.MatchString(s) }
+func ValidAccount(s string) bool { return ValidToken(s) }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/stream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -138,8 +139,14 @@ func decodeHistoryEntry(data []byte, v int64) (history.Entry, error) {
 	if err != nil {
 		return history.Entry{}, err
 	}
-	if r.Delivery.Id == "" || r.Delivery.CreateTime == nil {
-		return history.Entry{}, errors.New("history entry without a delivery id or create time")
+	d := r.Delivery
+	switch {
+	case !id.ValidToken(d.Id):
+		return history.Entry{}, fmt.Errorf("history entry without a well-formed delivery id (got %q)", clip(d.Id))
+	case !id.ValidToken(d.AccountId) || !id.ValidToken(d.EndpointId) || d.EventId != "" && !id.ValidToken(d.EventId):
+		return history.Entry{}, fmt.Errorf("history entry of %s without a well-formed account, endpoint or event id", d.Id)
+	case !d.CreateTime.IsValid():
+		return history.Entry{}, fmt.Errorf("history entry of %s without a create time", d.Id)
 	}
 	return history.Entry{Delivery: r.Delivery, Attempt: r.Last, Job: job, Version: v}, nil
 }
@@ -184,4 +191,12 @@ func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
 // timestampMicro is a timestamp of unix microseconds.
 func timestampMicro(us int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.UnixMicro(us).UTC())
+}
+
+// clip bounds a value quoted in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

@@ -143,6 +143,23 @@ func (d *DeadLetters) Move(ctx context.Context, m jetstream.Msg, reason string) 
 	return nil
 }
 
+// Add puts data, which came on subject, in the dead letters with its
+// reason, under msgID (so a second pass over the same thing adds nothing):
+// for a part of a message that cannot be processed while the rest of it
+// can, such as one change of a history batch the store refuses.
+func (d *DeadLetters) Add(ctx context.Context, subject string, data []byte, msgID, reason string) error {
+	out := nats.NewMsg(DeadLetterSubject(d.consumer))
+	out.Data = data
+	out.Header.Set(DeadReasonHeader, reason)
+	out.Header.Set(DeadSubjectHeader, subject)
+	out.Header.Set(MsgIDHeader, msgID)
+	if _, err := d.js.PublishMsg(ctx, out); err != nil {
+		return fmt.Errorf("dead-letter a part of a message from %s: %w", subject, err)
+	}
+	d.count.Add(ctx, 1, d.attrs)
+	return nil
+}
+
 // Reject handles a message its handler could not process: poison (by its
 // content) goes to the dead letters at once; anything else is given back to
 // be tried again after retryAfter. A message that cannot be dead-lettered

@@ -18,6 +18,7 @@ package stream
 //	manual:<delivery>:<sent>:<at ns>       a resend a person asked for
 //	att:<delivery>:<number>:<start ns36>   an attempt moved to ATTEMPTS
 //	dead:<stream>:<sequence>               a dead letter
+//	aside:<delivery>:<version>             a history change set aside
 //
 // (<sent> is how many requests the delivery had sent: one failure, retry
 // or deferral per request.) These strings are the wire: a running older
@@ -76,6 +77,12 @@ func ResendID(deliveryID string, sent int, atNanos int64) string {
 // AttemptID is the id of an attempt moved to the ATTEMPTS stream.
 func AttemptID(deliveryID string, number int32, startNanos int64) string {
 	return msgID("att", deliveryID, itoa(int(number)), strconv.FormatInt(startNanos, 36))
+}
+
+// SetAsideID is the id of the dead letter of one history change (of a
+// delivery, at a version) that the history store refuses.
+func SetAsideID(deliveryID string, version int64) string {
+	return msgID("aside", deliveryID, nanos(version))
 }
 
 // DeadLetterID is the id of the dead letter of a stream's message.

@@ -18,6 +18,7 @@ func TestEachKindOfMessageIDKeepsItsForm(t *testing.T) {
 		{"a resend", ResendID(dlv, 2, 5), "manual:" + dlv + ":2:5"},
 		{"an attempt moved to ATTEMPTS", AttemptID(dlv, 4, 36*36), "att:" + dlv + ":4:100"},
 		{"a dead letter", DeadLetterID("EVENTS", 17), "dead:EVENTS:17"},
+		{"a history change set aside", SetAsideID(dlv, 1775638800000001), "aside:" + dlv + ":1775638800000001"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: id %q, want %q", c.name, c.got, c.want)

@@ -18,7 +18,10 @@
 //     entries (pkg/inflight queuedlog.go); either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
 //   - A message that is not a history entry is dead-lettered, never retried
-//     forever, and never holds up the batch it came in.
+//     forever, and never holds up the batch it came in. A change the store
+//     refuses for what it holds (history.ErrRefused: a value a column
+//     cannot take) is found by storing the batch in halves and set aside in
+//     the dead letters; the rest of its batch is stored.
 //   - Its lag (the age of the oldest change in the batch it just stored) and
 //     the changes still waiting are metrics (postback.history.lag,
 //     postback.history.pending) with an alert in docs/operations.md.
@@ -29,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/inflight"
@@ -192,7 +197,7 @@ func (w *writer) once(ctx context.Context) error {
 	// at once.
 	for rest := entries; len(rest) > 0; {
 		n := min(len(rest), w.cfg.Batch)
-		if err := w.store(ctx, msgs, rest[:n]); err != nil {
+		if err := w.storeSplitting(ctx, msgs, rest[:n]); err != nil {
 			return err
 		}
 		rest = rest[n:]
@@ -206,14 +211,52 @@ func (w *writer) once(ctx context.Context) error {
 	return nil
 }
 
-// store appends a batch, retrying while the store refuses it, and keeps
-// the messages in progress meanwhile so no other writer takes them.
+// storeSplitting stores entries; when the store refuses them for what they
+// hold (history.ErrRefused), it stores each half in turn, down to the one
+// entry refused on its own, which is set aside in the dead letters. So a
+// bad change costs about 2·log2(batch) tries, and the others are stored.
+func (w *writer) storeSplitting(ctx context.Context, msgs []jetstream.Msg, entries []history.Entry) error {
+	err := w.store(ctx, msgs, entries)
+	if !errors.Is(err, history.ErrRefused) {
+		return err
+	}
+	if len(entries) == 1 {
+		return w.setAside(ctx, entries[0], err)
+	}
+	half := len(entries) / 2
+	if err := w.storeSplitting(ctx, msgs, entries[:half]); err != nil {
+		return err
+	}
+	return w.storeSplitting(ctx, msgs, entries[half:])
+}
+
+// setAside moves a change the store refuses for good to the dead letters,
+// with the store's reason, so an operator can see it (ListDeadLetters).
+func (w *writer) setAside(ctx context.Context, e history.Entry, refused error) error {
+	d := e.Delivery
+	data, _ := proto.Marshal(d)                // what can be encoded of it; the reason says the rest
+	subject := strings.Map(func(r rune) rune { // a header value: no control characters
+		if r < ' ' {
+			return '?'
+		}
+		return r
+	}, stream.HistorySubject(d.GetAccountId(), d.GetEndpointId(), d.GetId()))
+	if err := w.dead.Add(ctx, subject, data, stream.SetAsideID(d.GetId(), e.Version), "the history store refuses this change: "+refused.Error()); err != nil {
+		return err
+	}
+	w.log.Error("history store refuses a change for good; it is in the dead letters", "delivery_id", d.GetId(), "version", e.Version, "error", refused)
+	return nil
+}
+
+// store appends a batch, retrying while the store fails, and keeps the
+// messages in progress meanwhile so no other writer takes them. A refusal
+// for what the entries hold (history.ErrRefused) is returned at once.
 func (w *writer) store(ctx context.Context, msgs []jetstream.Msg, entries []history.Entry) error {
 	lastProgress := time.Now()
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		err := w.cfg.Store.Append(ctx, entries)
-		if err == nil {
-			return nil
+		if err == nil || errors.Is(err, history.ErrRefused) {
+			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

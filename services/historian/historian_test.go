@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,17 +25,26 @@ import (
 )
 
 // flaky is a real store that refuses the first fails batches, as a store
-// that is down does.
+// that is down does, and, for good, every batch holding a change of the
+// delivery bad (as PostgreSQL refuses a value a column cannot take).
 type flaky struct {
 	history.Store
 	fails   atomic.Int64
 	refused atomic.Int64
+	bad     string
+	tries   atomic.Int64 // batches offered
 }
 
 func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
+	f.tries.Add(1)
 	if f.fails.Add(-1) >= 0 {
 		f.refused.Add(1)
 		return errors.New("connection refused")
+	}
+	for _, e := range es {
+		if f.bad != "" && e.Delivery.Id == f.bad {
+			return history.Refused(fmt.Errorf("invalid byte sequence in delivery %s", e.Delivery.Id))
+		}
 	}
 	return f.Store.Append(ctx, es)
 }
@@ -242,4 +252,44 @@ func TestJunkOnTheHistorySubjectIsDeadLetteredAndTheRestStored(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A change the store refuses for good does not stop the history: the
+// writer stores its batch in halves, sets the one refused change aside in
+// the dead letters with the store's reason, and stores the rest.
+func TestAChangeTheStoreRefusesForGoodIsSetAsideAndTheRestStored(t *testing.T) {
+	s := newSetup(t, 0)
+	ctx := context.Background()
+	s.store.bad = "dlv_b00007"
+	ids := s.deliver(t, 40, "b") // 80 changes: each delivery PENDING, then SUCCEEDED
+	stop := s.run(t)
+	defer stop()
+	var good []string
+	for _, id := range ids {
+		if id != s.store.bad {
+			good = append(good, id)
+		}
+	}
+	s.waitStored(t, good)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dead, _, err := stream.ListDeadLetters(ctx, s.js, stream.HistoryConsumer, 0, 10)
+		if err == nil && len(dead) == 2 {
+			for _, d := range dead {
+				if !strings.Contains(d.Reason, "refuses this change") || !strings.Contains(d.Reason, "invalid byte sequence") ||
+					d.Subject != stream.HistorySubject("brand-1", "ep_1", s.store.bad) {
+					t.Errorf("dead letter %+v: want the store's reason and the change's subject", d)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters of the writer: %v, %v; want the bad delivery's 2 changes", dead, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := s.store.Get(ctx, s.store.bad); !errors.Is(err, history.ErrNotFound) {
+		t.Fatalf("the refused delivery is in the store: %v", err)
+	}
+	t.Logf("%d batches offered to the store for 80 changes in batches of 50", s.store.tries.Load())
 }

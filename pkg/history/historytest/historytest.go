@@ -104,6 +104,28 @@ func Run(t *testing.T, newStore func(t *testing.T) history.Store) {
 		}
 	})
 
+	t.Run("a batch holding an entry the store cannot hold is refused (ErrRefused) and applies nothing", func(t *testing.T) {
+		s := open(t)
+		good := delivery("acc_1", "ep_1", "evt_1", succeeded, base)
+		for _, c := range []struct {
+			name string
+			bad  *postbackv1.Delivery
+		}{
+			{"no delivery id", &postbackv1.Delivery{AccountId: "acc_1", CreateTime: timestamppb.New(base)}},
+			{"no create time", &postbackv1.Delivery{Id: id.New(id.Delivery, base), AccountId: "acc_1"}},
+		} {
+			err := s.Append(ctx, []history.Entry{entry(good, nil, 1), {Delivery: c.bad, Version: 1}})
+			if !errors.Is(err, history.ErrRefused) {
+				t.Fatalf("%s: Append = %v, want ErrRefused", c.name, err)
+			}
+		}
+		if _, err := s.Get(ctx, good.Id); !errors.Is(err, history.ErrNotFound) {
+			t.Fatalf("the good entry of a refused batch was applied: Get = %v", err)
+		}
+		appendAll(t, s, entry(good, nil, 1)) // alone it is taken
+		get(t, s, good.Id)
+	})
+
 	t.Run("an unknown delivery is ErrNotFound", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Get(ctx, id.New(id.Delivery, base)); !errors.Is(err, history.ErrNotFound) {

@@ -440,7 +440,7 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 	}
 	b, err := makeBatch(entries)
 	if err != nil {
-		return fmt.Errorf("history append: %w", err)
+		return history.Refused(fmt.Errorf("history append: %w", err))
 	}
 	for try := 0; ; try++ {
 		if err := s.ensureDays(ctx, b.days); err != nil {
@@ -467,8 +467,28 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 			s.forgetDays(b.days)
 			continue
 		}
+		if refusedByData(err) {
+			return history.Refused(fmt.Errorf("history append: %w", err))
+		}
 		return fmt.Errorf("history append: %w", err)
 	}
+}
+
+// refusedByData reports an error that the rows' values caused, which the
+// same rows meet again however often they are tried: a data exception
+// (class 22: a NUL in text, a value out of range), an integrity constraint
+// (class 23) other than a missing partition, or a program limit (class 54:
+// a value too large). Connection, resource and lock errors are not.
+func refusedByData(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || noPartition(err) {
+		return false
+	}
+	switch pgErr.Code[:min(2, len(pgErr.Code))] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }
 
 // noPartition reports an insert that found no partition for a row.

@@ -255,6 +255,9 @@ func TestStoreWorksAcrossAServerRestart(t *testing.T) {
 		t.Errorf("error without context: %v", err)
 	}
 	t.Logf("with PostgreSQL down: %v", err)
+	if errors.Is(err, history.ErrRefused) {
+		t.Errorf("a server that is down refuses the entry for good (ErrRefused): %v", err)
+	}
 
 	pg.Restart()
 	// The pool's connections died with the server; it dials new ones. The
@@ -280,6 +283,20 @@ func TestStoreWorksAcrossAServerRestart(t *testing.T) {
 			t.Errorf("Get(%s) after Restart = %v, %v", e.Delivery.Id, r, err)
 		}
 	}
+}
+
+// A value a column cannot take is refused for good (ErrRefused): the
+// history writer sets that entry aside instead of retrying its batch
+// forever. PostgreSQL's text holds no NUL byte.
+func TestAValueAColumnCannotTakeIsRefusedForGood(t *testing.T) {
+	s := open(t, srv.NewDatabase(t))
+	bad := entry(day0.Add(time.Hour), postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1)
+	bad.Delivery.EventId = "evt_\x00"
+	err := s.Append(context.Background(), []history.Entry{bad})
+	if !errors.Is(err, history.ErrRefused) {
+		t.Fatalf("Append of a NUL in a text column = %v, want ErrRefused", err)
+	}
+	t.Logf("refused: %v", err)
 }
 
 func TestErrorsNeverShowThePassword(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"modernc.org/sqlite"
 
 	"github.com/postback-dev/postback/pkg/history"
 )
@@ -121,7 +122,7 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 	}
 	rows, attempts, err := prepare(entries)
 	if err != nil {
-		return fmt.Errorf("history append: %w", err)
+		return history.Refused(fmt.Errorf("history append: %w", err))
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -132,9 +133,35 @@ func (s *Store) Append(ctx context.Context, entries []history.Entry) error {
 		return fmt.Errorf("history append: %w", err)
 	}
 	if err := s.appendRows(ctx, rows, attempts); err != nil {
+		if refusedByData(err) {
+			return history.Refused(fmt.Errorf("history append: %w", err))
+		}
 		return fmt.Errorf("history append: %w", err)
 	}
 	return nil
+}
+
+// SQLite's primary result codes for what the values themselves cause.
+const (
+	sqliteTooBig     = 18
+	sqliteConstraint = 19
+	sqliteMismatch   = 20
+)
+
+// refusedByData reports an error that the rows' values caused, which the
+// same rows meet again however often they are tried: a value too big, a
+// constraint, a type mismatch. Busy, locked, I/O and full-disk errors are
+// not.
+func refusedByData(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff { // the primary code of an extended one
+	case sqliteTooBig, sqliteConstraint, sqliteMismatch:
+		return true
+	}
+	return false
 }
 
 // ensureDays creates the tables of the rows' days that do not exist, in a
