@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -134,6 +135,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Ready only while serving gRPC: not before the listener is bound and
+	// served, nor while it drains.
+	var serving atomic.Bool
+	if cfg.Readiness != nil {
+		cfg.Readiness.Add("grpc", func(context.Context) error {
+			if !serving.Load() {
+				return errors.New("the gateway is not serving gRPC")
+			}
+			return nil
+		})
+	}
 	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-gateway", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -170,6 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 	for name := range g.GetServiceInfo() {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
+	serving.Store(true) // the listener is bound: connections wait in its backlog until Serve takes them
 	if cfg.Readiness != nil {
 		go cfg.Readiness.Follow(ctx, 5*time.Second, func(ready bool) {
 			st := healthpb.HealthCheckResponse_SERVING
@@ -195,6 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	select {
 	case <-ctx.Done():
+		serving.Store(false)
 		hs.Shutdown()
 		stopped := make(chan struct{})
 		go func() { g.GracefulStop(); close(stopped) }()
@@ -205,6 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	case err := <-errc:
+		serving.Store(false)
 		return fmt.Errorf("gateway: serve: %w", err)
 	}
 }
