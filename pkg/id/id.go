@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -59,6 +60,25 @@ func Valid(prefix, s string) bool {
 		}
 	}
 	return true
+}
+
+// Time is the time an id of any prefix carries (to the millisecond): when
+// it was made, or for a derived id the time it was derived with. ok is
+// false when s does not end in a well-formed body.
+func Time(s string) (t time.Time, ok bool) {
+	if len(s) < 26 {
+		return time.Time{}, false
+	}
+	body := s[len(s)-26:]
+	var ms int64
+	for i := range 10 { // 3 + 9·5 = 48 bits of milliseconds
+		v := strings.IndexByte(alphabet, body[i])
+		if v < 0 || i == 0 && v > 7 {
+			return time.Time{}, false
+		}
+		ms = ms<<5 | int64(v)
+	}
+	return time.UnixMilli(ms).UTC(), true
 }
 
 // encode writes 128 bits as 26 Crockford base32 characters (the first

@@ -1,6 +1,7 @@
 package id
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,6 +39,28 @@ func TestValidRejectsWrongShapes(t *testing.T) {
 	for _, s := range []string{"", "dlv_", "ep_01ARZ3NDEKTSV4RRFFQ69G5FAV", "dlv_01arz3ndektsv4rrffq69g5fav", "dlv_01ARZ3NDEKTSV4RRFFQ69G5FA.", "dlv_01ARZ3NDEKTSV4RRFFQ69G5FAVX"} {
 		if Valid(Delivery, s) {
 			t.Errorf("Valid(%q) = true", s)
+		}
+	}
+}
+
+func TestAnIdCarriesTheTimeItWasMadeWith(t *testing.T) {
+	at := time.Date(2026, 4, 8, 9, 0, 0, 123456789, time.UTC)
+	want := at.Truncate(time.Millisecond)
+	for _, c := range []struct {
+		name string
+		id   string
+	}{
+		{"a new id", New(Delivery, at)},
+		{"a derived id", Derive(Delivery, at, "evt_1", "7", "ep_1")},
+		{"an id of another prefix", New(Event, at)},
+	} {
+		if got, ok := Time(c.id); !ok || !got.Equal(want) {
+			t.Errorf("%s: Time(%s) = %v, %v; want %v", c.name, c.id, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "dlv_1", "dlv_" + strings.Repeat("U", 26), "dlv_" + strings.Repeat("Z", 26)} {
+		if _, ok := Time(bad); ok {
+			t.Errorf("Time(%q) ok; want not an id", bad)
 		}
 	}
 }

@@ -91,6 +91,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/id"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -118,12 +119,13 @@ type Store struct {
 
 	// Statistics of the days being written (analyze.go): rows appended
 	// to each day since it was last analyzed, and rows it had then.
-	statsMu   sync.Mutex
-	grown     map[time.Time]int64
-	analyzed  map[time.Time]int64
-	analyzing bool
-	bg        context.Context // ends with Close: the background ANALYZE
-	stopBg    context.CancelFunc
+	statsMu    sync.Mutex
+	grown      map[time.Time]int64
+	analyzed   map[time.Time]int64
+	analyzing  bool
+	unanalyzed []string        // partitions with no statistics, found at Open
+	bg         context.Context // ends with Close: the background ANALYZE
+	stopBg     context.CancelFunc
 }
 
 var _ history.Store = (*Store)(nil)
@@ -149,6 +151,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("history postgres: %w", err)
 	}
+	s.analyzeUnanalyzed(ctx)
 	return s, nil
 }
 
@@ -499,22 +502,46 @@ func noPartition(err error) bool {
 
 // Reads.
 
-// Get returns a delivery by id.
-func (s *Store) Get(ctx context.Context, id string) (*history.Row, error) {
+// eventSkew is how far before its event a delivery's create time may be
+// (the renderer's clock behind the gateway's).
+const eventSkew = time.Hour
+
+// onIDDay is the condition and arguments that look for a delivery id on
+// the day its id names, where it is created (the id carries its event's
+// time): one partition instead of every day's. ok is false when the id
+// names no day; callers look in every day when it finds nothing.
+func onIDDay(deliveryID string) (cond string, args []any, ok bool) {
+	t, ok := id.Time(deliveryID)
+	if !ok {
+		return "", nil, false
+	}
+	day := history.Day(t.Add(-eventSkew))
+	return " AND created >= $2 AND created < $3", []any{deliveryID, day, history.Day(t).Add(48 * time.Hour)}, true
+}
+
+// Get returns a delivery by id: from the day its id names, else any day.
+func (s *Store) Get(ctx context.Context, deliveryID string) (*history.Row, error) {
 	var (
 		pb, job []byte
 		version int64
 	)
-	err := s.pool.QueryRow(ctx, "SELECT delivery, job, version FROM deliveries WHERE id = $1 LIMIT 1", id).Scan(&pb, &job, &version)
+	const get = "SELECT delivery, job, version FROM deliveries WHERE id = $1"
+	err := pgx.ErrNoRows
+	if cond, args, ok := onIDDay(deliveryID); ok {
+		err = s.pool.QueryRow(ctx, get+cond+" LIMIT 1", args...).Scan(&pb, &job, &version)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("history get %s: %w", id, history.ErrNotFound)
+		err = s.pool.QueryRow(ctx, get+" LIMIT 1", deliveryID).Scan(&pb, &job, &version)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("history get %s: %w", deliveryID, history.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("history get %s: %w", id, err)
+		return nil, fmt.Errorf("history get %s: %w", deliveryID, err)
 	}
 	d := &postbackv1.Delivery{}
 	if err := proto.Unmarshal(pb, d); err != nil {
-		return nil, fmt.Errorf("history get %s: decode: %w", id, err)
+		return nil, fmt.Errorf("history get %s: decode: %w", deliveryID, err)
 	}
 	return &history.Row{Delivery: d, Job: job, Version: version}, nil
 }
@@ -587,6 +614,12 @@ func listQuery(q history.Query, cursor *history.Cursor) (string, []any) {
 	}
 	if q.EventID != "" {
 		where = append(where, "event_id = "+arg(q.EventID))
+		// An event's deliveries are made after it (its id says when it was
+		// accepted; an hour allows for hosts' clocks): the days before are
+		// pruned.
+		if t, ok := id.Time(q.EventID); ok {
+			where = append(where, "created >= "+arg(t.Add(-eventSkew)))
+		}
 	}
 	if !q.Start.IsZero() {
 		where = append(where, "created >= "+arg(ceilMicro(q.Start)))
@@ -653,13 +686,25 @@ func ceilMicro(t time.Time) time.Time {
 
 // Attempts returns a delivery's attempts, oldest first.
 func (s *Store) Attempts(ctx context.Context, deliveryID string) ([]*postbackv1.Attempt, error) {
-	rows, err := s.pool.Query(ctx, "SELECT attempt FROM attempts WHERE delivery_id = $1 ORDER BY number", deliveryID)
-	if err != nil {
-		return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+	const attempts = "SELECT attempt FROM attempts WHERE delivery_id = $1"
+	var pbs [][]byte
+	if cond, args, ok := onIDDay(deliveryID); ok {
+		rows, err := s.pool.Query(ctx, attempts+cond+" ORDER BY number", args...)
+		if err != nil {
+			return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+		}
+		if pbs, err = pgx.CollectRows(rows, pgx.RowTo[[]byte]); err != nil {
+			return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+		}
 	}
-	pbs, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
-	if err != nil {
-		return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+	if len(pbs) == 0 { // not on its day (or none at all): every day
+		rows, err := s.pool.Query(ctx, attempts+" ORDER BY number", deliveryID)
+		if err != nil {
+			return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+		}
+		if pbs, err = pgx.CollectRows(rows, pgx.RowTo[[]byte]); err != nil {
+			return nil, fmt.Errorf("history attempts %s: %w", deliveryID, err)
+		}
 	}
 	out := make([]*postbackv1.Attempt, len(pbs))
 	for i, pb := range pbs {

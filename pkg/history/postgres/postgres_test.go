@@ -375,3 +375,59 @@ func TestADayThatGrowsIsAnalyzedByTheStore(t *testing.T) {
 		t.Errorf("%s, one row, was analyzed", small)
 	}
 }
+
+// Every day that grew in one batch is analyzed, one after another, with no
+// further Append to start the next; and a store opened on days that have
+// no statistics at all (filled, then closed before their ANALYZE) analyzes
+// them at start.
+func TestEveryDayDueIsAnalyzedAndAStoreOpenedOnUnanalyzedDaysAnalyzesThem(t *testing.T) {
+	ctx := context.Background()
+	analyzed := func(s *Store, table string) bool {
+		var n int64
+		err := s.pool.QueryRow(ctx, "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1", table).Scan(&n)
+		return err == nil && n > 0
+	}
+	waitAnalyzed := func(t *testing.T, s *Store, tables ...string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for _, table := range tables {
+			for !analyzed(s, table) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s not analyzed within 30 s", table)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	t.Run("three days grown in one batch", func(t *testing.T) {
+		s := open(t, srv.NewDatabase(t))
+		var es []history.Entry
+		var tables []string
+		for d := range 3 {
+			day := day0.Add(time.Duration(d) * 24 * time.Hour)
+			for i := range analyzeMin {
+				es = append(es, entry(day.Add(time.Duration(i)*time.Second), postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1))
+			}
+			tables = append(tables, partitionName("deliveries", day))
+		}
+		mustAppend(t, s, es...)
+		waitAnalyzed(t, s, tables...)
+	})
+	t.Run("days left without statistics are analyzed at start", func(t *testing.T) {
+		url := srv.NewDatabase(t)
+		s := open(t, url)
+		var es []history.Entry
+		for i := range analyzeMin / 2 { // too few for the store to analyze the day as it grows
+			es = append(es, entry(day0.Add(time.Duration(i)*time.Second), postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1))
+		}
+		mustAppend(t, s, es...)
+		table := partitionName("deliveries", day0)
+		time.Sleep(200 * time.Millisecond)
+		if analyzed(s, table) {
+			t.Fatalf("%s was analyzed at %d rows; the test needs it without statistics", table, analyzeMin/2)
+		}
+		s.Close()
+		again := open(t, url)
+		waitAnalyzed(t, again, table, partitionName("attempts", day0))
+	})
+}

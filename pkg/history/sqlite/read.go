@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/id"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -226,23 +227,12 @@ func listSQL(day string, q history.Query, statuses []postbackv1.DeliveryStatus, 
 // idDay is the day the time in a Postback id (prefix_ and 26 characters
 // of Crockford base32 whose first 10 carry the millisecond time) falls in,
 // the first day to look for the delivery in.
-func idDay(id string) (string, bool) {
-	if len(id) < 26 {
+func idDay(s string) (string, bool) {
+	t, ok := id.Time(s)
+	if !ok {
 		return "", false
 	}
-	body := id[len(id)-26:]
-	var ms uint64
-	for i := range 10 {
-		v := strings.IndexByte("0123456789ABCDEFGHJKMNPQRSTVWXYZ", body[i])
-		if v < 0 {
-			return "", false
-		}
-		ms = ms<<5 | uint64(v)
-	}
-	if ms > math.MaxInt64/2 {
-		return "", false
-	}
-	return dayKey(time.UnixMilli(int64(ms))), true
+	return dayKey(t), true
 }
 
 // probeOrder is the days to look for a delivery in: the day its id names
