@@ -3,6 +3,7 @@ package inflight
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -15,11 +16,31 @@ import (
 // lives in its record (Record.Last), written together with the delivery's
 // state; when a later attempt takes its place, the sender first appends it
 // here. So a delivery that succeeds at once never writes to this stream,
-// and its full history is History(List(...), record.Last).
-type Attempts struct{ js jetstream.JetStream }
+// and its full history is delivery.Attempts(List(...), record.Last) (with
+// the history store's, for attempts the stream has let go of).
+type Attempts struct {
+	js jetstream.JetStream
+
+	mu sync.Mutex
+	st jetstream.Stream // bound on first List: a lookup saved per call
+}
 
 // NewAttempts binds the attempt history.
 func NewAttempts(js jetstream.JetStream) *Attempts { return &Attempts{js: js} }
+
+// stream is the ATTEMPTS stream, bound once.
+func (a *Attempts) stream(ctx context.Context) (jetstream.Stream, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.st == nil {
+		st, err := a.js.Stream(ctx, stream.AttemptsStream)
+		if err != nil {
+			return nil, err
+		}
+		a.st = st
+	}
+	return a.st, nil
+}
 
 // Append records one attempt (idempotent per delivery and attempt number).
 func (a *Attempts) Append(ctx context.Context, accountID string, at *postbackv1.Attempt) error {
@@ -52,7 +73,7 @@ func (a *Attempts) Retire(ctx context.Context, r *Record) error {
 // List returns every recorded attempt of a delivery, oldest first.
 func (a *Attempts) List(ctx context.Context, accountID, deliveryID string) ([]*postbackv1.Attempt, error) {
 	subject := stream.AttemptSubject(accountID, deliveryID)
-	s, err := a.js.Stream(ctx, stream.AttemptsStream)
+	s, err := a.stream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("attempts of %s: %w", deliveryID, err)
 	}

@@ -20,8 +20,8 @@ import (
 
 // loadRecord reads a delivery the caller may see, or answers NotFound.
 func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*inflight.Record, error) {
-	if !id.Valid(id.Delivery, dlvID) {
-		return nil, invalid(field, "want a delivery id (dlv_…), got %q", dlvID)
+	if err := validDelivery(field, dlvID); err != nil {
+		return nil, err
 	}
 	r, err := s.find(ctx, dlvID)
 	if errors.Is(err, inflight.ErrNotFound) || err == nil && !visible(ctx, r.Delivery.AccountId) {
@@ -105,8 +105,36 @@ func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliver
 	return &postbackv1.ListDeliveriesResponse{Deliveries: page.Deliveries, NextPageToken: page.Next}, nil
 }
 
+// validDelivery says why dlvID, given as field, is not a delivery id.
+func validDelivery(field, dlvID string) error {
+	if !id.Valid(id.Delivery, dlvID) {
+		return invalid(field, "want a delivery id (dlv_…), got %q", dlvID)
+	}
+	return nil
+}
+
+// storedAttempts is a history store read of a delivery's attempts.
+type storedAttempts struct {
+	attempts []*postbackv1.Attempt
+	err      error
+}
+
 // ListAttempts returns every attempt of a delivery.
 func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsRequest) (*postbackv1.ListAttemptsResponse, error) {
+	if err := validDelivery("delivery_id", req.DeliveryId); err != nil {
+		return nil, err
+	}
+	// The history store's attempts are read while the delivery is looked
+	// up (and the read is dropped when it is not needed): the answer costs
+	// the slower of the two, not both. Nothing read is returned before the
+	// caller is known to see the delivery.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stored := make(chan storedAttempts, 1)
+	go func() {
+		ats, err := s.history.Attempts(sctx, req.DeliveryId)
+		stored <- storedAttempts{ats, err}
+	}()
 	r, err := s.loadRecord(ctx, "delivery_id", req.DeliveryId)
 	if err != nil {
 		return nil, err
@@ -116,16 +144,21 @@ func (s *Server) ListAttempts(ctx context.Context, req *postbackv1.ListAttemptsR
 	}
 	// The history store holds every attempt the writer has stored; those
 	// replaced since (the writer may be behind) are in ATTEMPTS, which
-	// keeps them for a while (older ones NATS has let go of are stored).
-	stored, err := s.history.Attempts(ctx, r.Delivery.Id)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	// keeps them for attemptsAge (older ones NATS has let go of are
+	// stored). A delivery not changed for that long has none left there.
+	res := <-stored
+	if res.err != nil {
+		return nil, status.Errorf(codes.Unavailable, "%v", res.err)
 	}
-	moved, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
-	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	earlier := res.attempts
+	hot := r.Revision != 0 || r.Queued
+	if hot || time.Since(r.Delivery.GetUpdateTime().AsTime()) < s.attemptsAge {
+		moved, err := s.attempts.List(ctx, r.Delivery.AccountId, r.Delivery.Id)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "%v", err)
+		}
+		earlier = delivery.Merge(earlier, moved)
 	}
-	earlier := delivery.Merge(stored, moved)
 	return &postbackv1.ListAttemptsResponse{Attempts: delivery.Attempts(earlier, r.Last)}, nil
 }
 

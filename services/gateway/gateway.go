@@ -86,7 +86,10 @@ type Server struct {
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
 	limits     Limits
-	now        func() time.Time
+	// attemptsAge is how long ATTEMPTS keeps a replaced attempt
+	// (stream.Options.AttemptsAge).
+	attemptsAge time.Duration
+	now         func() time.Time
 }
 
 // NewServer binds the server to an open JetStream context (layout ensured).
@@ -108,7 +111,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: inflight.NewAttempts(js), history: h,
+	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 
@@ -157,6 +160,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv.limits = cfg.Limits.withDefaults()
 	srv.deliveries.Grace = cfg.Layout.Grace
+	if cfg.Layout.AttemptsAge > 0 {
+		srv.attemptsAge = cfg.Layout.AttemptsAge
+	}
 	lis := cfg.Listener
 	if lis == nil {
 		lis, err = net.Listen("tcp", cfg.GRPCAddr)
