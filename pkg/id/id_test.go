@@ -64,3 +64,18 @@ func TestAnIdCarriesTheTimeItWasMadeWith(t *testing.T) {
 		}
 	}
 }
+
+func TestATokenIsWhatFitsOneTokenOfASubject(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{
+		{"brand-1", true}, {"Brand_2", true}, {strings.Repeat("a", 64), true},
+		{"", false}, {strings.Repeat("a", 65), false}, {"a.b", false}, {"a b", false},
+		{"a*", false}, {"a>", false}, {"evt_\x00", false}, {"é", false},
+	} {
+		if got := ValidToken(c.s); got != c.want {
+			t.Errorf("ValidToken(%q) = %v, want %v", c.s, got, c.want)
+		}
+	}
+}
