@@ -18,7 +18,7 @@ const MetadataKey = "authorization"
 
 // Public reports whether a full gRPC method name ("/pkg.Service/Method") is
 // answered without a token: gRPC health (probes) and server reflection (the
-// API's shape, which API.md publishes anyway).
+// API's shape, which docs/api.md publishes anyway).
 func Public(fullMethod string) bool {
 	for _, p := range []string{
 		"/grpc.health.v1.Health/",

@@ -1,4 +1,4 @@
-// Package auth authenticates API callers and carries who they are (DESIGN
+// Package auth authenticates API callers and carries who they are (docs/architecture.md,
 // decision 13).
 //
 // Tokens. POSTBACK_TOKENS holds "token=account" pairs separated by commas;

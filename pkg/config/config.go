@@ -1,5 +1,5 @@
 // Package config reads Postback's configuration: the environment variables of
-// API.md, each also a command-line flag of the same name in kebab case
+// docs/api.md, each also a command-line flag of the same name in kebab case
 // without the POSTBACK_ prefix (POSTBACK_GRPC_ADDR = --grpc-addr). A flag
 // given on the command line wins over the environment.
 package config
@@ -47,7 +47,7 @@ type Config struct {
 	PProf bool
 }
 
-// Defaults are API.md's defaults.
+// Defaults are docs/api.md's defaults.
 func Defaults() Config {
 	return Config{
 		GRPCAddr:  "127.0.0.1:7070",

@@ -16,7 +16,7 @@ package dispatch
 // destination from the network guard, which checks every dial), HTTP/2
 // (TLS offers only http/1.1 in ALPN; a postback is one small request, and
 // brands' receivers all speak HTTP/1.1), and following redirects (the
-// brand's answer is the first response, DESIGN decision 6).
+// brand's answer is the first response, docs/architecture.md, decision 6).
 //
 // Failure policy: a connection is reused only when its response was read
 // to the end (at most drainLimit bytes past what the caller read), neither

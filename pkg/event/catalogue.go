@@ -1,7 +1,7 @@
 // Package event holds the catalogue of the six postback event types: every
 // data point an event may carry, its type and a one-line description, all
-// taken from the seed's example payloads (DESIGN.md, "Decisions where the seed
-// is silent", item 1), plus validation of incoming event data against it.
+// taken from the seed's example payloads (docs/architecture.md, decision
+// 1), plus validation of incoming event data against it.
 //
 // The catalogue is one table per event type (catalogue.go). Each row carries
 // the seed's example value, so Sample returns the seed's example event and the

@@ -1,4 +1,4 @@
-// Package guard is the network guard (DESIGN decision 11): by default no
+// Package guard is the network guard (docs/architecture.md, decision 11): by default no
 // postback goes to loopback, private, link-local, CGNAT, multicast, reserved,
 // documentation or cloud-metadata addresses, over IPv4 or IPv6. An operator's
 // allow-list (POSTBACK_ALLOW_CIDRS) opens exactly the prefixes it names, e.g.
@@ -197,7 +197,7 @@ func Dialer(allow []netip.Prefix, timeout time.Duration) *net.Dialer {
 // Transport returns an http.Transport for postbacks: dialling through
 // Dialer(allow, timeout), no proxy (a proxy would hide the destination from
 // the guard), and otherwise net/http's defaults. Redirects are the client's
-// business (the sender does not follow them, DESIGN decision 6).
+// business (the sender does not follow them, docs/architecture.md, decision 6).
 func Transport(allow []netip.Prefix, timeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil

@@ -1,6 +1,6 @@
 // Package limiter decides when the next request to an endpoint may start, so
 // that every brand's Minimum Delay and Maximum Requests per second hold across
-// all sender replicas (DESIGN decision 5).
+// all sender replicas (docs/architecture.md, decision 5).
 //
 // The model is a reservation, not a wait: Reserve books the next free slot for
 // one request and returns the instant it may start. It never blocks; the sender

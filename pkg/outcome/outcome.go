@@ -1,5 +1,5 @@
 // Package outcome decides whether a postback landed, from the brand's own
-// Success Response and Error Response rules (DESIGN decision 6).
+// Success Response and Error Response rules (docs/architecture.md, decision 6).
 //
 // A rule is one of:
 //

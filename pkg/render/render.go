@@ -2,7 +2,7 @@
 // its URL, header values and body are {DataPoint} templates (pkg/template),
 // compiled once by Compile and rendered per event by Endpoint.Render.
 //
-// Rules (DESIGN.md decisions 2-4):
+// Rules (docs/architecture.md, decisions 2–4):
 //   - The URL template renders with template.URL escaping (macros in the path
 //     and in the query are both percent-encoded) and must then be an absolute
 //     http or https URL; otherwise Render returns a *URLError, which the

@@ -2,7 +2,7 @@
 // timers, no I/O. The retry service asks Next what follows a failed attempt and
 // publishes a delayed re-delivery; nothing here waits.
 //
-// The schedule, from the seed ("Postback retry mechanism") and DESIGN decision 7:
+// The schedule, from the seed ("Postback retry mechanism") and docs/architecture.md, decision 7:
 // a failed postback is retried up to 15 times, each delay counted from the end of
 // the previous attempt:
 //

@@ -1,4 +1,4 @@
-// Package secret keeps secrets at rest encrypted (DESIGN decision 12): header values
+// Package secret keeps secrets at rest encrypted (docs/architecture.md, decision 12): header values
 // marked secret and endpoint signing secrets are sealed before they are stored, opened
 // only where a request is sent, and shown to API callers only masked.
 //

@@ -1,4 +1,4 @@
-// Package signature signs postbacks the Standard Webhooks way (DESIGN decision 8),
+// Package signature signs postbacks the Standard Webhooks way (docs/architecture.md, decision 8),
 // so a brand can verify them with any of that specification's libraries.
 //
 // Scheme (standard-webhooks spec, "Signature scheme" and "Webhook headers"):

@@ -4,7 +4,7 @@ import "go.opentelemetry.io/otel/attribute"
 
 // Postback span attributes. Every span that concerns one postback carries
 // the ids that find it again; none ever carries a header value, a body or a
-// signing secret (DESIGN decision 12).
+// signing secret (docs/architecture.md, decision 12).
 const (
 	AccountID  = attribute.Key("postback.account_id")
 	EndpointID = attribute.Key("postback.endpoint_id")

@@ -1,5 +1,5 @@
 // Package template implements the {DataPoint} macro language of endpoint URL,
-// header and body templates (DESIGN.md, decision 2).
+// header and body templates (docs/architecture.md, decision 2).
 //
 // Language:
 //

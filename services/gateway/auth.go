@@ -6,7 +6,7 @@ import (
 	"github.com/postback-dev/postback/pkg/auth"
 )
 
-// The tenancy rules every handler applies (DESIGN decision 13). The caller's
+// The tenancy rules every handler applies (docs/architecture.md, decision 13). The caller's
 // identity is put in the context by the auth interceptors Run installs
 // (Config.Auth); a context without one (a handler called without them) may
 // act on nothing, so a wiring mistake fails closed.

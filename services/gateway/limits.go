@@ -11,7 +11,7 @@ import (
 )
 
 // Limits bound what one call may ask the gateway to store or publish. A call
-// over a limit is answered ResourceExhausted (API.md: size limits) with a
+// over a limit is answered ResourceExhausted (docs/api.md: size limits) with a
 // message naming the field and the limit, and nothing of it is stored or
 // published. In PublishBatch an event over a per-event limit fails alone, as
 // any bad event does; a batch over MaxBatch fails whole. Zero fields take

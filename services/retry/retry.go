@@ -1,5 +1,5 @@
 // Package retry turns a failed attempt into its next step on the retry
-// schedule (DESIGN decision 7): a delayed re-delivery through a JetStream
+// schedule (docs/architecture.md, decision 7): a delayed re-delivery through a JetStream
 // message schedule, or a DEAD delivery once the last retry has failed.
 //
 // The state machine of a delivery, as the services move it:

@@ -9,7 +9,7 @@ import (
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-// DESIGN decision 10: an exact repeat with the same idempotency key within
+// docs/architecture.md, decision 10: an exact repeat with the same idempotency key within
 // the dedupe window is dropped; a later version of the same event (the
 // seed's publisher-application note) delivers again.
 func TestRepeatsWithTheSameIdempotencyKeyAreDroppedAndNewVersionsDelivered(t *testing.T) {

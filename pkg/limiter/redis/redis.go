@@ -1,6 +1,6 @@
 // Package redislimiter is the cluster-wide limiter: every sender replica books
 // slots for an endpoint in the same Redis hash, so Minimum Delay and Maximum
-// Requests hold across the fleet (DESIGN decision 5, "Scaling out").
+// Requests hold across the fleet (docs/architecture.md, decision 5, "Scaling out").
 //
 // Algorithm: the virtual-scheduling (GCRA) form of a token bucket of capacity
 // burst = max(1, Rate) refilled at Rate per second, plus Minimum Delay spacing
