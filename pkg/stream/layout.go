@@ -99,6 +99,13 @@
 //	            is then read from the history store, so the bucket follows
 //	            the work in flight, not the retention (Options.Retention
 //	            stays its backstop MaxAge).
+//	KV postback-idempotency <account_id>.<hash of the idempotency key>
+//	            The first event id published with each key, for the event
+//	            dedupe window (TTL = Options.EventDedupe). EVENTS dedupes
+//	            by Nats-Msg-Id too, but its window is rebuilt at a server
+//	            restart from the messages still stored, and a work queue
+//	            keeps none once the renderer has them: this bucket is what
+//	            makes a repeat a duplicate after any restart.
 //
 // Every consumer is a durable pull consumer with explicit ack; a message is
 // acked only after its effect is durable.
@@ -122,8 +129,9 @@ const (
 	SchedulesStream  = "SCHEDULES"
 	AttemptsStream   = "ATTEMPTS"
 
-	EndpointsBucket  = "postback-endpoints"
-	DeliveriesBucket = "postback-deliveries"
+	EndpointsBucket   = "postback-endpoints"
+	DeliveriesBucket  = "postback-deliveries"
+	IdempotencyBucket = "postback-idempotency"
 
 	// Durable consumer names.
 	RendererConsumer     = "renderer"
@@ -313,6 +321,8 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		// LimitMarkerTTL turns on per-message TTLs (a final record's grace,
 		// pkg/inflight history.go); the markers left when records expire live a second.
 		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, LimitMarkerTTL: time.Second,
+			Storage: storage, Replicas: o.Replicas},
+		{Bucket: IdempotencyBucket, Description: "first event id of each idempotency key", History: 1, TTL: o.EventDedupe,
 			Storage: storage, Replicas: o.Replicas},
 	}
 	for _, cfg := range buckets {

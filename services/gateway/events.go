@@ -204,11 +204,43 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	if req.IdempotencyKey != "" {
+		first, err := s.keys.first(ctx, req.AccountId, req.IdempotencyKey)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "read idempotency key: %v", err)
+		}
+		if first != "" {
+			return &postbackv1.PublishResponse{EventId: first, Duplicate: true}, nil
+		}
+	}
 	ack, err := stream.Publish(ctx, s.js.Conn(), stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
 	if err != nil {
 		return nil, publishError(err)
 	}
-	return &postbackv1.PublishResponse{EventId: p.event.ID, Duplicate: ack.Duplicate}, nil
+	eventID, dup := s.keyed(ctx, req, p.event.ID, ack.Duplicate)
+	return &postbackv1.PublishResponse{EventId: eventID, Duplicate: dup}, nil
+}
+
+// keyed settles an idempotency key after its event's publish (see
+// idempotency.go): a new event's id is recorded as the key's first; a
+// duplicate answers with the first event's id. It returns the event id
+// to answer with and whether the call was a duplicate.
+func (s *Server) keyed(ctx context.Context, req *postbackv1.PublishRequest, eventID string, duplicate bool) (string, bool) {
+	if req.IdempotencyKey == "" {
+		return eventID, duplicate
+	}
+	if duplicate {
+		first, err := s.keys.waitFirst(ctx, req.AccountId, req.IdempotencyKey)
+		if err == nil && first != "" {
+			return first, true
+		}
+		return eventID, true // the first call's record never came (it crashed): the duplicate flag still holds
+	}
+	if err := s.keys.record(ctx, req.AccountId, req.IdempotencyKey, eventID); err != nil {
+		s.log.WarnContext(ctx, "idempotency key not recorded: a repeat after a restart may make a second event",
+			"account_id", req.AccountId, "event_id", eventID, "error", err)
+	}
+	return eventID, false
 }
 
 // PublishBatch accepts many events; a bad one does not sink the rest. Valid
@@ -230,6 +262,17 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			results[i] = &postbackv1.PublishResult{Error: toStatus(err)}
 			continue
 		}
+		if ev.IdempotencyKey != "" {
+			first, err := s.keys.first(ctx, ev.AccountId, ev.IdempotencyKey)
+			if err != nil {
+				results[i] = &postbackv1.PublishResult{Error: toStatus(status.Errorf(codes.Unavailable, "events[%d]: read idempotency key: %v", i, err))}
+				continue
+			}
+			if first != "" {
+				results[i] = &postbackv1.PublishResult{EventId: first, Duplicate: true}
+				continue
+			}
+		}
 		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
 		f, err := s.js.PublishMsgAsync(stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
 		if err != nil {
@@ -244,7 +287,7 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 		}
 		select {
 		case ack := <-f.Ok():
-			results[i].Duplicate = ack.Duplicate
+			results[i].EventId, results[i].Duplicate = s.keyed(ctx, req.Events[i], results[i].EventId, ack.Duplicate)
 		case err := <-f.Err():
 			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
 		case <-ctx.Done():

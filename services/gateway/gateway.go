@@ -80,6 +80,7 @@ type Server struct {
 	js         jetstream.JetStream
 	endpoints  *endpoints.Store
 	deliveries *inflight.Deliveries
+	keys       *keys // the first event id of each idempotency key
 	attempts   *inflight.Attempts
 	history    history.Store
 	keyring    *secret.Keyring
@@ -108,10 +109,14 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if err != nil {
 		return nil, err
 	}
+	ks, err := openKeys(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
+	return &Server{js: js, endpoints: eps, deliveries: dls, keys: ks, attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 
