@@ -142,7 +142,7 @@ func decodeHistoryEntry(data []byte, v int64) (history.Entry, error) {
 	d := r.Delivery
 	switch {
 	case !id.ValidToken(d.Id):
-		return history.Entry{}, fmt.Errorf("history entry without a well-formed delivery id (got %q)", clip(d.Id))
+		return history.Entry{}, fmt.Errorf("history entry without a well-formed delivery id (got %.64q)", d.Id)
 	case !id.ValidToken(d.AccountId) || !id.ValidToken(d.EndpointId) || d.EventId != "" && !id.ValidToken(d.EventId):
 		return history.Entry{}, fmt.Errorf("history entry of %s without a well-formed account, endpoint or event id", d.Id)
 	case !d.CreateTime.IsValid():
@@ -191,12 +191,4 @@ func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
 // timestampMicro is a timestamp of unix microseconds.
 func timestampMicro(us int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.UnixMicro(us).UTC())
-}
-
-// clip bounds a value quoted in an error.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
