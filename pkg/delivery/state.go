@@ -1,33 +1,31 @@
 // Package delivery is the home of a delivery's life: the Job that is its
 // rendered request, and every change of its state as one named transition.
 // It knows no broker and no store: the services decide when a transition
-// happens, pkg/inflight writes the result (one guarded write, see
-// Records), and the history store keeps it.
+// happens, pkg/inflight writes the result (every record write goes through
+// one guarded write, Deliveries.write, a compare-and-set where it must be),
+// and the history store keeps it.
 //
-// The states, and the transitions between them (a delivery is created by
-// Enqueue or RenderFailed; Resend starts a finished one again):
+// The states, and the transitions between them:
 //
-//	                    Enqueue                     RenderFailed
-//	                       │                             │
-//	                       ▼          Defer              ▼
-//	          ┌──────▶  PENDING  ◀───────────┐        FAILED
-//	          │          │   │  ▲            │
-//	          │    Claim │   │  └── Defer ───┤
-//	          │          ▼   │               │
-//	          │     IN_FLIGHT│               │
-//	          │      │       │ (a first send is sent unclaimed)
-//	          │      ├───────┴──▶ Succeed ─▶ SUCCEEDED
-//	          │      ├──────────▶ Fail ────▶ FAILED
-//	          │      └──────────▶ Retry ───▶ RETRYING ──▶ Kill ──▶ DEAD
-//	          │                               │  ▲  │
-//	          │                         Claim │  └──┘ Schedule (next retry time)
-//	          │                               ▼
-//	          │                           IN_FLIGHT …
-//	          │
-//	          └── Resend (manual retry, replay) from any state but IN_FLIGHT
+//	        Enqueue                          RenderFailed ──▶ FAILED
+//	           │
+//	           ▼        Defer (limits, share)
+//	        PENDING ◀───────────────┐
+//	           │  Claim             │
+//	           ▼                    │
+//	       IN_FLIGHT ───────────────┘
+//	           ├── Succeed ──▶ SUCCEEDED
+//	           ├── Fail ─────▶ FAILED
+//	           └── Retry ────▶ RETRYING ── Schedule (next time) ── Claim ──▶ IN_FLIGHT …
+//	                                  └── Kill (retries spent) ──▶ DEAD
 //
-//	Cancel: PENDING, RETRYING or IN_FLIGHT ──▶ CANCELLED (endpoint deleted,
+//	Cancel: PENDING, RETRYING or IN_FLIGHT ──▶ CANCELLED (endpoint deleted or
 //	disabled, or its pending deliveries cancelled)
+//	Resend (RetryDelivery, ReplayDeliveries): any state but IN_FLIGHT ──▶ PENDING
+//
+// A first send is sent without a claim (its job is the delivery's only
+// copy), so Succeed, Fail and Retry also leave PENDING; every other copy
+// of a job claims the attempt first (services/sender).
 //
 // SUCCEEDED, FAILED, DEAD and CANCELLED are final (Final): nothing moves a
 // delivery out of them but a person, through Resend.
