@@ -24,9 +24,10 @@ package dispatch
 // error closes it. Idle connections are dropped after idleTimeout. A
 // request that fails on a reused connection before a single response byte
 // came back (the server closed the connection while it sat idle, the usual
-// keep-alive race) is sent once more on a new connection: the receiver did
-// not answer it, and postbacks are at least once with a stable delivery id
-// for receivers that drop duplicates. A context that ends (the endpoint's
+// keep-alive race) is sent once more on a newly dialled connection, never
+// on another idle one (a receiver that restarted closed them all). The
+// receiver did not answer it, and postbacks are at least once with a
+// stable delivery id for receivers that drop duplicates. A context that ends (the endpoint's
 // timeout) stops the exchange at once, and the error says so
 // (context.DeadlineExceeded); it bounds the response body too, its reading
 // and its draining on Close, so a receiver that answers slowly, sends an
@@ -127,7 +128,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.SetBasicAuth(u.User.Username(), password)
 	}
 	for try := 0; ; try++ {
-		c, err := t.get(ctx, key, u.Scheme, host, addr)
+		c, err := t.get(ctx, key, u.Scheme, host, addr, try > 0)
 		if err != nil {
 			return nil, withContext(ctx, err)
 		}
@@ -255,13 +256,15 @@ func (b *body) Close() error {
 	return err
 }
 
-// get takes an idle connection to key or dials a new one.
-func (t *transport) get(ctx context.Context, key, scheme, host, addr string) (*conn, error) {
+// get takes an idle connection to key or dials a new one; fresh always
+// dials (the once-more send: the idle connections beside the one the
+// server closed, after a receiver's restart, are likely closed too).
+func (t *transport) get(ctx context.Context, key, scheme, host, addr string, fresh bool) (*conn, error) {
 	now := t.now()
 	var stale []*conn
 	t.mu.Lock()
 	var c *conn
-	for idle := t.idle[key]; len(idle) > 0; {
+	for idle := t.idle[key]; len(idle) > 0 && !fresh; {
 		last := idle[len(idle)-1]
 		idle = idle[:len(idle)-1]
 		t.idleCount--

@@ -362,3 +362,37 @@ func TestAReceiverCannotSendEndlessHeaders(t *testing.T) {
 		t.Fatalf("err = %v, want the header limit", err)
 	}
 }
+
+// A receiver that restarts closes every kept-alive connection: each later
+// postback is sent again once on a newly dialled connection, not on another
+// idle one of the dead, and so gets its answer.
+func TestAfterTheReceiverClosedEveryIdleConnectionEachPostbackIsAnswered(t *testing.T) {
+	s, conns := counted(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // so the first round needs a connection each
+		echo(w, r)
+	})
+	tr := newTransport(plainDial, nil)
+	const n = 8
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := post(t, tr, context.Background(), s.URL+"/pb", `{"n":1}`); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c := conns.Load(); c < 2 {
+		t.Fatalf("the first round used %d connection(s); the test needs several idle", c)
+	}
+	s.CloseClientConnections() // the receiver restarts
+	time.Sleep(50 * time.Millisecond)
+	for i := range n {
+		resp, got, err := post(t, tr, context.Background(), s.URL+"/pb", `{"n":2}`)
+		if err != nil || resp.StatusCode != 200 || got != `POST /pb {"n":2}` {
+			t.Fatalf("postback %d after the restart: %v %q", i, err, got)
+		}
+	}
+}
