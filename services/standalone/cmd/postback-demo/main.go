@@ -86,6 +86,15 @@ func run(addr, token string) error {
 		return fmt.Errorf("create endpoint (is `make run` up, with POSTBACK_ALLOW_CIDRS=127.0.0.1/32?): %w", err)
 	}
 	fmt.Printf("created endpoint %s\n", ep.Id)
+	defer func() { // a demo leaves nothing behind: a later one would deliver to this vanished receiver too
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := endpoints.DeleteEndpoint(dctx, &postbackv1.DeleteEndpointRequest{Id: ep.Id}); err != nil {
+			fmt.Printf("could not delete endpoint %s: %v\n", ep.Id, err)
+			return
+		}
+		fmt.Printf("deleted endpoint %s\n", ep.Id)
+	}()
 	typ, _ := event.Lookup("action_lifecycle")
 	data, err := structpb.NewStruct(typ.Sample())
 	if err != nil {
@@ -98,11 +107,21 @@ func run(addr, token string) error {
 	fmt.Printf("published event %s\n\n", pub.EventId)
 	var r *http.Request
 	var body []byte
-	select {
-	case body = <-bodies:
-		r = <-got
-	case <-ctx.Done():
-		return fmt.Errorf("no postback arrived within 30s (is POSTBACK_ALLOW_CIDRS=127.0.0.1/32 set for make run?)")
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for r == nil {
+		select {
+		case body = <-bodies:
+			r = <-got
+		case <-tick.C:
+			// The server knows at once when the postback cannot go (the
+			// network guard, a bad URL): say why instead of waiting.
+			if why := notSent(ctx, deliveries, pub.EventId); why != "" {
+				return fmt.Errorf("the postback was not sent: %s", why)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("no postback arrived within 30s (is POSTBACK_ALLOW_CIDRS=127.0.0.1/32 set for make run?)")
+		}
 	}
 	fmt.Printf("the brand received:\n%s %s\n", r.Method, r.URL.RequestURI())
 	names := make([]string, 0, len(r.Header))
@@ -124,4 +143,31 @@ func run(addr, token string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("delivery %s did not reach SUCCEEDED", dlvID)
+}
+
+// notSent is why the event's delivery has failed or waits for a retry
+// ("" while it is on its way).
+func notSent(ctx context.Context, deliveries postbackv1.DeliveryServiceClient, eventID string) string {
+	l, err := deliveries.ListDeliveries(ctx, &postbackv1.ListDeliveriesRequest{AccountId: "demo-brand", EventId: eventID, PageSize: 1})
+	if err != nil || len(l.Deliveries) == 0 {
+		return ""
+	}
+	d := l.Deliveries[0]
+	switch d.Status {
+	case postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED, postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD,
+		postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED:
+		return fmt.Sprintf("delivery %s is %s: %s", d.Id, d.Status, firstOf(d.Reason, d.LastError))
+	case postbackv1.DeliveryStatus_DELIVERY_STATUS_RETRYING:
+		return fmt.Sprintf("delivery %s failed and waits for a retry: %s", d.Id, firstOf(d.LastError, d.Reason))
+	}
+	return ""
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return "no reason recorded"
 }
