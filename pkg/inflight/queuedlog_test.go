@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -55,7 +54,7 @@ func TestQueuedDeliveriesLoggedTogetherShareMessagesAndEachArrivesPending(t *tes
 			t.Fatal(err)
 		}
 	}
-	st := streamState(t, js, stream.HistoryStream)
+	st := streamtest.State(t, js, stream.HistoryStream)
 	if st.Msgs >= n {
 		t.Errorf("%d messages for %d queued deliveries logged at once, want fewer (batched)", st.Msgs, n)
 	}
@@ -169,17 +168,4 @@ func TestADeliveryEndedByItsFirstSendIsLoggedWithNoRecord(t *testing.T) {
 	if err := dls.Conclude(ctx, open); err == nil {
 		t.Error("Conclude of a PENDING delivery succeeded; want an error (only final states have no record)")
 	}
-}
-
-func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
-	t.Helper()
-	s, err := js.Stream(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State
 }

@@ -15,12 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/history/sqlite"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -57,11 +57,8 @@ type setup struct {
 
 func newSetup(t *testing.T, fails int64) *setup {
 	t.Helper()
-	js := brokertest.JetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
-	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	dls, err := inflight.OpenDeliveries(ctx, js)
 	if err != nil {
 		t.Fatal(err)

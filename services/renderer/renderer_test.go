@@ -9,20 +9,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 	t.Helper()
-	js := brokertest.JetStream(t)
+	js := streamtest.JetStream(t)
 	ctx := context.Background()
-	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
-		t.Fatal(err)
-	}
 	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)

@@ -5,26 +5,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
-
-func streamState(t *testing.T, h *harness, name string) jetstream.StreamState {
-	t.Helper()
-	s, err := h.jetStream(t).Stream(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State
-}
 
 // A postback that succeeds at once is the common case, so it is the cheap
 // one: no hot record at all (until it is sent its queued job stands for
@@ -37,19 +24,19 @@ func TestADeliverySucceedingAtOnceWritesNoHotRecord(t *testing.T) {
 	postTo(t, h, rc.URL)
 	const n = 20
 	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 10*time.Second)
-	if records := streamState(t, h, "KV_"+stream.DeliveriesBucket); records.LastSeq != 0 {
+	if records := streamtest.State(t, h.jetStream(t), "KV_"+stream.DeliveriesBucket); records.LastSeq != 0 {
 		t.Errorf("delivery records: %d writes, want none", records.LastSeq)
 	}
 	// The history got each delivery's final entry, and its queued entries
 	// in at most one message each.
-	if logged := streamState(t, h, stream.HistoryStream); logged.LastSeq < n || logged.LastSeq > 2*n {
+	if logged := streamtest.State(t, h.jetStream(t), stream.HistoryStream); logged.LastSeq < n || logged.LastSeq > 2*n {
 		t.Errorf("history messages: %d, want %d final entries and at most %d queued", logged.LastSeq, n, n)
 	}
 	eventually(t, 5*time.Second, "the delivery queue empty", func() bool {
-		q := streamState(t, h, stream.DeliveriesStream)
+		q := streamtest.State(t, h.jetStream(t), stream.DeliveriesStream)
 		return q.Msgs == 0 && q.LastSeq == n
 	})
-	if history := streamState(t, h, stream.AttemptsStream); history.LastSeq != 0 {
+	if history := streamtest.State(t, h.jetStream(t), stream.AttemptsStream); history.LastSeq != 0 {
 		t.Errorf("the attempt history got %d writes, want none", history.LastSeq)
 	}
 	d := listAll(t, h)[0]

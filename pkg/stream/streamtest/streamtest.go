@@ -25,3 +25,18 @@ func JetStream(t testing.TB) jetstream.JetStream {
 	}
 	return js
 }
+
+// State is the state of the stream named name (messages, sequences,
+// subjects) as the server has it now.
+func State(t testing.TB, js jetstream.JetStream, name string) jetstream.StreamState {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
