@@ -98,10 +98,18 @@ func (c Config) Layout() (stream.Options, error) {
 }
 
 // Limiter is the Redis limiter when POSTBACK_REDIS_URL is set, else the
-// in-process one. The returned close func releases the Redis client.
-func (c Config) Limiter() (limiter.Limiter, func(), error) {
+// in-process one. When restarted, the in-process limiter treats every
+// endpoint as having started a request now (the process before this one may
+// have, just before it stopped), so a restart never lets two requests
+// closer than the endpoint's gap; pass false only when no process can have
+// sent for this deployment before (a standalone on a new data dir). The
+// returned close func releases the Redis client.
+func (c Config) Limiter(restarted bool) (limiter.Limiter, func(), error) {
 	if c.RedisURL == "" {
-		return local.New(nil), func() {}, nil
+		if !restarted {
+			return local.New(nil), func() {}, nil
+		}
+		return local.NewSince(nil, time.Now()), func() {}, nil
 	}
 	opts, err := redis.ParseURL(c.RedisURL)
 	if err != nil {

@@ -1,29 +1,41 @@
 // Package limiter decides when the next request to an endpoint may start, so
 // that every brand's Minimum Delay and Maximum Requests per second hold across
-// all sender replicas (docs/architecture.md, decision 5).
+// all sender replicas and restarts, as a brand reads them at its server
+// (docs/architecture.md, decision 5).
 //
-// The model is a reservation, not a wait: Reserve books the next free slot for
-// one request and returns the instant it may start. It never blocks; the sender
-// defers the delivery until then (through JetStream delayed delivery), so a
-// waiting endpoint holds no goroutine and never holds up another endpoint.
-// One Reserve per delivery, whatever the backlog.
+// The rule is one spacing: no two request starts to an endpoint closer than
+// its gap, gap = max(MinDelay, 1/Rate). Maximum Requests N is therefore a
+// smooth schedule, one start every 1/N s, never a burst: any 1 s window holds
+// at most N starts when N is a whole number (at most ⌈N⌉ for a fraction, N on
+// average), the first second after an idle spell included. (Earlier versions
+// kept a token bucket of burst max(1, N), which let 2N-1 requests into the
+// first second.)
 //
-// Slot arithmetic (shared by every implementation; see Next):
+// Two bookings per request, both against the same per-endpoint state:
 //
-//   - Maximum Requests is a token bucket of capacity burst = max(1, Rate) refilled
-//     at Rate tokens per second, kept in its virtual-scheduling (GCRA) form: a
-//     single instant tat ("theoretical arrival time") per endpoint. A request may
-//     start at s when s >= tat - tau, tau = (burst-1)/Rate; booking it moves
-//     tat to max(tat, s) + 1/Rate. In any window of length w at most
-//     burst + Rate*w slots start.
-//   - Minimum Delay is spacing between starts: s >= last + MinDelay, where last
-//     is the previous slot granted to the endpoint.
-//   - Slots follow request order (s >= last even with no Minimum Delay) and each
-//     is the earliest instant allowed by both rules.
+//   - Reserve books the request's slot when the sender first sees the job:
+//     the earliest instant at least a gap after the endpoint's last booked
+//     slot. It never blocks; the sender defers the delivery until then
+//     (through JetStream delayed delivery), so a waiting endpoint holds no
+//     goroutine and never holds up another endpoint. One Reserve per
+//     delivery, whatever the backlog.
+//   - Start books the request's real start, when its slot has come: the
+//     earliest instant from now at least a gap after the endpoint's last real
+//     start, by any replica. A slot only says when a request may start; a
+//     request that starts a few milliseconds late (a timer, a busy core)
+//     would otherwise crowd the next one, which starts on time. With Start a
+//     late start pushes the next one back by as much, so the gap holds
+//     between the starts themselves. A start further away than the caller's
+//     maxWait is not booked (the endpoint's starts run well behind its
+//     slots): the caller takes a fresh slot instead. A caller that woke too
+//     late for the start it booked names it (missed): while it is still the
+//     endpoint's last start it is moved to now, since nothing started after
+//     it; otherwise the new start comes a gap after the last one.
 //
 // Implementations: limiter/local (in-process, for standalone mode and tests) and
-// limiter/redis (one atomic Lua script per reservation, shared by all replicas).
-// limiter/limitertest is the conformance suite both pass.
+// limiter/redis (one atomic Lua script per booking, shared by all replicas).
+// limiter/limitertest is the conformance suite both pass. Next and NextStart
+// are the arithmetic both share.
 package limiter
 
 import (
@@ -39,8 +51,8 @@ type Limits struct {
 	// MinDelay is the least gap between the starts of two requests to the
 	// endpoint; 0 means none.
 	MinDelay time.Duration
-	// Rate is Maximum Requests per second: a token bucket with
-	// burst = max(1, Rate); 0 means unlimited.
+	// Rate is Maximum Requests per second: starts at least 1/Rate apart;
+	// 0 means unlimited.
 	Rate float64
 }
 
@@ -55,12 +67,14 @@ const MaxMinDelay = 1_000_000 * time.Second
 // without touching any state.
 func (l Limits) Unlimited() bool { return l.Rate == 0 && l.MinDelay == 0 }
 
-// Burst is the bucket capacity, max(1, Rate), or 0 when Rate is unset.
-func (l Limits) Burst() float64 {
-	if l.Rate <= 0 {
-		return 0
+// Gap is the least time between two starts, max(MinDelay, 1/Rate), in whole
+// ticks, each part rounded up (so rounding only ever makes starts later).
+func (l Limits) Gap(tick time.Duration) int64 {
+	gap := int64((l.MinDelay + tick - 1) / tick)
+	if l.Rate > 0 {
+		gap = max(gap, int64(math.Ceil(float64(time.Second/tick)/l.Rate)))
 	}
-	return math.Max(1, l.Rate)
+	return gap
 }
 
 // Validate reports limits that no implementation can honour.
@@ -80,10 +94,11 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// ErrInvalidLimits wraps every error from Limits.Validate returned by Reserve.
+// ErrInvalidLimits wraps every error from Limits.Validate returned by Reserve
+// and Start.
 var ErrInvalidLimits = errors.New("invalid limits")
 
-// Limiter books request slots per endpoint.
+// Limiter books request slots and starts per endpoint.
 type Limiter interface {
 	// Reserve books the next slot for ONE request to the endpoint and returns
 	// the instant at which it may start (now or later). It never blocks
@@ -91,11 +106,20 @@ type Limiter interface {
 	// per delivery, whatever the backlog. Unlimited limits return now and
 	// touch no state.
 	Reserve(ctx context.Context, endpoint string, l Limits) (Reservation, error)
+	// Start books the real start of a request whose slot has come: the
+	// earliest instant from now at least the gap after the endpoint's last
+	// booked start. missed, when not zero, is a start this caller booked
+	// before and woke too late for (the At it was given): if it is still
+	// the last start, it is moved to now. When the start is more than
+	// maxWait away nothing is booked and ok is false. The caller starts the
+	// request at the returned At (waiting the little that is left), never
+	// earlier. Unlimited limits return now, ok, and touch no state.
+	Start(ctx context.Context, endpoint string, l Limits, missed time.Time, maxWait time.Duration) (r Reservation, ok bool, err error)
 	// Ready returns nil when the backing store answers.
 	Ready(ctx context.Context) error
 }
 
-// Reservation is a booked slot.
+// Reservation is a booked slot or start.
 type Reservation struct {
 	// At is when the request may start.
 	At time.Time
@@ -112,45 +136,64 @@ func (r Reservation) Wait() time.Duration {
 	return 0
 }
 
-// State is one endpoint's slot state in integer ticks since the Unix epoch
-// (nanoseconds for limiter/local; the Redis script keeps microseconds). Has reports whether any
-// state exists yet; a missing state behaves as an endpoint never used.
+// State is one endpoint's state in integer ticks since the Unix epoch
+// (nanoseconds for limiter/local; the Redis script keeps microseconds). Has
+// reports whether a slot was booked, Started whether a start was; missing
+// parts behave as an endpoint never used.
 type State struct {
-	Has  bool
-	TAT  int64 // token bucket theoretical arrival time; meaningful only when Rate was set
-	Last int64 // start of the last slot granted
+	Has       bool
+	Last      int64 // the last slot booked (Reserve)
+	Started   bool
+	LastStart int64 // the last start booked (Start)
 }
 
-// Next computes the slot for one request arriving at now, all instants being
+// Next computes the slot for one request reserved at now, all instants being
 // integer counts of tick since the Unix epoch (time.Nanosecond for
 // limiter/local, time.Microsecond for the Redis script), and returns it
 // together with the new state and the horizon: the instant after which the
-// state no longer constrains anything under these limits (a missing state
-// then behaves the same). The bucket interval and the Minimum Delay are
-// rounded up to a tick and the bucket tolerance down, so rounding can only
-// make slots later, never break the limits. Callers handle unlimited limits
-// themselves (they touch no state).
+// state no longer constrains anything (a missing state then behaves the
+// same). Callers handle unlimited limits themselves (they touch no state).
 //
-// The Lua script in limiter/redis is the same arithmetic; keep them in step
-// (its tests check that they agree slot for slot).
+// The Lua scripts in limiter/redis are the same arithmetic; keep them in
+// step (its tests check that they agree slot for slot).
 func Next(st State, now int64, l Limits, tick time.Duration) (at int64, next State, horizon int64) {
-	unit := float64(time.Second / tick) // ticks per second
-	at, tat := now, now
-	if st.Has && st.TAT > tat {
-		tat = st.TAT
-	}
-	var interval int64
-	if l.Rate > 0 {
-		interval = int64(math.Ceil(unit / l.Rate))
-		tau := int64(math.Floor((l.Burst() - 1) * unit / l.Rate))
-		at = max(at, tat-tau)
-	}
-	minDelay := int64((l.MinDelay + tick - 1) / tick)
+	gap := l.Gap(tick)
+	at = now
 	if st.Has {
-		at = max(at, st.Last+minDelay)
+		at = max(at, st.Last+gap)
 	}
-	if l.Rate > 0 {
-		tat = max(tat, at) + interval
+	next = st
+	next.Has, next.Last = true, at
+	return at, next, next.horizon(gap)
+}
+
+// NextStart computes the start of one request whose slot has come, booked at
+// now: the earliest instant from now at least a gap after the last start,
+// or now when the last start is missed (the caller's own, which it woke too
+// late for; 0 for none). If it is more than maxWait ticks away, ok is false
+// and the state is unchanged.
+func NextStart(st State, now int64, l Limits, tick time.Duration, missed, maxWait int64) (at int64, ok bool, next State, horizon int64) {
+	gap := l.Gap(tick)
+	at = now
+	if st.Started && (missed == 0 || st.LastStart != missed) {
+		at = max(at, st.LastStart+gap)
 	}
-	return at, State{Has: true, TAT: tat, Last: at}, max(tat, at+minDelay)
+	if at-now > maxWait {
+		return at, false, st, st.horizon(gap)
+	}
+	next = st
+	next.Started, next.LastStart = true, at
+	return at, true, next, next.horizon(gap)
+}
+
+// horizon is the instant after which st no longer constrains anything.
+func (st State) horizon(gap int64) int64 {
+	var h int64
+	if st.Has {
+		h = st.Last + gap
+	}
+	if st.Started {
+		h = max(h, st.LastStart+gap)
+	}
+	return h
 }

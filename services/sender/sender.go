@@ -8,6 +8,10 @@
 // worker; a later slot is deferred through a JetStream message schedule that
 // fires the job back at its slot, so a long wait never holds a worker or the
 // consumer's ack-pending window, and a busy endpoint never holds up others.
+// When the slot has come the worker books the request's real start as well
+// (a gap after the endpoint's last start, by any replica) and starts it
+// within 2 ms of that, so the limits hold between the starts a brand's
+// server sees, not only between the slots.
 // If the limiter is unreachable the message is nak'ed with a delay: nothing
 // is sent unthrottled and nothing is lost; Ready reports the outage.
 //
@@ -393,9 +397,15 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 			return err
 		}
 		if time.Since(job.Slot) <= lateTolerance {
-			break
+			started, err := s.startOnTime(ctx, ep.Id, lim)
+			if err != nil {
+				return err
+			}
+			if !started.IsZero() {
+				break
+			}
 		}
-		job.Slot = time.Time{} // woke too late: take a fresh slot
+		job.Slot = time.Time{} // woke too late, or starts run behind: take a fresh slot
 		if err := s.slot(ctx, ep.Id, lim, rec, job); err != nil {
 			return s.slotted(ctx, err)
 		}
@@ -620,12 +630,65 @@ func (s *sender) slotted(ctx context.Context, err error) error {
 // deferred job is therefore scheduled earlyFire before its slot and the
 // worker waits the rest (at most MaxInlineWait), so a request starts at its
 // slot within a millisecond or two. A job that still wakes more than
-// lateTolerance past its slot has lost it: it takes a fresh slot, so late
-// starts never crowd the requests that came on time.
+// lateTolerance past its slot has lost it: it takes a fresh slot. A job
+// that wakes within it books its real start (start), which waits for the
+// endpoint's last start by a gap: a request started late pushes the next
+// one back by as much instead of crowding it, so the gap holds between the
+// starts the receiver sees, across replicas. Starts run at most about
+// lateTolerance behind the slots; startWait bounds the wait with room to
+// spare.
 const (
 	earlyFire     = 350 * time.Millisecond
 	lateTolerance = 10 * time.Millisecond
+	startWait     = 3 * lateTolerance
+	startLate     = 2 * time.Millisecond
 )
+
+// start books the request's real start now that its slot has come
+// (limiter.Limiter.Start): at most startWait away, after the endpoint's
+// last start by a gap, so a request that another replica started a little
+// late is not crowded. missed is a start this job booked and woke too late
+// for (zero: none), as the limiter gave it. It returns the start on this
+// process's clock and as the limiter gave it; zero when the endpoint's
+// starts run further behind its slots than startWait (the job then takes
+// a fresh slot).
+func (s *sender) start(ctx context.Context, endpointID string, lim limiter.Limits, missed time.Time) (local, booked time.Time, err error) {
+	before := time.Now()
+	res, ok, err := s.cfg.Limiter.Start(ctx, endpointID, lim, missed, startWait)
+	if err != nil {
+		s.setLimiterHealth(ctx, false, err)
+		return time.Time{}, time.Time{}, fmt.Errorf("book a start: %w", err)
+	}
+	s.setLimiterHealth(ctx, true, nil)
+	if !ok {
+		return time.Time{}, time.Time{}, nil
+	}
+	return s.clock.local(res, before, time.Now()), res.At, nil
+}
+
+// startOnTime books the request's start and waits for it. A worker that
+// wakes more than startLate after the start it booked names it as missed
+// and books again: the start moves to now when no other started after it,
+// else it comes a gap after the last. A few tries at most; it returns zero
+// when the endpoint's starts run too far behind, and the job takes a fresh
+// slot.
+func (s *sender) startOnTime(ctx context.Context, endpointID string, lim limiter.Limits) (time.Time, error) {
+	var missed time.Time
+	for range 4 {
+		at, booked, err := s.start(ctx, endpointID, lim, missed)
+		if err != nil || at.IsZero() {
+			return time.Time{}, err
+		}
+		if err := sleepUntil(ctx, at); err != nil {
+			return time.Time{}, err
+		}
+		if time.Since(at) <= startLate {
+			return at, nil
+		}
+		missed = booked
+	}
+	return time.Time{}, nil
+}
 
 // slot makes sure the job holds a slot within MaxInlineWait: it reserves
 // one (once per attempt; again only if the job woke too late for its slot),

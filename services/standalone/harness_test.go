@@ -130,8 +130,9 @@ type receiver struct {
 func newReceiver(t testing.TB) *receiver {
 	rc := &receiver{arrive: make(chan received, 10000)}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now() // the request's start: its headers have arrived
 		body, _ := io.ReadAll(r.Body)
-		got := received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, At: time.Now()}
+		got := received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, At: at}
 		rc.mu.Lock()
 		rc.got = append(rc.got, got)
 		n := len(rc.got)

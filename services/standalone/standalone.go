@@ -96,6 +96,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	layout.Grace, layout.AttemptsAge = cfg.Grace, cfg.AttemptsAge
+	// A data dir that holds anything is a restart (looked at before the
+	// keyring writes its key there): an earlier process may have just sent
+	// to any endpoint. With an external broker, assume so too.
+	entries, _ := os.ReadDir(cfg.DataDir)
+	restarted := cfg.NATSURL != "" || len(entries) > 0
 	keyring, err := cfg.Keyring(true)
 	if err != nil {
 		return err
@@ -108,7 +113,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	lim, closeLimiter, err := cfg.Limiter()
+	lim, closeLimiter, err := cfg.Limiter(restarted)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,12 @@
 // Package limitertest is the conformance suite every limiter.Limiter passes
 // (limiter/local and limiter/redis run it from their tests).
 //
-// The suite never sleeps to a slot: Reserve computes slots, so each check
-// reads the returned At values and verifies, over all of them,
+// The suite never sleeps to a slot: Reserve and Start compute instants, so
+// each check reads the returned At values and verifies, over all of them,
 //
-//   - the bucket: in EVERY window [s_i, s_j] of the granted slots, the number
-//     of slots is at most burst + Rate*(s_j - s_i), burst = max(1, Rate);
+//   - the rate as a brand reads it: no 1 s window holds more than ⌈Rate⌉
+//     slots (Rate for a whole number), and no two slots are closer than
+//     1/Rate (a smooth schedule, no burst);
 //   - the spacing: no two slots closer than MinDelay;
 //   - the order: slots are non-decreasing in request order;
 //   - earliness: each slot is exactly the one limiter.Next gives for the
@@ -39,7 +40,7 @@ const modelTolerance = time.Millisecond
 
 // scheduleTolerance absorbs rounding in the human schedules; the real time
 // that passes between the suite's calls (which moves "now" slots such as a
-// burst) is allowed for separately, so a slow machine does not fail them.
+// first slot) is allowed for separately, so a slow machine does not fail them.
 const scheduleTolerance = 5 * time.Millisecond
 
 // Run runs the conformance suite. newLimiter is called once per subtest; all
@@ -60,9 +61,9 @@ func Run(t *testing.T, newLimiter func(t *testing.T) limiter.Limiter) {
 		want []time.Duration // offsets from the first reservation's Now (a prefix of the run)
 	}{
 		{
-			name: "rate 5 per second never exceeds burst plus rate times any window",
+			name: "rate 5 per second is one slot every 0.2 s from the first, never a burst",
 			lim:  limiter.Limits{Rate: 5}, n: 50,
-			want: sec(0, 0, 0, 0, 0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2),
+			want: sec(0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2),
 		},
 		{
 			name: "min delay 0.2s never gives two slots closer than 0.2s",
@@ -70,12 +71,12 @@ func Run(t *testing.T, newLimiter func(t *testing.T) limiter.Limiter) {
 			want: sec(0, 0.2, 0.4, 0.6, 0.8, 1.0),
 		},
 		{
-			name: "min delay and rate together wait for both",
+			name: "min delay and rate together wait for the longer gap",
 			lim:  limiter.Limits{Rate: 2, MinDelay: 100 * time.Millisecond}, n: 20,
-			want: sec(0, 0.1, 0.5, 1.0, 1.5, 2.0),
+			want: sec(0, 0.5, 1.0, 1.5, 2.0),
 		},
 		{
-			name: "min delay longer than the rate interval spaces the burst",
+			name: "min delay longer than the rate interval sets the gap",
 			lim:  limiter.Limits{Rate: 5, MinDelay: 300 * time.Millisecond}, n: 20,
 			want: sec(0, 0.3, 0.6, 0.9, 1.2),
 		},
@@ -85,18 +86,19 @@ func Run(t *testing.T, newLimiter func(t *testing.T) limiter.Limiter) {
 			want: sec(0, 2, 4, 6, 8),
 		},
 		{
-			name: "rate 1 per second has a burst of one",
+			name: "rate 1 per second is one every second",
 			lim:  limiter.Limits{Rate: 1}, n: 10,
 			want: sec(0, 1, 2, 3),
 		},
 		{
-			name: "fractional burst 2.5 allows two at once and the third after 0.2s",
+			name: "fractional rate 2.5 is one every 0.4 s, three in a second at most",
 			lim:  limiter.Limits{Rate: 2.5}, n: 20,
-			want: sec(0, 0, 0.2, 0.6, 1.0, 1.4),
+			want: sec(0, 0.4, 0.8, 1.2, 1.6),
 		},
 		{
-			name: "high rate 1000 per second bursts 1000 then 1ms apart",
+			name: "high rate 1000 per second is one every millisecond",
 			lim:  limiter.Limits{Rate: 1000}, n: 1100,
+			want: sec(0, 0.001, 0.002, 0.003),
 		},
 	}
 	for _, tc := range schedules {
@@ -191,9 +193,104 @@ func Run(t *testing.T, newLimiter func(t *testing.T) limiter.Limiter) {
 		}
 	})
 
+	t.Run("a start waits a gap after the last start, however late it came", func(t *testing.T) {
+		l := newLimiter(t)
+		ep := Endpoint(t)
+		lim := limiter.Limits{MinDelay: 200 * time.Millisecond}
+		first := start(t, l, ep, lim, time.Second)
+		if first.Wait() != 0 {
+			t.Fatalf("first start waits %v, want 0", first.Wait())
+		}
+		// The next request's slot has come at once (say its slot was booked
+		// on time and the first request started late): its start still
+		// waits the whole gap after the first start.
+		second := start(t, l, ep, lim, time.Second)
+		if gap := second.At.Sub(first.At); gap < lim.MinDelay || gap > lim.MinDelay+modelTolerance {
+			t.Fatalf("second start %v after the first, want %v", gap, lim.MinDelay)
+		}
+	})
+
+	t.Run("a start further away than maxWait is refused and books nothing", func(t *testing.T) {
+		l := newLimiter(t)
+		ep := Endpoint(t)
+		lim := limiter.Limits{Rate: 5} // a gap of 200 ms
+		first := start(t, l, ep, lim, time.Second)
+		r, ok, err := l.Start(context.Background(), ep, lim, time.Time{}, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			t.Fatalf("a start %v away was booked with maxWait 10ms", r.Wait())
+		}
+		if gap := r.At.Sub(first.At); gap < 200*time.Millisecond-modelTolerance || gap > 200*time.Millisecond+modelTolerance {
+			t.Fatalf("refused start says %v after the first, want 200ms", gap)
+		}
+		// Had the refused start been booked, this one would be 400 ms out.
+		third := start(t, l, ep, lim, time.Second)
+		if gap := third.At.Sub(first.At); gap > 200*time.Millisecond+modelTolerance {
+			t.Fatalf("start after a refused one is %v after the first, want 200ms", gap)
+		}
+	})
+
+	t.Run("a missed start moves to now while it is the last one", func(t *testing.T) {
+		l := newLimiter(t)
+		ep := Endpoint(t)
+		lim := limiter.Limits{MinDelay: time.Second}
+		first := start(t, l, ep, lim, time.Second)
+		// The caller woke too late for its start: naming it, it starts now,
+		// with no wait (nothing started after it).
+		r, ok, err := l.Start(context.Background(), ep, lim, first.At, time.Second)
+		if err != nil || !ok || r.Wait() != 0 {
+			t.Fatalf("moving a missed start: wait %v ok %v %v, want now", r.Wait(), ok, err)
+		}
+		// Naming a start that is no longer the last one moves nothing: the
+		// start comes a gap after the last.
+		r2, ok, err := l.Start(context.Background(), ep, lim, first.At, 2*time.Second)
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if gap := r2.At.Sub(r.At); gap < time.Second || gap > time.Second+modelTolerance {
+			t.Fatalf("start naming an old missed start is %v after the last, want 1s", gap)
+		}
+	})
+
+	t.Run("slots and starts are booked apart", func(t *testing.T) {
+		l := newLimiter(t)
+		ep := Endpoint(t)
+		lim := limiter.Limits{MinDelay: time.Second}
+		// Ten slots booked ahead do not delay the first start, and a start
+		// does not move the next slot.
+		res := ReserveN(t, l, ep, lim, 10)
+		if s := start(t, l, ep, lim, time.Second); s.Wait() != 0 {
+			t.Fatalf("first start waits %v behind booked slots, want 0", s.Wait())
+		}
+		next := reserve(t, l, ep, lim)
+		if gap := next.At.Sub(res[len(res)-1].At); gap < time.Second || gap > time.Second+modelTolerance {
+			t.Fatalf("slot after a start is %v after the last slot, want 1s", gap)
+		}
+	})
+
+	t.Run("unlimited starts are now and touch no state", func(t *testing.T) {
+		l := newLimiter(t)
+		ep := Endpoint(t)
+		for range 10 {
+			if r := start(t, l, ep, limiter.Limits{}, 0); !r.At.Equal(r.Now) {
+				t.Fatalf("unlimited start At=%v Now=%v", r.At, r.Now)
+			}
+		}
+		if r := start(t, l, ep, limiter.Limits{MinDelay: time.Second}, 0); r.Wait() != 0 {
+			t.Fatalf("first limited start after unlimited ones waits %v", r.Wait())
+		}
+	})
+
 	t.Run("concurrent reservations from three goroutines keep the limits", func(t *testing.T) {
 		l := newLimiter(t)
 		RunReplicas(t, []limiter.Limiter{l, l, l})
+	})
+
+	t.Run("concurrent starts from three goroutines keep the gap", func(t *testing.T) {
+		l := newLimiter(t)
+		RunStartReplicas(t, []limiter.Limiter{l, l, l})
 	})
 }
 
@@ -250,7 +347,7 @@ func RunReplicas(t *testing.T, replicas []limiter.Limiter) {
 				t.Fatalf("got %d reservations, want %d", len(all), want)
 			}
 			// Slots are granted in execution order, so sorting by At recovers
-			// it (ties only within a burst, where any order gives the same slot).
+			// it (there are no ties: slots are at least a gap apart).
 			slices.SortStableFunc(all, func(a, b limiter.Reservation) int {
 				if c := a.At.Compare(b.At); c != 0 {
 					return c
@@ -263,6 +360,51 @@ func RunReplicas(t *testing.T, replicas []limiter.Limiter) {
 			}
 		})
 	}
+}
+
+// RunStartReplicas has one goroutine per limiter book starts for the same
+// endpoint at once (maxWait large enough for all) and checks that no two
+// starts, by any replica, are closer than the gap.
+func RunStartReplicas(t *testing.T, replicas []limiter.Limiter) {
+	t.Helper()
+	const perReplica = 10
+	ep := Endpoint(t)
+	lim := limiter.Limits{Rate: 50, MinDelay: 10 * time.Millisecond} // a gap of 20 ms
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		all []time.Time
+	)
+	for i, l := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perReplica {
+				r, ok, err := l.Start(context.Background(), ep, lim, time.Time{}, time.Hour)
+				if err != nil || !ok {
+					t.Errorf("replica %d: start ok %v, %v", i, ok, err)
+					return
+				}
+				mu.Lock()
+				all = append(all, r.At)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if want := perReplica * len(replicas); len(all) != want {
+		t.Fatalf("got %d starts, want %d", len(all), want)
+	}
+	CheckSlots(t, all, lim)
+}
+
+func start(t testing.TB, l limiter.Limiter, ep string, lim limiter.Limits, maxWait time.Duration) limiter.Reservation {
+	t.Helper()
+	r, ok, err := l.Start(context.Background(), ep, lim, time.Time{}, maxWait)
+	if err != nil || !ok {
+		t.Fatalf("Start(%s, %+v, %v): ok %v, %v", ep, lim, maxWait, ok, err)
+	}
+	return r
 }
 
 // Endpoint returns an endpoint id unique to this test and run.
@@ -334,18 +476,32 @@ func CheckSlots(t testing.TB, slots []time.Time, lim limiter.Limits) {
 		}
 	}
 	if lim.Rate > 0 {
-		burst := lim.Burst()
-		for i := range s {
-			for j := i; j < len(s); j++ {
-				w := s[j].Sub(s[i]).Seconds()
-				if n := float64(j - i + 1); n > burst+lim.Rate*w+1e-9 {
-					t.Errorf("%v slots start within %.6fs (%v..%v); at most burst %v + rate %v * window = %.3f allowed",
-						n, w, s[i].Format(time.StampMicro), s[j].Format(time.StampMicro), burst, lim.Rate, burst+lim.Rate*w)
-					return
-				}
+		interval := time.Duration(float64(time.Second) / lim.Rate)
+		for i := 1; i < len(s); i++ {
+			if gap := s[i].Sub(s[i-1]); gap < interval {
+				t.Errorf("slots %d and %d are %v apart, less than 1/rate = %v", i-1, i, gap, interval)
+				return
 			}
 		}
+		if most, from := MaxInWindow(s, time.Second); float64(most) > math.Ceil(lim.Rate) {
+			t.Errorf("%d slots start within 1 s of %v; Maximum Requests is %v per second", most, from.Format(time.StampMicro), lim.Rate)
+		}
 	}
+}
+
+// MaxInWindow is the most instants (sorted) in any half-open window
+// [t, t+w), and the first instant of such a window.
+func MaxInWindow(sorted []time.Time, w time.Duration) (most int, from time.Time) {
+	j := 0
+	for i := range sorted {
+		for j < len(sorted) && sorted[j].Sub(sorted[i]) < w {
+			j++
+		}
+		if j-i > most {
+			most, from = j-i, sorted[i]
+		}
+	}
+	return most, from
 }
 
 // CheckModel fails t unless every slot is the earliest one allowed: the slot
@@ -369,7 +525,7 @@ func CheckModel(t testing.TB, res []limiter.Reservation, lims []limiter.Limits) 
 
 // checkSchedule compares the first slots with offsets from the first Now. A
 // slot may be later than its offset only by the time that had passed when it
-// was reserved (a burst slot is "now", whenever now is).
+// was reserved (a first slot is "now", whenever now is).
 func checkSchedule(t testing.TB, res []limiter.Reservation, want []time.Duration) {
 	t.Helper()
 	if len(want) > len(res) {

@@ -1,13 +1,22 @@
 // Package local is the in-process limiter: the standalone binary's choice when
 // no Redis is configured, and a reference for the conformance suite.
 //
-// State: one entry per endpoint (token bucket tat and last slot start, in
-// nanoseconds of the injected Clock) in a map guarded by one mutex; the slot
-// arithmetic is limiter.Next, the same as the Redis script's.
+// State: one entry per endpoint (the last slot booked and the last start
+// booked, in nanoseconds of the injected Clock) in a map guarded by one
+// mutex; the arithmetic is limiter.Next and limiter.NextStart, the same as
+// the Redis scripts'.
 //
-// Memory: an entry is only needed until its horizon (the later of tat and
-// last+MinDelay); after that a missing entry behaves exactly the same. Entries
-// are dropped one grace period (a bucket's worth, at least a second) past
+// Restarts: this state dies with the process, and the process before this
+// one may have started a request to any endpoint just before it stopped.
+// NewSince takes that into account: every endpoint behaves as if a request
+// had started at the instant given (the process's start), so the first
+// request after a restart waits one gap from then, never less. (The
+// standalone and a lone sender without Redis use it; Redis keeps its state
+// across the senders' restarts by itself.)
+//
+// Memory: an entry is only needed until its horizon (a gap after the later
+// of the last slot and the last start); after that a missing entry behaves
+// exactly the same. Entries are dropped one grace period (a gap, at least a second) past
 // their horizon by an amortized sweep: a full pass over the map runs once the
 // number of Reserve calls since the previous pass reaches the number of
 // entries that pass kept, so each call pays O(1) on average and the map holds
@@ -51,6 +60,7 @@ type entry struct {
 // Limiter is an in-process limiter.Limiter. The zero value is not usable; use New.
 type Limiter struct {
 	clock Clock
+	since int64 // unix ns: every endpoint behaves as if a request started then (0: none)
 
 	mu         sync.Mutex
 	entries    map[string]entry
@@ -66,6 +76,15 @@ func New(clock Clock) *Limiter {
 		clock = SystemClock
 	}
 	return &Limiter{clock: clock, entries: make(map[string]entry)}
+}
+
+// NewSince is New for a process that may have been restarted: every
+// endpoint behaves as if a request had started at since (see the package
+// comment), so its first start is at least a gap after since.
+func NewSince(clock Clock, since time.Time) *Limiter {
+	l := New(clock)
+	l.since = since.UnixNano()
+	return l
 }
 
 // Reserve implements limiter.Limiter.
@@ -85,25 +104,64 @@ func (l *Limiter) Reserve(ctx context.Context, endpoint string, lim limiter.Limi
 	defer l.mu.Unlock()
 	// Read the clock under the lock so Now follows booking order.
 	nowNS := l.clock.Now().UnixNano()
-	e := l.entries[endpoint]
-	at, next, horizon := limiter.Next(e.state, nowNS, lim, time.Nanosecond)
-	l.entries[endpoint] = entry{state: next, expire: horizon + int64(grace(lim))}
-	l.sinceSweep++
-	if l.sinceSweep >= max(l.keptSweep, sweepFloor) {
-		l.sweep(nowNS)
-	}
+	at, next, horizon := limiter.Next(l.state(endpoint), nowNS, lim, time.Nanosecond)
+	l.store(endpoint, next, horizon, lim, nowNS)
 	// Both instants are wall-clock only (no monotonic reading), so At.Sub
 	// between reservations measures exactly the computed spacing.
 	return limiter.Reservation{At: time.Unix(0, at), Now: time.Unix(0, nowNS)}, nil
 }
 
-// grace is one bucket's worth of time (burst/Rate), at least minGrace.
-func grace(lim limiter.Limits) time.Duration {
-	g := minGrace
-	if lim.Rate > 0 {
-		g = max(g, time.Duration(lim.Burst()/lim.Rate*float64(time.Second)))
+// Start implements limiter.Limiter.
+func (l *Limiter) Start(ctx context.Context, endpoint string, lim limiter.Limits, missed time.Time, maxWait time.Duration) (limiter.Reservation, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return limiter.Reservation{}, false, fmt.Errorf("start on endpoint %s: %w", endpoint, err)
 	}
-	return g
+	if err := lim.Validate(); err != nil {
+		return limiter.Reservation{}, false, fmt.Errorf("start on endpoint %s: %w: %w", endpoint, limiter.ErrInvalidLimits, err)
+	}
+	if lim.Unlimited() {
+		now := l.clock.Now().Round(0)
+		return limiter.Reservation{At: now, Now: now}, true, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	nowNS := l.clock.Now().UnixNano()
+	var missedNS int64
+	if !missed.IsZero() {
+		missedNS = missed.UnixNano()
+	}
+	at, ok, next, horizon := limiter.NextStart(l.state(endpoint), nowNS, lim, time.Nanosecond, missedNS, int64(maxWait))
+	if ok {
+		l.store(endpoint, next, horizon, lim, nowNS)
+	}
+	return limiter.Reservation{At: time.Unix(0, at), Now: time.Unix(0, nowNS)}, ok, nil
+}
+
+// state is endpoint's state: its entry, or none but the start at since.
+// Caller holds l.mu.
+func (l *Limiter) state(endpoint string) limiter.State {
+	if e, ok := l.entries[endpoint]; ok {
+		return e.state
+	}
+	if l.since != 0 {
+		return limiter.State{Has: true, Last: l.since, Started: true, LastStart: l.since}
+	}
+	return limiter.State{}
+}
+
+// store keeps endpoint's new state until its horizon plus grace and runs
+// the amortized sweep. Caller holds l.mu.
+func (l *Limiter) store(endpoint string, st limiter.State, horizon int64, lim limiter.Limits, now int64) {
+	l.entries[endpoint] = entry{state: st, expire: horizon + int64(grace(lim))}
+	l.sinceSweep++
+	if l.sinceSweep >= max(l.keptSweep, sweepFloor) {
+		l.sweep(now)
+	}
+}
+
+// grace is one gap, at least minGrace.
+func grace(lim limiter.Limits) time.Duration {
+	return max(minGrace, time.Duration(lim.Gap(time.Nanosecond)))
 }
 
 // sweep drops entries whose expiry has passed. Caller holds l.mu.

@@ -38,7 +38,7 @@ func TestExactScheduleWithFakeClock(t *testing.T) {
 	l := New(clock)
 	ctx := context.Background()
 	lim := limiter.Limits{Rate: 2, MinDelay: 100 * time.Millisecond}
-	want := []time.Duration{0, 100 * time.Millisecond, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
+	want := []time.Duration{0, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond, 2 * time.Second}
 	start := clock.Now()
 	for i, w := range want {
 		r, err := l.Reserve(ctx, "ep", lim)
@@ -52,14 +52,45 @@ func TestExactScheduleWithFakeClock(t *testing.T) {
 			t.Fatalf("Now = %v, want the fake clock's %v", r.Now, start)
 		}
 	}
-	// After the backlog drains and the bucket refills, the burst is back.
+	// After the backlog drains the first slot is now again, and the next a
+	// gap later: never two at once.
 	clock.Advance(10 * time.Second)
 	now := clock.Now()
-	for i := range 2 {
+	for i, w := range []time.Duration{0, 500 * time.Millisecond} {
 		r, _ := l.Reserve(ctx, "ep", limiter.Limits{Rate: 2})
-		if !r.At.Equal(now) {
-			t.Fatalf("refilled burst slot %d at %v, want now %v", i, r.At, now)
+		if !r.At.Equal(now.Add(w)) {
+			t.Fatalf("slot %d after an idle spell at %v, want %v", i, r.At, now.Add(w))
 		}
+	}
+}
+
+func TestARestartedLimiterWaitsAGapAfterItsStart(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	since := clock.Now()
+	l := NewSince(clock, since)
+	ctx := context.Background()
+	lim := limiter.Limits{MinDelay: time.Second}
+	// The process before this one may have started a request just before
+	// it stopped: the first slot and the first start wait a gap from since.
+	clock.Advance(300 * time.Millisecond)
+	r, err := l.Reserve(ctx, "ep", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.At.Equal(since.Add(time.Second)) {
+		t.Fatalf("first slot after a restart at %v, want %v", r.At.Sub(since), time.Second)
+	}
+	s, ok, err := l.Start(ctx, "other", lim, time.Time{}, time.Second)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if !s.At.Equal(since.Add(time.Second)) {
+		t.Fatalf("first start after a restart at %v, want %v", s.At.Sub(since), time.Second)
+	}
+	// Once a gap has passed since the start, endpoints are as new.
+	clock.Advance(5 * time.Second)
+	if r, _ := l.Reserve(ctx, "third", lim); r.Wait() != 0 {
+		t.Fatalf("slot long after the restart waits %v", r.Wait())
 	}
 }
 

@@ -32,12 +32,12 @@ func TestConformance(t *testing.T) {
 	limitertest.Run(t, func(t *testing.T) limiter.Limiter { return New(newClient(t, srv)) })
 }
 
-// Three clients = three sender replicas sharing one bucket per endpoint.
-func TestThreeReplicasShareOneBucket(t *testing.T) {
+// Three clients = three sender replicas sharing one state per endpoint.
+func TestThreeReplicasShareOneSchedule(t *testing.T) {
 	srv := redistest.Start(t)
-	limitertest.RunReplicas(t, []limiter.Limiter{
-		New(newClient(t, srv)), New(newClient(t, srv)), New(newClient(t, srv)),
-	})
+	replicas := []limiter.Limiter{New(newClient(t, srv)), New(newClient(t, srv)), New(newClient(t, srv))}
+	limitertest.RunReplicas(t, replicas)
+	t.Run("starts", func(t *testing.T) { limitertest.RunStartReplicas(t, replicas) })
 }
 
 func TestKeyHasHashTagAndExpires(t *testing.T) {
@@ -60,10 +60,17 @@ func TestKeyHasHashTagAndExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := fields["tat"]; !ok || fields["last"] == "" || len(fields) != 2 {
-		t.Fatalf("hash fields %v, want tat and last", fields)
+	if fields["last"] == "" || len(fields) != 1 {
+		t.Fatalf("hash fields %v, want last alone before any start", fields)
 	}
-	// Horizon is tat = now+0.2s; TTL = horizon + one bucket's worth (1s).
+	if _, _, err := l.Start(ctx, ep, limiter.Limits{Rate: 5, MinDelay: 100 * time.Millisecond}, time.Time{}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if fields = c.HGetAll(ctx, Key(ep)).Val(); fields["last"] == "" || fields["started"] == "" || len(fields) != 2 {
+		t.Fatalf("hash fields %v, want last and started", fields)
+	}
+	// Horizon is a gap (0.2 s) after the slot and the start, both now; TTL
+	// = horizon + a grace of at least a second.
 	ttl, err := c.PTTL(ctx, Key(ep)).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +119,9 @@ func TestKeySlotReference(t *testing.T) {
 	}
 }
 
-// The Lua script and limiter.Next must agree slot for slot (microseconds).
-func TestScriptMatchesNext(t *testing.T) {
+// The Lua scripts and limiter.Next / NextStart must agree instant for
+// instant (microseconds).
+func TestScriptsMatchNextAndNextStart(t *testing.T) {
 	srv := redistest.Start(t)
 	l := New(newClient(t, srv))
 	ctx := context.Background()
@@ -134,6 +142,28 @@ func TestScriptMatchesNext(t *testing.T) {
 		at, st, _ = limiter.Next(st, r.Now.UnixMicro(), lim, time.Microsecond)
 		if got := r.At.UnixMicro(); got != at {
 			t.Fatalf("reservation %d (%+v): script slot %d µs, limiter.Next %d µs", i, lim, got, at)
+		}
+		// Every other request also books a start, some refused, some
+		// naming the last start as missed.
+		if i%2 == 0 {
+			maxWait := time.Duration(i) * 50 * time.Millisecond
+			var missed time.Time
+			if i%4 == 0 && st.Started {
+				missed = time.UnixMicro(st.LastStart)
+			}
+			s, ok, err := l.Start(ctx, "ep_model", lim, missed, maxWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var missedUS int64
+			if !missed.IsZero() {
+				missedUS = missed.UnixMicro()
+			}
+			at, wantOK, next, _ := limiter.NextStart(st, s.Now.UnixMicro(), lim, time.Microsecond, missedUS, int64(maxWait/time.Microsecond))
+			if got := s.At.UnixMicro(); got != at || ok != wantOK {
+				t.Fatalf("start %d (%+v): script %d µs ok %v, limiter.NextStart %d µs ok %v", i, lim, got, ok, at, wantOK)
+			}
+			st = next
 		}
 	}
 }

@@ -163,7 +163,7 @@ type Endpoint struct {
 	BodyTemplate string `protobuf:"bytes,8,opt,name=body_template,json=bodyTemplate,proto3" json:"body_template,omitempty"`
 	// Minimum Delay: least seconds between the starts of two requests (fractions allowed).
 	MinDelaySeconds float64 `protobuf:"fixed64,9,opt,name=min_delay_seconds,json=minDelaySeconds,proto3" json:"min_delay_seconds,omitempty"`
-	// Maximum Requests per second (token bucket, burst max(1, rate)); 0 = no limit.
+	// Maximum Requests per second: starts at least 1/rate apart, no burst; 0 = no limit.
 	MaxRequestsPerSecond float64 `protobuf:"fixed64,10,opt,name=max_requests_per_second,json=maxRequestsPerSecond,proto3" json:"max_requests_per_second,omitempty"`
 	// Success Response: a status ("200"), a class ("2xx"), or text to find in the body.
 	SuccessResponse string `protobuf:"bytes,11,opt,name=success_response,json=successResponse,proto3" json:"success_response,omitempty"`

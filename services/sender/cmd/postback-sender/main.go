@@ -26,7 +26,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		lim, closeLimiter, err := p.Config.Limiter()
+		lim, closeLimiter, err := p.Config.Limiter(true) // a sender may always have run before
 		if err != nil {
 			return err
 		}
