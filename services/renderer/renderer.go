@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.tracer = stream.NewTracer(cfg.TracerProvider)
 	r.deliveries.Grace = cfg.Layout.Grace
-	consumers, err := stream.RendererConsumers(ctx, js, 30*time.Second, 4096)
+	consumers, err := stream.RendererConsumers(ctx, js, stream.AckWait, 4096)
 	if err != nil {
 		return fmt.Errorf("renderer: %w", err)
 	}

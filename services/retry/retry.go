@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	dls.Grace = cfg.Layout.Grace
-	c, err := stream.Consumer(ctx, js, stream.RetryConsumer, 30*time.Second, 4096)
+	c, err := stream.Consumer(ctx, js, stream.RetryConsumer, stream.AckWait, 4096)
 	if err != nil {
 		return fmt.Errorf("retry: %w", err)
 	}

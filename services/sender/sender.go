@@ -123,8 +123,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	workers := s.cfg.Workers
-	// Ack wait must outlast the longest request (60 s) plus recording.
-	const ackWait = 2 * endpoint.MaxTimeout
+	// A short ack wait: a dead sender's jobs go to the others within
+	// seconds; a live one keeps a slow request's job with in-progress
+	// signals (stream.WorkAll).
+	ackWait := stream.AckWait
 	fresh, err := stream.SenderConsumers(ctx, js, ackWait, 4*workers)
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
@@ -480,8 +482,9 @@ func (s *sender) claim(ctx context.Context, rec *inflight.Record, job *delivery.
 
 // settleFor bounds how long a sent attempt's recording is retried in place
 // (JetStream failing over) before the message is given back: a request's
-// longest timeout plus this stays inside the consumer's ack wait, so no
-// second copy is handed out while the first is still settling.
+// longest timeout plus this stays inside stream.MaxHold, so in-progress
+// signals keep a second copy from being handed out while the first is
+// still settling.
 const settleFor = 45 * time.Second
 
 // retryFor runs fn until it succeeds, ctx ends or limit passes, backing off
