@@ -58,10 +58,10 @@ const KeyPrefix = "postback:limit:"
 // Key is the Redis key holding endpoint's state: "postback:limit:{endpoint}".
 func Key(endpoint string) string { return KeyPrefix + "{" + endpoint + "}" }
 
-// reserveScript is limiter.Next in Lua, in microseconds, plus the expiry.
-// KEYS[1] = Key(endpoint); ARGV[1] = the gap in whole microseconds.
-// Returns {at, now} in microseconds since the Unix epoch (Redis's clock).
-var reserveScript = redis.NewScript(`
+// readState opens both scripts: ARGV[1] is the gap in whole microseconds;
+// it reads Redis's clock (now) and the endpoint's last slot and last start
+// (nil when none), all in microseconds.
+const readState = `
 if redis.replicate_commands then redis.replicate_commands() end
 local gap = tonumber(ARGV[1])
 local t = redis.call('TIME')
@@ -69,6 +69,12 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local st = redis.call('HMGET', KEYS[1], 'last', 'started')
 local last = tonumber(st[1])
 local started = tonumber(st[2])
+`
+
+// reserveScript is limiter.Next in Lua, in microseconds, plus the expiry.
+// KEYS[1] = Key(endpoint); ARGV[1] = the gap in whole microseconds.
+// Returns {at, now} in microseconds since the Unix epoch (Redis's clock).
+var reserveScript = redis.NewScript(readState + `
 local at = now
 if last ~= nil and last + gap > at then at = last + gap end
 local horizon = at + gap
@@ -84,16 +90,9 @@ return {at, now}
 // KEYS[1] = Key(endpoint); ARGV[1] = the gap, ARGV[2] = maxWait, ARGV[3] =
 // the missed start (0: none), all in whole microseconds. Returns {at, now,
 // booked (1 or 0)}.
-var startScript = redis.NewScript(`
-if redis.replicate_commands then redis.replicate_commands() end
-local gap = tonumber(ARGV[1])
+var startScript = redis.NewScript(readState + `
 local max_wait = tonumber(ARGV[2])
 local missed = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local st = redis.call('HMGET', KEYS[1], 'last', 'started')
-local last = tonumber(st[1])
-local started = tonumber(st[2])
 local at = now
 if started ~= nil and (missed == 0 or started ~= missed) and started + gap > at then at = started + gap end
 if at - now > max_wait then return {at, now, 0} end
