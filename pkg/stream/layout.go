@@ -107,6 +107,14 @@
 //	            keeps none once the renderer has them: this bucket is what
 //	            makes a repeat a duplicate after any restart.
 //
+//	keep.<STREAM>  (EVENTS, DELIVERIES, SCHEDULES, HISTORY)
+//	            One keeper message per work stream, on a subject no
+//	            consumer reads, published again every second (with a
+//	            subject roll-up, so there is one) by the services that
+//	            consume the stream, so that acks never empty the stream's
+//	            newest file block: emptying it made the file store roll a
+//	            new block for nearly every message (keep.go).
+//
 // Every consumer is a durable pull consumer with explicit ack; a message is
 // acked only after its effect is durable.
 package stream
@@ -275,23 +283,22 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	}
 	streams := []jetstream.StreamConfig{
 		{
-			Name: EventsStream, Subjects: []string{"events.>"},
+			Name: EventsStream, Subjects: []string{"events.>", KeepSubject(EventsStream)}, AllowRollup: true,
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
 			MaxMsgs: limit(o.MaxEvents), Duplicates: o.EventDedupe,
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{
-			Name: DeliveriesStream, Subjects: []string{"deliveries.>", "failed.>"},
+			Name: DeliveriesStream, Subjects: []string{"deliveries.>", "failed.>", KeepSubject(DeliveriesStream)}, AllowRollup: true,
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
 			MaxMsgs: limit(o.MaxDeliveries), Duplicates: deliveryDedupeWindow,
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{
-			Name: SchedulesStream, Subjects: []string{"schedules.>", "retries.>"},
+			Name: SchedulesStream, Subjects: []string{"schedules.>", "retries.>", KeepSubject(SchedulesStream)}, AllowRollup: true,
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardOld,
 			MaxMsgs: -1, Duplicates: deliveryDedupeWindow,
-			AllowMsgSchedules: true, AllowRollup: true,
-			Storage: storage, Replicas: o.Replicas,
+			AllowMsgSchedules: true, Storage: storage, Replicas: o.Replicas,
 		},
 		{
 			Name: DeadLettersStream, Subjects: []string{"deadletter.>"},
@@ -300,7 +307,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{
-			Name: HistoryStream, Subjects: []string{"history.>"},
+			Name: HistoryStream, Subjects: []string{"history.>", KeepSubject(HistoryStream)}, AllowRollup: true,
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
 			MaxMsgs: maxHistory, Storage: storage, Replicas: o.Replicas,
 		},

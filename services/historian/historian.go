@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("historian: %w", err)
 	}
 	go w.expire(ctx)
+	go stream.Keep(ctx, js, stream.HistoryStream)
 	log.Info("history writer consuming", "batch", cfg.Batch, "retention", cfg.Layout.Retention)
 	for ctx.Err() == nil {
 		if err := w.once(ctx); err != nil && ctx.Err() == nil {

@@ -143,15 +143,7 @@ func (s *setup) waitStored(t *testing.T, ids []string) {
 
 func (s *setup) waiting(t *testing.T) uint64 {
 	t.Helper()
-	st, err := s.js.Stream(context.Background(), stream.HistoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return streamtest.Work(t, s.js, stream.HistoryStream)
 }
 
 func TestEveryChangeReachesTheStoreOnceAndLeavesTheStream(t *testing.T) {

@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 		workers = 256
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
+	go stream.Keep(ctx, js, stream.EventsStream)
 	return stream.WorkAll(ctx, consumers, workers, r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
 }
 

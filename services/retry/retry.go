@@ -98,6 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("retry: %w", err)
 	}
 	log.Info("retry consuming", "schedule", cfg.Schedule.String())
+	go stream.Keep(ctx, js, stream.DeliveriesStream)
 	return stream.Work(ctx, c, workers, r.tracer.Traced(stream.RetryConsumer, r.dead.Guard(r.handle)))
 }
 

@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("sender: %w", err)
 	}
 	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint)
+	go stream.Keep(ctx, js, stream.DeliveriesStream, stream.SchedulesStream)
 	errc := make(chan error, 2)
 	go func() {
 		errc <- stream.WorkAll(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -160,11 +161,7 @@ func TestJunkOnEveryWorkSubjectIsDeadLetteredAndListedForAnOperator(t *testing.T
 	}
 	// The work streams hold nothing of it any more.
 	for _, name := range []string{"EVENTS", "DELIVERIES", "SCHEDULES"} {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := st.CachedInfo().State.Msgs; n != 0 {
+		if n := streamtest.Work(t, js, name); n != 0 {
 			t.Errorf("%s still holds %d messages", name, n)
 		}
 	}

@@ -29,12 +29,15 @@ func TestADeliverySucceedingAtOnceWritesNoHotRecord(t *testing.T) {
 	}
 	// The history got each delivery's final entry, and its queued entries
 	// in at most one message each.
-	if logged := streamtest.State(t, h.jetStream(t), stream.HistoryStream); logged.LastSeq < n || logged.LastSeq > 2*n {
-		t.Errorf("history messages: %d, want %d final entries and at most %d queued", logged.LastSeq, n, n)
+	eventually(t, 5*time.Second, "the history writer handed every change", func() bool {
+		return streamtest.Work(t, h.jetStream(t), stream.HistoryStream) == 0
+	})
+	if logged := streamtest.Handed(t, h.jetStream(t), stream.HistoryStream); logged < n || logged > 2*n {
+		t.Errorf("history messages: %d, want %d final entries and at most %d queued", logged, n, n)
 	}
 	eventually(t, 5*time.Second, "the delivery queue empty", func() bool {
-		q := streamtest.State(t, h.jetStream(t), stream.DeliveriesStream)
-		return q.Msgs == 0 && q.LastSeq == n
+		return streamtest.Work(t, h.jetStream(t), stream.DeliveriesStream) == 0 &&
+			streamtest.Handed(t, h.jetStream(t), stream.DeliveriesStream) == n
 	})
 	if history := streamtest.State(t, h.jetStream(t), stream.AttemptsStream); history.LastSeq != 0 {
 		t.Errorf("the attempt history got %d writes, want none", history.LastSeq)

@@ -40,3 +40,30 @@ func State(t testing.TB, js jetstream.JetStream, name string) jetstream.StreamSt
 	}
 	return info.State
 }
+
+// Work is how many messages the stream named name holds apart from its
+// keeper (stream.WorkMessages): the work waiting in it.
+func Work(t testing.TB, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	n, err := stream.WorkMessages(context.Background(), js, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Handed is how many messages the consumers of the stream named name have
+// been handed in all (redeliveries included): the work that went through
+// it, which its sequence (the keeper's messages advance it too) is not.
+func Handed(t testing.TB, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for c := range s.ListConsumers(context.Background()).Info() {
+		n += c.Delivered.Consumer
+	}
+	return n
+}

@@ -1,0 +1,139 @@
+package stream
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/broker"
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
+)
+
+// newestBlock is the index of the newest file block of a stream in the
+// embedded server's store under dir: how many blocks it has started.
+func newestBlock(t *testing.T, dir, name string) int {
+	t.Helper()
+	files, err := os.ReadDir(filepath.Join(dir, "jetstream", "jetstream", "$G", "streams", name, "msgs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := 0
+	for _, f := range files {
+		if n, err := strconv.Atoi(strings.TrimSuffix(f.Name(), ".blk")); err == nil {
+			newest = max(newest, n)
+		}
+	}
+	return newest
+}
+
+// keptUp publishes n events one at a time to a fresh layout on a file
+// store, each taken and acked before the next (a consumer that keeps up),
+// with or without the keeper, and returns how many blocks EVENTS started.
+func keptUp(t *testing.T, n int, keeper bool) int {
+	dir := t.TempDir()
+	srv, err := broker.Start(broker.Options{Port: -1, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	js := brokertest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if keeper {
+		go Keep(ctx, js, EventsStream)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if s := streamState(t, js, EventsStream); s.Msgs == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no keeper message within 5s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cs, err := RendererConsumers(ctx, js, time.Minute, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := EventSubject("action_clearing", "brand-1")
+	p, _ := strconv.Atoi(Partition("brand-1"))
+	c := cs[1+p]
+	for i := range n {
+		if _, err := js.Publish(ctx, subject, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if work, err := WorkMessages(ctx, js, EventsStream); err != nil || work != 0 {
+		t.Fatalf("work left in EVENTS: %d, %v", work, err)
+	}
+	return newestBlock(t, dir, EventsStream)
+}
+
+func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// A work stream whose consumer keeps up: without a keeper the file store
+// starts a new block (a file created, written, removed) for nearly every
+// message; with one, the newest block always holds a message no ack
+// removes, and the stream stays in a block or two.
+func TestAKeeperStopsAStreamThatKeepsUpFromRollingABlockPerMessage(t *testing.T) {
+	const n = 200
+	without := keptUp(t, n, false)
+	with := keptUp(t, n, true)
+	t.Logf("%d events taken one at a time: %d blocks started without a keeper, %d with one", n, without, with)
+	if with > 5 {
+		t.Errorf("with a keeper EVENTS started %d blocks for %d events, want a handful", with, n)
+	}
+}
+
+func TestAKeeperMessageIsNoWork(t *testing.T) {
+	js := brokertest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, EventSubject("action_clearing", "brand-1"), []byte("work")); err != nil {
+		t.Fatal(err)
+	}
+	// Two keepers (two replicas of a service) a few ticks each: still one
+	// keeper message, and the stream's work is the one event.
+	go Keep(ctx, js, EventsStream)
+	go Keep(ctx, js, EventsStream)
+	time.Sleep(2*KeepEvery + 500*time.Millisecond)
+	if s := streamState(t, js, EventsStream); s.Msgs != 2 {
+		t.Errorf("EVENTS holds %d messages, want the event and one keeper", s.Msgs)
+	}
+	if work, err := WorkMessages(ctx, js, EventsStream); err != nil || work != 1 {
+		t.Errorf("work in EVENTS: %d, %v; want 1", work, err)
+	}
+}
