@@ -100,7 +100,7 @@ bench: build tools
 bench-history: build
 	go run ./services/standalone/cmd/postback-bench-history -bin bin -out bench-history-result.json -markdown docs/benchmarks.md
 
-## bench-profile: the bench with pprof CPU and allocation profiles of every process during the bursts, in bench-profiles/
+## bench-profile: the bench with pprof CPU and allocation profiles of every process during the bursts, noisy-intake and slow-receiver, in bench-profiles/
 ## (figures not appended to docs/benchmarks.md: profiling costs CPU)
 bench-profile: build tools
 	./scripts/ensure-redis.sh

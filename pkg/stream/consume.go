@@ -46,7 +46,9 @@ func Work(ctx context.Context, c jetstream.Consumer, workers int, handler Handle
 // on a channel in the order they began to wait. So a consumer with a deep
 // backlog (one endpoint's burst) gets one message into the pool for each
 // message of every other consumer that has one waiting, instead of all the
-// messages ahead of theirs.
+// messages ahead of theirs. (Turns order the work; WorkShared also bounds
+// how much of the pool a backlogged consumer holds beside a light one:
+// turns.go.)
 //
 // Held messages: from the moment JetStream hands a message to this process
 // its ack wait runs. Each iterator pulls as many as the pool at a time
@@ -65,9 +67,15 @@ func Work(ctx context.Context, c jetstream.Consumer, workers int, handler Handle
 // process takes at most three pools' worth of a consumer's messages, so
 // replicas share a backlog.
 func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, handler Handler) error {
-	if workers <= 0 {
-		workers = 1
-	}
+	return WorkShared(ctx, consumers, Pool{Workers: workers}, handler)
+}
+
+// WorkShared is WorkAll with its pool shared between the consumers by
+// pool's rule (turns.go): a consumer runs at most pool.Share handlers at
+// once while another consumer is light.
+func WorkShared(ctx context.Context, consumers []jetstream.Consumer, pool Pool, handler Handler) error {
+	workers := max(pool.Workers, 1)
+	pool.Workers = workers
 	its := make([]jetstream.MessagesContext, 0, len(consumers))
 	stop := func() {
 		for _, it := range its {
@@ -94,15 +102,18 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 	signalling, stopSignals := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSignals() // only once every handler has returned
 	go held.signal(signalling, tick/5, MaxHold)
-	msgs := make(chan jetstream.Msg) // unbuffered: a message is taken only by an idle worker
+	// unbuffered: a message is taken only by an idle worker
+	msgs := make(chan turn)
+	share := newTurns(pool, len(its), time.Now)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range msgs {
-				handler(Extract(context.WithoutCancel(ctx), m), m)
-				held.done(m)
+			for t := range msgs {
+				handler(Extract(context.WithoutCancel(ctx), t.m), t.m)
+				held.done(t.m)
+				share.done(t.consumer)
 			}
 		}()
 	}
@@ -119,14 +130,18 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 		go func() {
 			defer pulls.Done()
 			for m := range queue {
-				select {
-				case msgs <- m:
-				case <-ctx.Done():
-					// Stopping: what is still queued goes back to the
-					// stream at once, for the other processes.
-					_ = m.Nak()
-					held.done(m)
+				if share.admit(ctx, i, len(queue)) {
+					select {
+					case msgs <- turn{m, i}:
+						continue
+					case <-ctx.Done():
+						share.done(i)
+					}
 				}
+				// Stopping: what is still queued goes back to the stream
+				// at once, for the other processes.
+				_ = m.Nak()
+				held.done(m)
 			}
 		}()
 	}
@@ -134,6 +149,12 @@ func WorkAll(ctx context.Context, consumers []jetstream.Consumer, workers int, h
 	close(msgs)
 	wg.Wait()
 	return nil
+}
+
+// turn is a message handed to a worker, with the index of its consumer.
+type turn struct {
+	m        jetstream.Msg
+	consumer int
 }
 
 // ackWaitOf is the consumer's ack wait (AckWait when unknown).

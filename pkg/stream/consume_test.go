@@ -129,3 +129,101 @@ func TestTheRendererReadsEachPartitionAndTheSubjectsOfEarlierVersions(t *testing
 		}
 	}
 }
+
+// One account's burst beside another account's steady flow, through the
+// renderer's consumers and a shared pool: alone, the burst takes as many
+// workers as it can use; once the other account's events flow, it runs
+// at most Share handlers at once, and every one of the other account's
+// events is handled.
+func TestABurstTakesThePoolAloneAndItsShareBesideAFlow(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	consumers, err := RendererConsumers(ctx, js, time.Minute, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst, flow, share, workers = 4000, 50, 2, 32
+	burstSubject, flowSubject := EventSubject("action_clearing", "brand-1"), EventSubject("action_clearing", "brand-3")
+	if Partition("brand-1") == Partition("brand-3") {
+		t.Fatal("the two accounts share a partition: pick others")
+	}
+	for range burst {
+		if _, err := js.PublishAsync(burstSubject, []byte("burst")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+
+	var mu sync.Mutex
+	running := map[string]int{}
+	var flowStarted, flowEnded time.Time
+	flowHandled := 0
+	type sample struct {
+		at      time.Time
+		running int
+	}
+	var burstSamples []sample
+	go func() {
+		_ = WorkShared(ctx, consumers, Pool{Workers: workers, Share: share}, func(_ context.Context, m jetstream.Msg) {
+			kind := string(m.Data())
+			mu.Lock()
+			running[kind]++
+			if kind == "burst" {
+				burstSamples = append(burstSamples, sample{time.Now(), running[kind]})
+			} else {
+				if flowStarted.IsZero() {
+					flowStarted = time.Now()
+				}
+				flowEnded = time.Now()
+				flowHandled++
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+			mu.Lock()
+			running[kind]--
+			mu.Unlock()
+			_ = m.Ack()
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // the burst alone
+	for range flow {
+		if _, err := js.Publish(ctx, flowSubject, []byte("flow")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		handled := flowHandled
+		mu.Unlock()
+		if handled == flow {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the flow's %d events handled", handled, flow)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	alone, beside := 0, 0
+	for _, s := range burstSamples {
+		switch {
+		case s.at.Before(flowStarted):
+			alone = max(alone, s.running)
+		case s.at.After(flowStarted.Add(100*time.Millisecond)) && s.at.Before(flowEnded):
+			// past the handlers the burst had running when the flow began
+			beside = max(beside, s.running)
+		}
+	}
+	t.Logf("the burst ran up to %d handlers alone and %d beside the flow (share %d of %d workers)", alone, beside, share, workers)
+	if alone <= share {
+		t.Errorf("alone, the burst ran at most %d handlers at once: the share held it back with nothing beside it", alone)
+	}
+	if beside == 0 || beside > share {
+		t.Errorf("beside the flow, the burst ran up to %d handlers at once, want 1 to %d", beside, share)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +49,11 @@ type Config struct {
 	// so the renderer's rate is about Workers / that wait: at 64 it capped
 	// the burst below what the CPU allowed (docs/benchmarks.md).
 	Workers int
+	// Share is how many events of one partition are rendered at once while
+	// another partition's events are flowing (stream.Pool's Share; default
+	// DefaultShare): a burst for one account is taken in at that pace, and
+	// leaves the CPU to the other accounts' postbacks.
+	Share int
 	// TracerProvider and MeterProvider receive the renderer's spans and
 	// metrics (nil: the global providers).
 	TracerProvider trace.TracerProvider
@@ -82,10 +88,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if workers <= 0 {
 		workers = 256
 	}
-	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers)
+	share := cfg.Share
+	if share <= 0 {
+		share = DefaultShare()
+	}
+	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers, "share", share)
 	go stream.Keep(ctx, js, stream.EventsStream)
-	return stream.WorkAll(ctx, consumers, workers, r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
+	return stream.WorkShared(ctx, consumers, stream.Pool{Workers: workers, Share: share},
+		r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
 }
+
+// DefaultShare is the renderer's default Share: two events in hand per
+// CPU. A rendering worker alternates between the CPU and waiting for NATS,
+// so this keeps the cores busy with a burst and no more than a few of its
+// handlers ahead of another account's event in the run queue.
+func DefaultShare() int { return 2 * runtime.GOMAXPROCS(0) }
 
 type renderer struct {
 	js         jetstream.JetStream

@@ -67,7 +67,7 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each burst scenario, reported with min, median and max (env BENCH_REPEAT)")
 	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
 	flag.StringVar(&o.scenarios, "scenarios", "", "scenarios to run (comma-separated; empty: all)")
-	flag.StringVar(&o.profile, "profile", "", "folder for pprof CPU and allocation profiles of every process during the burst scenarios (empty: none)")
+	flag.StringVar(&o.profile, "profile", "", "folder for pprof CPU and allocation profiles of every process during the burst, noisy-intake and slow-receiver scenarios (empty: none)")
 	flag.StringVar(&o.selfProfile, "self-cpuprofile", "", "write a CPU profile of the bench process itself (load generator, receiver, references) to this file")
 	flag.Parse()
 	if o.repeat < 1 || o.repeat > maxRepeat {
