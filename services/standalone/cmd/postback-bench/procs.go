@@ -281,8 +281,11 @@ func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (
 		d.stop()
 		return nil, err
 	}
+	// The services' data dir (the gateway and the history writer share the
+	// embedded history store there) is the run's own: left to its default,
+	// ./data, it was the checkout's, and every run's history piled up in it.
 	env := append(commonEnv(), "POSTBACK_NATS_URL=nats://"+natsAddr, "POSTBACK_REDIS_URL=redis://"+redisAddr,
-		"POSTBACK_SECRET_KEY="+secretKey())
+		"POSTBACK_SECRET_KEY="+secretKey(), "POSTBACK_DATA_DIR="+filepath.Join(work, "cluster-data"))
 	if pprof {
 		env = append(env, "POSTBACK_PPROF=true")
 	}
