@@ -17,6 +17,17 @@
 //   - A message may carry one change or a batch of the renderer's PENDING
 //     entries (pkg/inflight queuedlog.go); either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
+//   - Held changes: a change that does not end its delivery (PENDING,
+//     RETRYING) is held in the writer for up to Hold (1 s), until a change
+//     that ends the delivery comes, and both go to the store in one write,
+//     which keeps the later: most postbacks end within a second of being
+//     queued, and each used to cost the store an insert and then an update
+//     of every index it touched. A held change's message stays unacked
+//     (and readable by id in the stream) meanwhile, so a crash loses
+//     nothing; a clean stop stores what it holds first. So ListDeliveries
+//     shows a queued delivery up to Hold later than before (GetDelivery
+//     finds it at once, from the stream); a finished one is as prompt as
+//     ever. At most maxHeld changes are held: past that the oldest go.
 //   - A message that is not a history entry is dead-lettered, never retried
 //     forever, and never holds up the batch it came in. A change the store
 //     refuses for what it holds (history.ErrRefused: a value a column
@@ -32,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,6 +54,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -59,6 +72,10 @@ type Config struct {
 	Batch int
 	// Linger is how long a batch waits to fill (default 50 ms).
 	Linger time.Duration
+	// Hold is how long a change that does not end its delivery waits for
+	// one that does, to be stored with it (default DefaultHold; negative:
+	// none).
+	Hold time.Duration
 	// ExpireEvery is how often whole days past the retention are dropped
 	// (default 1 h); the retention is Layout.Retention.
 	ExpireEvery time.Duration
@@ -66,6 +83,10 @@ type Config struct {
 	// MeterProvider receives the writer's metrics (nil: the global one).
 	MeterProvider metric.MeterProvider
 }
+
+// DefaultHold is the writer's default Hold: most postbacks end within it
+// of being queued, even in a burst.
+const DefaultHold = time.Second
 
 // ackWait is how long a fetched batch may go unacked before JetStream hands
 // it out again; the writer marks the batch in progress well within it while
@@ -83,6 +104,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 50 * time.Millisecond
+	}
+	if cfg.Hold == 0 {
+		cfg.Hold = DefaultHold
 	}
 	if cfg.ExpireEvery <= 0 {
 		cfg.ExpireEvery = time.Hour
@@ -115,6 +139,13 @@ func Run(ctx context.Context, cfg Config) error {
 			sleep(ctx, time.Second)
 		}
 	}
+	// Stopping: what is held is stored now rather than waiting out its
+	// messages' ack wait in another writer.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.flush(fctx, true); err != nil {
+		log.Warn("storing the held changes at stop failed; they come back from the stream", "error", err)
+	}
 	return nil
 }
 
@@ -123,6 +154,9 @@ type writer struct {
 	log  *slog.Logger
 	c    jetstream.Consumer
 	dead *stream.DeadLetters
+
+	held  []heldChange    // fetched, not yet stored, in the order they came
+	ended map[string]bool // deliveries with a held change that ends them
 
 	lagMicros atomic.Int64 // age of the oldest change of the last stored batch
 	pending   atomic.Int64 // changes waiting behind it
@@ -160,55 +194,134 @@ func (w *writer) metrics(mp metric.MeterProvider) error {
 	return err
 }
 
-// once fetches one batch, stores it and acks it.
+// heldChange is a change fetched and not yet stored, with its message.
+type heldChange struct {
+	entry history.Entry
+	msg   *heldMsg
+	at    time.Time // when its message was taken
+}
+
+// heldMsg is a fetched message: acked once its changes are all stored.
+type heldMsg struct {
+	m      jetstream.Msg
+	left   int       // its changes not yet stored
+	stamp  time.Time // when it was published
+	length uint64    // changes waiting behind it then (NumPending)
+}
+
+// maxHeld bounds the changes held in the writer (Hold): past it the
+// oldest are stored at once.
+const maxHeld = 20_000
+
+// once fetches one batch, holds its changes, and stores and acks what is
+// due (flush).
 func (w *writer) once(ctx context.Context) error {
 	batch, err := w.c.Fetch(w.cfg.Batch, jetstream.FetchMaxWait(w.cfg.Linger))
 	if err != nil {
 		return err
 	}
-	var (
-		msgs    []jetstream.Msg
-		entries []history.Entry
-		oldest  time.Time
-		pending uint64
-	)
+	now, fetched := time.Now(), 0
 	for m := range batch.Messages() {
 		es, err := inflight.HistoryEntries(m.Data(), m.Headers())
 		if err != nil {
 			w.dead.Reject(ctx, m, stream.Poison("not a history entry: %v", err), time.Second)
 			continue
 		}
+		hm := &heldMsg{m: m, left: len(es), stamp: now}
 		if md, err := m.Metadata(); err == nil {
-			if oldest.IsZero() || md.Timestamp.Before(oldest) {
-				oldest = md.Timestamp
-			}
-			pending = md.NumPending
+			hm.stamp, hm.length = md.Timestamp, md.NumPending
 		}
-		msgs, entries = append(msgs, m), append(entries, es...)
+		for _, e := range es {
+			w.held = append(w.held, heldChange{entry: e, msg: hm, at: now})
+			if delivery.Final(e.Delivery.GetStatus()) {
+				if w.ended == nil {
+					w.ended = map[string]bool{}
+				}
+				w.ended[e.Delivery.GetId()] = true
+			}
+		}
+		fetched++
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && fetched == 0 {
 		return err
 	}
-	if len(msgs) == 0 {
+	if fetched == 0 && len(w.held) == 0 {
 		w.lagMicros.Store(0)
 		w.pending.Store(0)
 		return nil
 	}
-	// A batch message holds many entries: the store takes at most Batch
-	// at once.
+	return w.flush(ctx, false)
+}
+
+// flush stores the held changes that are due (all of them with all set):
+// those of a delivery a held change ends, those held for Hold, and the
+// oldest past maxHeld. The store keeps the latest change of each delivery
+// in a write, so a delivery queued and ended within Hold costs it one row
+// write. A message is acked once all its changes are stored.
+func (w *writer) flush(ctx context.Context, all bool) error {
+	if len(w.held) == 0 {
+		return nil
+	}
+	now := time.Now()
+	over := len(w.held) - maxHeld
+	var due, keep []heldChange
+	for i, h := range w.held {
+		if all || w.cfg.Hold < 0 || i < over || w.ended[h.entry.Delivery.GetId()] || now.Sub(h.at) >= w.cfg.Hold {
+			due = append(due, h)
+		} else {
+			keep = append(keep, h)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	msgs := make([]jetstream.Msg, 0, len(w.held))
+	seen := map[*heldMsg]bool{}
+	for _, h := range w.held {
+		if !seen[h.msg] {
+			seen[h.msg] = true
+			msgs = append(msgs, h.msg.m) // all held: kept in progress while the store is retried
+		}
+	}
+	// A delivery's changes go in one write (its entries side by side, never
+	// split between writes), and the store takes about Batch at once.
+	entries := make([]history.Entry, len(due))
+	for i, h := range due {
+		entries[i] = h.entry
+	}
+	slices.SortStableFunc(entries, func(a, b history.Entry) int { return strings.Compare(a.Delivery.GetId(), b.Delivery.GetId()) })
 	for rest := entries; len(rest) > 0; {
 		n := min(len(rest), w.cfg.Batch)
+		for n < len(rest) && rest[n].Delivery.GetId() == rest[n-1].Delivery.GetId() {
+			n++
+		}
 		if err := w.storeSplitting(ctx, msgs, rest[:n]); err != nil {
 			return err
 		}
 		rest = rest[n:]
 	}
-	for _, m := range msgs {
-		_ = m.Ack() // a lost ack redelivers the change: a no-op in the store
+	var oldest time.Time
+	var length uint64
+	for _, h := range due {
+		if oldest.IsZero() || h.msg.stamp.Before(oldest) {
+			oldest = h.msg.stamp
+		}
+		length = max(length, h.msg.length)
+		if h.msg.left--; h.msg.left == 0 {
+			_ = h.msg.m.Ack() // a lost ack redelivers the change: a no-op in the store
+		}
 	}
-	w.stored.Add(ctx, int64(len(entries)))
+	w.held = keep
+	if len(keep) == 0 {
+		clear(w.ended)
+	} else {
+		for _, h := range due {
+			delete(w.ended, h.entry.Delivery.GetId())
+		}
+	}
+	w.stored.Add(ctx, int64(len(due)))
 	w.lagMicros.Store(time.Since(oldest).Microseconds())
-	w.pending.Store(int64(pending))
+	w.pending.Store(int64(length) + int64(len(keep)))
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ type flaky struct {
 	refused atomic.Int64
 	bad     string
 	tries   atomic.Int64 // batches offered
+
+	mu     sync.Mutex
+	writes map[string]int // by delivery: the stored batches that held a change of it
 }
 
 func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
@@ -46,7 +50,22 @@ func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
 			return history.Refused(fmt.Errorf("invalid byte sequence in delivery %s", e.Delivery.Id))
 		}
 	}
-	return f.Store.Append(ctx, es)
+	if err := f.Store.Append(ctx, es); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writes == nil {
+		f.writes = map[string]int{}
+	}
+	in := map[string]bool{}
+	for _, e := range es {
+		if id := e.Delivery.GetId(); !in[id] {
+			in[id] = true
+			f.writes[id]++
+		}
+	}
+	return nil
 }
 
 type setup struct {
@@ -281,4 +300,72 @@ func TestAChangeTheStoreRefusesForGoodIsSetAsideAndTheRestStored(t *testing.T) {
 		t.Fatalf("the refused delivery is in the store: %v", err)
 	}
 	t.Logf("%d batches offered to the store for 80 changes in batches of 50", s.store.tries.Load())
+}
+
+// A postback queued and ended within the writer's hold (the common case)
+// reaches the store in one write, its queued change and its outcome
+// together: one row written, not an insert and then an update, even when
+// the two changes come in different fetches. A change whose delivery does
+// not end is stored all the same once held for the hold.
+func TestAQueuedChangeWaitsForItsOutcomeAndIsStoredWithIt(t *testing.T) {
+	s := newSetup(t, 0)
+	stop := s.run(t)
+	defer stop()
+	ctx := context.Background()
+	var recs []*inflight.Record
+	for i := range 60 {
+		now := time.Now()
+		id := fmt.Sprintf("dlv_h%05d", i)
+		r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
+			EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
+			Job: &delivery.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
+		if err := s.dls.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	// The writer takes the queued changes (it fetches every 50 ms) before
+	// the outcomes are written.
+	time.Sleep(300 * time.Millisecond)
+	var ids []string
+	for _, r := range recs {
+		id := r.Delivery.Id
+		r.Delivery.Status, r.Delivery.AttemptCount, r.Delivery.LastStatusCode = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1, 200
+		r.Delivery.UpdateTime = timestamppb.Now()
+		r.Last = &postbackv1.Attempt{DeliveryId: id, Number: 0, StatusCode: 200, StartTime: timestamppb.Now(),
+			Outcome: postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS}
+		if err := s.dls.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	now := time.Now()
+	waiting := &inflight.Record{Delivery: &postbackv1.Delivery{Id: "dlv_hwaits", AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_w",
+		EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+		CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)}}
+	if err := s.dls.Create(ctx, waiting); err != nil {
+		t.Fatal(err)
+	}
+	s.waitStored(t, ids)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if r, err := s.store.Get(ctx, "dlv_hwaits"); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the delivery still PENDING was not stored within 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	for _, id := range ids {
+		if n := s.store.writes[id]; n != 1 {
+			t.Errorf("delivery %s reached the store in %d writes, want 1 (queued and ended together)", id, n)
+		}
+	}
+	if n := s.store.writes["dlv_hwaits"]; n != 1 {
+		t.Errorf("the delivery still PENDING reached the store in %d writes, want 1", n)
+	}
 }
