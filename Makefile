@@ -69,7 +69,8 @@ demo:
 .PHONY: deploy-check run-cluster stop-cluster
 
 ## deploy-check: helm lint/template of charts/postback (default and production values) decoded strictly
-## into the Kubernetes types, docker-compose.yml through compose-go, the Dockerfiles (scripts/deploycheck)
+## into the Kubernetes types, docker-compose.yml through compose-go, deploy/Dockerfile (read, and its build run here
+## for every service), every service named in every deployment file (scripts/deploycheck)
 deploy-check: bin/deploycheck
 	./bin/deploycheck -root .
 	cd deploy/healthcheck && GOWORK=off go vet . && GOWORK=off go test -count=1 -timeout 1m .

@@ -60,7 +60,11 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	if known == nil {
 		return p, nil
 	}
-	want := []string{"nats-1", "nats-2", "nats-3", "redis", "postgres", "gateway", "renderer", "sender", "retry", "historian", "otel-collector", "jaeger"}
+	postbackServices, err := services(root)
+	if err != nil {
+		return p, []error{err}
+	}
+	want := append([]string{"nats-1", "nats-2", "nats-3", "redis", "postgres", "otel-collector", "jaeger"}, postbackServices...)
 	for _, name := range want {
 		if _, ok := p.Services[name]; !ok {
 			fail("service %q is missing", name)
@@ -70,12 +74,12 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 		return p, errs
 	}
 	// NATS: >= 2.12 (message schedules), JetStream, a 3-node cluster.
-	natsVersion := regexp.MustCompile(`^nats:(\d+)\.(\d+)`)
+	natsVersion := regexp.MustCompile(`^docker\.io/library/nats:(\d+)\.(\d+)`)
 	for _, name := range []string{"nats-1", "nats-2", "nats-3"} {
 		s := p.Services[name]
 		m := natsVersion.FindStringSubmatch(s.Image)
 		if m == nil {
-			fail("%s: image %q is not nats:<major>.<minor>…", name, s.Image)
+			fail("%s: image %q is not docker.io/library/nats:<major>.<minor>…", name, s.Image)
 		} else if maj, _ := strconv.Atoi(m[1]); maj < 2 || (maj == 2 && atoi(m[2]) < 12) {
 			fail("%s: image %q: nats-server >= 2.12 is required (JetStream message schedules)", name, s.Image)
 		}
@@ -103,6 +107,16 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 			}
 			if _, err := os.Stat(df); err != nil {
 				fail("%s: dockerfile: %v", name, err)
+			}
+			if filepath.Clean(df) != filepath.Join(root, "deploy", "Dockerfile") {
+				fail("%s: dockerfile %s, want deploy/Dockerfile (one for every service)", name, s.Build.Dockerfile)
+			}
+			if arg := s.Build.Args["SERVICE"]; arg == nil || *arg != name {
+				got := "(none)"
+				if arg != nil {
+					got = *arg
+				}
+				fail("%s: build args SERVICE=%s, want %s", name, got, name)
 			}
 			if filepath.Clean(s.Build.Context) != filepath.Clean(root) {
 				fail("%s: build context %s, want the repository root (go.work)", name, s.Build.Context)
@@ -167,6 +181,9 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 		fail("otel-collector: deploy/otel-collector.yaml is not mounted")
 	}
 	for name, s := range p.Services {
+		if s.Build == nil && !qualified(s.Image) {
+			fail("%s: image %q does not name its registry (e.g. docker.io/library/…)", name, s.Image)
+		}
 		for _, port := range s.Ports {
 			if port.Published != "" && port.HostIP != "127.0.0.1" {
 				fail("%s: port %s is published on every interface; bind it to 127.0.0.1", name, port.Published)
@@ -180,16 +197,13 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	return p, errs
 }
 
-// postbackServices are the services built from deploy/<name>.Dockerfile.
-var postbackServices = []string{"gateway", "renderer", "sender", "retry", "historian"}
-
 // checkComposeHistory: PostgreSQL is the history store; the gateway (reads)
 // and the historian (writes) get the same postgres:// URL and wait for it.
 func checkComposeHistory(p *types.Project) []error {
 	var errs []error
 	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	pg := p.Services["postgres"]
-	if !strings.HasPrefix(pg.Image, "postgres:") {
+	if !strings.HasPrefix(pg.Image, "docker.io/library/postgres:") {
 		fail("postgres: image %q is not postgres:<version>", pg.Image)
 	}
 	if pg.HealthCheck == nil || pg.HealthCheck.Disable || !strings.Contains(strings.Join(pg.HealthCheck.Test, " "), "pg_isready") {

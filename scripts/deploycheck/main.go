@@ -15,9 +15,14 @@
 //     typed subset;
 //   - compose: docker-compose.yml loaded by compose-go with the compose-spec
 //     schema, plus the shape the issue asks for;
-//   - images: each deploy/<service>.Dockerfile is multi-stage, static, nonroot,
-//     version-stamped and copies every go.work module; the collector config's
-//     pipelines name defined components;
+//   - images: deploy/Dockerfile (one for every service, ARG SERVICE) is
+//     multi-stage, static, nonroot, version-stamped, names its base images in
+//     full and copies every go.work module; its build stage, run here for
+//     every SERVICE and the health check, yields static Linux executables;
+//     the collector config's pipelines name defined components;
+//   - services: every services/<name>/cmd/postback-<name> is in standalone's
+//     target table, the Makefile, the chart, run-cluster.sh and compose, and
+//     none of them names another;
 //   - docs: every value of values.yaml is in the chart README.
 //
 // It exits non-zero when any check fails and prints every failure.
@@ -108,7 +113,9 @@ func main() {
 	}
 	r.run("chart README lists every value", func() []error { return checkChartReadme(chart) })
 	r.run("docker-compose.yml (compose-go, compose-spec schema)", func() []error { return checkCompose(abs, known) })
-	r.run("deploy/*.Dockerfile", func() []error { return checkDockerfiles(abs) })
+	r.run("deploy/Dockerfile", func() []error { return checkDockerfile(abs) })
+	r.run("deploy/Dockerfile's builds, static, for every SERVICE", func() []error { return checkImageBuilds(abs) })
+	r.run("every service in every deployment file", func() []error { return checkTargets(abs) })
 	r.run("deploy/otel-collector.yaml", func() []error { return checkCollector(filepath.Join(abs, "deploy", "otel-collector.yaml")) })
 	if r.failures > 0 {
 		fmt.Printf("deploy-check: %d problem(s)\n", r.failures)
