@@ -1,4 +1,4 @@
-package stream
+package stream_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/postback-dev/postback/pkg/broker"
 	"github.com/postback-dev/postback/pkg/broker/brokertest"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 )
 
 // newestBlock is the index of the newest file block of a stream in the
@@ -45,14 +47,14 @@ func keptUp(t *testing.T, n int, keeper bool) int {
 	js := brokertest.Connect(t, srv.ClientURL())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
 	if keeper {
-		go Keep(ctx, js, EventsStream)
+		go stream.Keep(ctx, js, stream.EventsStream)
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			if s := streamState(t, js, EventsStream); s.Msgs == 1 {
+			if s := streamtest.State(t, js, stream.EventsStream); s.Msgs == 1 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -61,12 +63,12 @@ func keptUp(t *testing.T, n int, keeper bool) int {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	cs, err := RendererConsumers(ctx, js, time.Minute, 64)
+	cs, err := stream.RendererConsumers(ctx, js, time.Minute, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := EventSubject("action_clearing", "brand-1")
-	p, _ := strconv.Atoi(Partition("brand-1"))
+	subject := stream.EventSubject("action_clearing", "brand-1")
+	p, _ := strconv.Atoi(stream.Partition("brand-1"))
 	c := cs[1+p]
 	for i := range n {
 		if _, err := js.Publish(ctx, subject, []byte(strconv.Itoa(i))); err != nil {
@@ -82,23 +84,10 @@ func keptUp(t *testing.T, n int, keeper bool) int {
 			}
 		}
 	}
-	if work, err := WorkMessages(ctx, js, EventsStream); err != nil || work != 0 {
+	if work, err := stream.WorkMessages(ctx, js, stream.EventsStream); err != nil || work != 0 {
 		t.Fatalf("work left in EVENTS: %d, %v", work, err)
 	}
-	return newestBlock(t, dir, EventsStream)
-}
-
-func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
-	t.Helper()
-	s, err := js.Stream(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State
+	return newestBlock(t, dir, stream.EventsStream)
 }
 
 // A work stream whose consumer keeps up: without a keeper the file store
@@ -119,21 +108,21 @@ func TestAKeeperMessageIsNoWork(t *testing.T) {
 	js := brokertest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, EventSubject("action_clearing", "brand-1"), []byte("work")); err != nil {
+	if _, err := js.Publish(ctx, stream.EventSubject("action_clearing", "brand-1"), []byte("work")); err != nil {
 		t.Fatal(err)
 	}
 	// Two keepers (two replicas of a service) a few ticks each: still one
 	// keeper message, and the stream's work is the one event.
-	go Keep(ctx, js, EventsStream)
-	go Keep(ctx, js, EventsStream)
-	time.Sleep(2*KeepEvery + 500*time.Millisecond)
-	if s := streamState(t, js, EventsStream); s.Msgs != 2 {
+	go stream.Keep(ctx, js, stream.EventsStream)
+	go stream.Keep(ctx, js, stream.EventsStream)
+	time.Sleep(2*stream.KeepEvery + 500*time.Millisecond)
+	if s := streamtest.State(t, js, stream.EventsStream); s.Msgs != 2 {
 		t.Errorf("EVENTS holds %d messages, want the event and one keeper", s.Msgs)
 	}
-	if work, err := WorkMessages(ctx, js, EventsStream); err != nil || work != 1 {
+	if work, err := stream.WorkMessages(ctx, js, stream.EventsStream); err != nil || work != 1 {
 		t.Errorf("work in EVENTS: %d, %v; want 1", work, err)
 	}
 }

@@ -113,28 +113,40 @@ func (s *setup) run(t *testing.T) (stop func()) {
 // then SUCCEEDED with its attempt.
 func (s *setup) deliver(t *testing.T, n int, tag string) []string {
 	t.Helper()
-	ctx := context.Background()
 	var ids []string
 	for i := range n {
-		now := time.Now()
-		id := fmt.Sprintf("dlv_%s%05d", tag, i)
-		r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
-			EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
-			Job: &delivery.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
-		if err := s.dls.Create(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		r.Delivery.Status, r.Delivery.AttemptCount, r.Delivery.LastStatusCode = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1, 200
-		r.Delivery.UpdateTime = timestamppb.Now()
-		r.Last = &postbackv1.Attempt{DeliveryId: id, Number: 0, StatusCode: 200, StartTime: timestamppb.New(now),
-			Outcome: postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS}
-		if err := s.dls.Put(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+		r := s.queue(t, fmt.Sprintf("dlv_%s%05d", tag, i))
+		s.succeed(t, r)
+		ids = append(ids, r.Delivery.Id)
 	}
 	return ids
+}
+
+// queue writes a delivery's record as the renderer queues it: PENDING.
+func (s *setup) queue(t *testing.T, id string) *inflight.Record {
+	t.Helper()
+	now := time.Now()
+	r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
+		EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
+		CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
+		Job: &delivery.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
+	if err := s.dls.Create(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// succeed writes r's outcome as the sender does: SUCCEEDED, with its
+// attempt.
+func (s *setup) succeed(t *testing.T, r *inflight.Record) {
+	t.Helper()
+	r.Delivery.Status, r.Delivery.AttemptCount, r.Delivery.LastStatusCode = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1, 200
+	r.Delivery.UpdateTime = timestamppb.Now()
+	r.Last = &postbackv1.Attempt{DeliveryId: r.Delivery.Id, Number: 0, StatusCode: 200, StartTime: timestamppb.Now(),
+		Outcome: postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS}
+	if err := s.dls.Put(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitStored waits until every id is SUCCEEDED in the store with its one attempt.
@@ -311,43 +323,21 @@ func TestAQueuedChangeWaitsForItsOutcomeAndIsStoredWithIt(t *testing.T) {
 	s := newSetup(t, 0)
 	stop := s.run(t)
 	defer stop()
-	ctx := context.Background()
 	var recs []*inflight.Record
 	for i := range 60 {
-		now := time.Now()
-		id := fmt.Sprintf("dlv_h%05d", i)
-		r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
-			EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-			CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
-			Job: &delivery.Job{DeliveryID: id, URL: "http://127.0.0.1/postback?txid=TX-1001", Created: now}}
-		if err := s.dls.Create(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
+		recs = append(recs, s.queue(t, fmt.Sprintf("dlv_h%05d", i)))
 	}
 	// The writer takes the queued changes (it fetches every 50 ms) before
 	// the outcomes are written.
 	time.Sleep(300 * time.Millisecond)
 	var ids []string
 	for _, r := range recs {
-		id := r.Delivery.Id
-		r.Delivery.Status, r.Delivery.AttemptCount, r.Delivery.LastStatusCode = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED, 1, 200
-		r.Delivery.UpdateTime = timestamppb.Now()
-		r.Last = &postbackv1.Attempt{DeliveryId: id, Number: 0, StatusCode: 200, StartTime: timestamppb.Now(),
-			Outcome: postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS}
-		if err := s.dls.Put(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+		s.succeed(t, r)
+		ids = append(ids, r.Delivery.Id)
 	}
-	now := time.Now()
-	waiting := &inflight.Record{Delivery: &postbackv1.Delivery{Id: "dlv_hwaits", AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_w",
-		EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
-		CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)}}
-	if err := s.dls.Create(ctx, waiting); err != nil {
-		t.Fatal(err)
-	}
+	s.queue(t, "dlv_hwaits")
 	s.waitStored(t, ids)
+	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if r, err := s.store.Get(ctx, "dlv_hwaits"); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
