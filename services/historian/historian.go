@@ -17,9 +17,9 @@
 //   - A message may carry one change or a batch of the renderer's PENDING
 //     entries (pkg/inflight queuedlog.go); either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
-//   - Held changes: a change that does not end its delivery (PENDING,
-//     RETRYING) is held in the writer for up to Hold (1 s), until a change
-//     that ends the delivery comes, and both go to the store in one write,
+//   - Held changes: a PENDING change (queued, or waiting for its limits)
+//     is held in the writer for up to Hold (1 s), until a later change of
+//     its delivery comes, and both go to the store in one write,
 //     which keeps the later: most postbacks end within a second of being
 //     queued, and each used to cost the store an insert and then an update
 //     of every index it touched. A held change's message stays unacked
@@ -72,9 +72,9 @@ type Config struct {
 	Batch int
 	// Linger is how long a batch waits to fill (default 50 ms).
 	Linger time.Duration
-	// Hold is how long a change that does not end its delivery waits for
-	// one that does, to be stored with it (default DefaultHold; negative:
-	// none).
+	// Hold is how long a PENDING change waits for a later change of its
+	// delivery, to be stored with it (default DefaultHold; negative: none).
+	// Other changes (a RETRYING one lasts 15 s at least) are not held.
 	Hold time.Duration
 	// ExpireEvery is how often whole days past the retention are dropped
 	// (default 1 h); the retention is Layout.Retention.
@@ -156,7 +156,7 @@ type writer struct {
 	dead *stream.DeadLetters
 
 	held  []heldChange    // fetched, not yet stored, in the order they came
-	ended map[string]bool // deliveries with a held change that ends them
+	moved map[string]bool // deliveries with a held change past PENDING: stored at once, their PENDING ones with it
 
 	lagMicros atomic.Int64 // age of the oldest change of the last stored batch
 	pending   atomic.Int64 // changes waiting behind it
@@ -233,11 +233,11 @@ func (w *writer) once(ctx context.Context) error {
 		}
 		for _, e := range es {
 			w.held = append(w.held, heldChange{entry: e, msg: hm, at: now})
-			if delivery.Final(e.Delivery.GetStatus()) {
-				if w.ended == nil {
-					w.ended = map[string]bool{}
+			if e.Delivery.GetStatus() != delivery.Pending {
+				if w.moved == nil {
+					w.moved = map[string]bool{}
 				}
-				w.ended[e.Delivery.GetId()] = true
+				w.moved[e.Delivery.GetId()] = true
 			}
 		}
 		fetched++
@@ -254,8 +254,8 @@ func (w *writer) once(ctx context.Context) error {
 }
 
 // flush stores the held changes that are due (all of them with all set):
-// those of a delivery a held change ends, those held for Hold, and the
-// oldest past maxHeld. The store keeps the latest change of each delivery
+// every change but a PENDING one, with the PENDING ones of its delivery;
+// those held for Hold; and the oldest past maxHeld. The store keeps the latest change of each delivery
 // in a write, so a delivery queued and ended within Hold costs it one row
 // write. A message is acked once all its changes are stored.
 func (w *writer) flush(ctx context.Context, all bool) error {
@@ -266,7 +266,8 @@ func (w *writer) flush(ctx context.Context, all bool) error {
 	over := len(w.held) - maxHeld
 	var due, keep []heldChange
 	for i, h := range w.held {
-		if all || w.cfg.Hold < 0 || i < over || w.ended[h.entry.Delivery.GetId()] || now.Sub(h.at) >= w.cfg.Hold {
+		if all || w.cfg.Hold < 0 || i < over || w.moved[h.entry.Delivery.GetId()] || now.Sub(h.at) >= w.cfg.Hold ||
+			h.entry.Delivery.GetStatus() != delivery.Pending {
 			due = append(due, h)
 		} else {
 			keep = append(keep, h)
@@ -313,10 +314,10 @@ func (w *writer) flush(ctx context.Context, all bool) error {
 	}
 	w.held = keep
 	if len(keep) == 0 {
-		clear(w.ended)
+		clear(w.moved)
 	} else {
 		for _, h := range due {
-			delete(w.ended, h.entry.Delivery.GetId())
+			delete(w.moved, h.entry.Delivery.GetId())
 		}
 	}
 	w.stored.Add(ctx, int64(len(due)))
