@@ -42,15 +42,7 @@ func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 
 func queuedJobs(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), stream.DeliveriesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return streamtest.Work(t, js, stream.DeliveriesStream)
 }
 
 // A redelivered event (the renderer crashed, or its ack was lost) renders

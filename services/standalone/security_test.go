@@ -37,6 +37,7 @@ import (
 	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/signature"
 	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -740,11 +741,7 @@ func TestInputOverALimitIsRefusedAndNothingIsStoredOrPublished(t *testing.T) {
 	if err != nil || len(l.Endpoints) != 1 {
 		t.Fatalf("endpoints after the refusals: %v, %v", l, err)
 	}
-	s, err := h.jetStream(t).Stream(ctx, stream.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := s.CachedInfo().State.Msgs; n != 0 {
+	if n := streamtest.Work(t, h.jetStream(t), stream.EventsStream); n != 0 {
 		t.Fatalf("%d events were published", n)
 	}
 	time.Sleep(200 * time.Millisecond)
