@@ -386,9 +386,11 @@ func (s *Deliveries) queued(ctx context.Context, subject string) (*Record, error
 }
 
 // queuedRecord is the PENDING record a job queued for its first send stands
-// for (raw, when set, is its encoding).
+// for (raw, when set, is its encoding). It reads as of the job's creation,
+// so its history version and every later one are past that, whatever the
+// clock of the host that writes them.
 func queuedRecord(job *delivery.Job, raw []byte) *Record {
-	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: delivery.Queued(job)}
+	return &Record{Queued: true, Job: job, JobBytes: raw, Delivery: delivery.Queued(job), readVersion: job.Created.UnixMicro()}
 }
 
 // Find reads a delivery by id alone (server-side filters on the id token):

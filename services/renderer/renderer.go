@@ -68,7 +68,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("renderer: %w", err)
 	}
 	defer closeNATS()
-	r, err := newRenderer(ctx, js, log)
+	// The queued log outlives ctx until the pool has finished the events
+	// in hand: a clean stop completes their renders instead of failing
+	// them for a redelivery to do again.
+	logging, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLog()
+	r, err := newRenderer(ctx, js, log, logging)
 	if err != nil {
 		return err
 	}
@@ -125,7 +130,9 @@ type compiled struct {
 
 const maxCompiled = 10000
 
-func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*renderer, error) {
+// newRenderer opens the renderer's stores; its queued log runs until
+// logging ends.
+func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger, logging context.Context) (*renderer, error) {
 	eps, err := endpoints.OpenStore(ctx, js)
 	if err != nil {
 		return nil, err
@@ -138,7 +145,7 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(ctx, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
+	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(logging, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -185,10 +192,19 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 // (its queued job stands for it until the sender records it: see
 // inflight.Deliveries); one that did not is recorded FAILED. Each publish is
 // a PRODUCER span whose context the delivery message carries; they are
-// pipelined and awaited together. An event delivered again (redelivered
-// after a crash, or after its ack was lost) first looks each delivery up
-// and queues only those with neither a record nor a queued job, so a
-// delivery is not queued twice however late the redelivery comes.
+// pipelined and awaited together.
+//
+// An event delivered again (redelivered after a crash, or after its ack
+// was lost) renders the same deliveries: the same ids, and the same create
+// time (its event's, not the render's), so the same PENDING entry at the
+// same history version. It first looks each delivery up (seen) and queues
+// only those not seen. What a look-up cannot see (a delivery ended and
+// already in the history store) is caught at two more places: the job's
+// Nats-Msg-Id, within DELIVERIES' dedupe window, keeps it from being sent
+// again; past that window (a redelivery more than two minutes late, or
+// after a broker restart lost the window) it is sent again, at least once
+// as documented, and its repeated PENDING entry, at a version below its
+// ending's, changes nothing in the store.
 func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, redelivered bool) (int, error) {
 	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
 	if err != nil {
@@ -218,19 +234,18 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
 		if redelivered {
-			if _, err := r.deliveries.Lookup(ctx, ev.AccountID, ep.Id, dlvID); err == nil {
-				continue // queued or recorded by an earlier pass
-			} else if !errors.Is(err, inflight.ErrNotFound) {
+			if done, err := r.seen(ctx, ev.AccountID, ep.Id, dlvID); err != nil {
 				return 0, err
+			} else if done {
+				continue
 			}
 		}
-		now := time.Now()
-		job, body, renderErr := r.job(ep, ev, dlvID, now)
+		job, body, renderErr := r.job(ep, ev, dlvID)
 		if renderErr != nil {
 			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
 			failed := &postbackv1.Delivery{Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
-				CreateTime: timestamppb.New(now)}
-			_ = delivery.RenderFailed(renderErr.Error()).Apply(failed, now) // a new delivery: always allowed
+				CreateTime: timestamppb.New(ev.Time)}
+			_ = delivery.RenderFailed(renderErr.Error()).Apply(failed, time.Now()) // a new delivery: always allowed
 			f, err := r.deliveries.CreateAsync(&inflight.Record{Delivery: failed})
 			if err != nil {
 				return 0, err
@@ -285,6 +300,25 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 	return queued, nil
 }
 
+// seen reports whether a delivery of a redelivered event was queued or
+// ended by an earlier pass: it has a record or a queued job (Lookup), or
+// an entry still waiting for the history writer (Pending), as a delivery
+// ended at its first send has until the writer stores it.
+func (r *renderer) seen(ctx context.Context, accountID, endpointID, dlvID string) (bool, error) {
+	_, err := r.deliveries.Lookup(ctx, accountID, endpointID, dlvID)
+	if errors.Is(err, inflight.ErrNotFound) {
+		_, err = r.deliveries.Pending(ctx, dlvID)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, inflight.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 // jobHeadroom is what a job message needs beyond its encoding (its
 // headers: trace context, dedupe id).
 const jobHeadroom = 4 << 10
@@ -292,7 +326,7 @@ const jobHeadroom = 4 << 10
 // job renders one endpoint's request for the event and encodes it. A
 // request too large for one message fails to render: retrying renders the
 // same bytes.
-func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, now time.Time) (*delivery.Job, []byte, error) {
+func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string) (*delivery.Job, []byte, error) {
 	c, err := r.compile(ep)
 	if err != nil {
 		return nil, nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
@@ -303,7 +337,7 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string, 
 	}
 	job := &delivery.Job{
 		DeliveryID: dlvID, AccountID: ev.AccountID, EndpointID: ep.Id, EventID: ev.ID, EventType: ev.Type,
-		Created: now, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
+		Created: ev.Time, Published: ev.Time, Method: req.Method, URL: req.URL, Body: req.Body, ContentType: req.ContentType,
 		EndpointVersion: endpoint.Version(ep), Queued: true,
 	}
 	for _, h := range req.Headers {

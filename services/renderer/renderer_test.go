@@ -2,6 +2,7 @@ package renderer
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoints"
+	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/stream/streamtest"
@@ -33,7 +36,7 @@ func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 			t.Fatal(err)
 		}
 	}
-	r, err := newRenderer(ctx, js, slog.New(slog.DiscardHandler))
+	r, err := newRenderer(ctx, js, slog.New(slog.DiscardHandler), ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,5 +110,128 @@ func TestARedeliveredEventQueuesOnlyDeliveriesThatHaveNeitherJobNorRecord(t *tes
 	// An event seen for the first time at another sequence is new work.
 	if n, err := r.render(ctx, ev, 8, false); err != nil || n != 2 {
 		t.Fatalf("another event: %d queued, %v; want 2", n, err)
+	}
+}
+
+// historyEntries reads every entry logged to the HISTORY stream so far.
+func historyEntries(t *testing.T, js jetstream.JetStream) []history.Entry {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []history.Entry
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject == stream.KeepSubject(stream.HistoryStream) {
+			continue
+		}
+		es, err := inflight.HistoryEntries(m.Data, m.Header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, es...)
+	}
+	return out
+}
+
+// A delivery ended at its first send has no record and no job left: only
+// its final history entry, until the writer stores it. A redelivery of its
+// event must not queue it again, nor log a PENDING entry that would undo
+// its ending; and once the entry is stored (nothing left to look up), the
+// repeated PENDING entry is the first one again, at its create time and
+// version, below the ending's, which the store keeps.
+func TestARedeliveredEventLeavesADeliveryEndedAtItsFirstSendEnded(t *testing.T) {
+	r, js := startRenderer(t)
+	ctx := context.Background()
+	ev := &stream.Event{ID: "evt_9", AccountID: "brand-1", Type: "action_clearing", Time: time.Unix(3000, 0).UTC(),
+		Data: map[string]any{"ActionId": "A-9"}}
+	if n, err := r.render(ctx, ev, 11, false); err != nil || n != 2 {
+		t.Fatalf("first pass: %d queued, %v; want 2", n, err)
+	}
+	first := historyEntries(t, js)
+	if len(first) != 2 {
+		t.Fatalf("%d PENDING entries logged, want 2", len(first))
+	}
+	for _, e := range first {
+		if !e.Delivery.CreateTime.AsTime().Equal(ev.Time) {
+			t.Errorf("delivery %s created %s, want its event's time %s", e.Delivery.Id, e.Delivery.CreateTime.AsTime(), ev.Time)
+		}
+	}
+
+	// The sender ends both at their first send: each job leaves the queue
+	// and its final entry is the only trace.
+	dls, err := inflight.OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := map[string]int64{}
+	work, _ := js.Stream(ctx, stream.DeliveriesStream)
+	for _, e := range first {
+		rec, err := dls.Lookup(ctx, "brand-1", e.Delivery.EndpointId, e.Delivery.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := &postbackv1.Attempt{Number: 1, StatusCode: 200}
+		if err := delivery.Succeed(at, 0).Apply(rec.Delivery, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		rec.Last = at
+		if err := dls.Conclude(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		ended[e.Delivery.Id] = rec.Delivery.UpdateTime.AsTime().UnixMicro()
+		if err := work.Purge(ctx, jetstream.WithPurgeSubject(stream.DeliverySubject("brand-1", e.Delivery.EndpointId, e.Delivery.Id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if n, err := r.render(ctx, ev, 11, true); err != nil || n != 0 {
+		t.Fatalf("redelivery while the endings wait for the writer: %d queued, %v; want 0", n, err)
+	}
+	if got := len(historyEntries(t, js)); got != 4 {
+		t.Fatalf("%d history entries, want the 2 PENDING and the 2 endings, nothing more", got)
+	}
+
+	// The writer stores the endings (they leave the stream): the redelivery
+	// sees nothing; its job's publish is a duplicate, and its entries are
+	// the first ones again.
+	hist, _ := js.Stream(ctx, stream.HistoryStream)
+	if err := hist.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.render(ctx, ev, 11, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := queuedJobs(t, js); got != 0 {
+		t.Errorf("%d jobs queued again within the dedupe window, want 0", got)
+	}
+	again := historyEntries(t, js)
+	if len(again) != 2 {
+		t.Fatalf("%d entries logged by the late pass, want 2", len(again))
+	}
+	versions := map[string]int64{}
+	for _, e := range first {
+		versions[e.Delivery.Id] = e.Version
+	}
+	for _, e := range again {
+		if e.Version != versions[e.Delivery.Id] || !e.Delivery.CreateTime.AsTime().Equal(ev.Time) {
+			t.Errorf("late PENDING entry of %s at version %d created %s; want the first's %d, created %s",
+				e.Delivery.Id, e.Version, e.Delivery.CreateTime.AsTime(), versions[e.Delivery.Id], ev.Time)
+		}
+		if e.Version >= ended[e.Delivery.Id] {
+			t.Errorf("late PENDING entry of %s at version %d, not below its ending's %d", e.Delivery.Id, e.Version, ended[e.Delivery.Id])
+		}
 	}
 }
