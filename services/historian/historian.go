@@ -73,9 +73,18 @@ type Config struct {
 	// Linger is how long a batch waits to fill (default 50 ms).
 	Linger time.Duration
 	// Hold is how long a PENDING change waits for a later change of its
-	// delivery, to be stored with it (default DefaultHold; negative: none).
+	// delivery, to be stored with it (default DefaultHold; negative: none;
+	// at most a third of the ack wait, so a held change is never handed out
+	// again meanwhile).
 	// Other changes (a RETRYING one lasts 15 s at least) are not held.
 	Hold time.Duration
+	// AckWait is how long a fetched change may go unacked before JetStream
+	// hands it to another writer (default stream.AckWait, the other
+	// services'), so what a dead writer held is back in another's hands
+	// within seconds. A live writer marks its changes in progress every
+	// third of it while the store takes, or refuses, a write, so a slow
+	// store does not get them twice.
+	AckWait time.Duration
 	// ExpireEvery is how often whole days past the retention are dropped
 	// (default 1 h); the retention is Layout.Retention.
 	ExpireEvery time.Duration
@@ -87,11 +96,6 @@ type Config struct {
 // DefaultHold is the writer's default Hold: most postbacks end within it
 // of being queued, even in a burst.
 const DefaultHold = time.Second
-
-// ackWait is how long a fetched batch may go unacked before JetStream hands
-// it out again; the writer marks the batch in progress well within it while
-// it retries the store.
-const ackWait = time.Minute
 
 // Run writes the history until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -108,6 +112,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Hold == 0 {
 		cfg.Hold = DefaultHold
 	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = stream.AckWait
+	}
+	cfg.Hold = min(cfg.Hold, cfg.AckWait/3)
 	if cfg.ExpireEvery <= 0 {
 		cfg.ExpireEvery = time.Hour
 	}
@@ -119,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("historian: %w", err)
 	}
 	defer closeNATS()
-	c, err := stream.Consumer(ctx, js, stream.HistoryConsumer, ackWait, 4*cfg.Batch)
+	c, err := stream.Consumer(ctx, js, stream.HistoryConsumer, cfg.AckWait, 4*cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("historian: %w", err)
 	}
@@ -367,7 +375,9 @@ func (w *writer) setAside(ctx context.Context, e history.Entry, refused error) e
 // messages in progress meanwhile so no other writer takes them. A refusal
 // for what the entries hold (history.ErrRefused) is returned at once.
 func (w *writer) store(ctx context.Context, msgs []jetstream.Msg, entries []history.Entry) error {
-	lastProgress := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go inProgress(msgs, w.cfg.AckWait/3, done)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		err := w.cfg.Store.Append(ctx, entries)
 		if err == nil || errors.Is(err, history.ErrRefused) {
@@ -378,13 +388,23 @@ func (w *writer) store(ctx context.Context, msgs []jetstream.Msg, entries []hist
 		}
 		w.failures.Add(ctx, 1)
 		w.log.Warn("history store refused a batch; changes wait in the stream", "changes", len(entries), "error", err, "retry_in", wait)
-		if time.Since(lastProgress) > ackWait/4 {
+		sleep(ctx, wait)
+	}
+}
+
+// inProgress marks msgs in progress every tick until done is closed.
+func inProgress(msgs []jetstream.Msg, tick time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
 			for _, m := range msgs {
 				_ = m.InProgress()
 			}
-			lastProgress = time.Now()
 		}
-		sleep(ctx, wait)
 	}
 }
 

@@ -33,14 +33,18 @@ type flaky struct {
 	fails   atomic.Int64
 	refused atomic.Int64
 	bad     string
-	tries   atomic.Int64 // batches offered
+	tries   atomic.Int64  // batches offered
+	slow    time.Duration // how long the first write takes
+	stored  atomic.Int64  // changes in the batches stored
 
 	mu     sync.Mutex
 	writes map[string]int // by delivery: the stored batches that held a change of it
 }
 
 func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
-	f.tries.Add(1)
+	if f.tries.Add(1) == 1 {
+		time.Sleep(f.slow)
+	}
 	if f.fails.Add(-1) >= 0 {
 		f.refused.Add(1)
 		return errors.New("connection refused")
@@ -53,6 +57,7 @@ func (f *flaky) Append(ctx context.Context, es []history.Entry) error {
 	if err := f.Store.Append(ctx, es); err != nil {
 		return err
 	}
+	f.stored.Add(int64(len(es)))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.writes == nil {
@@ -94,12 +99,19 @@ func newSetup(t *testing.T, fails int64) *setup {
 
 // run starts a writer until the returned stop is called.
 func (s *setup) run(t *testing.T) (stop func()) {
+	return s.runWith(t, func(*Config) {})
+}
+
+// runWith is run with the writer's configuration changed by set.
+func (s *setup) runWith(t *testing.T, set func(*Config)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	cfg := Config{NATS: s.js.Conn(), Layout: stream.DefaultOptions(), Store: s.store, Batch: 50,
+		Logger: slog.New(slog.DiscardHandler)}
+	set(&cfg)
 	go func() {
-		done <- Run(ctx, Config{NATS: s.js.Conn(), Layout: stream.DefaultOptions(), Store: s.store, Batch: 50,
-			Logger: slog.New(slog.DiscardHandler)})
+		done <- Run(ctx, cfg)
 	}()
 	return func() {
 		cancel()
@@ -204,6 +216,32 @@ func TestWhileTheStoreIsDownChangesWaitAndNothingIsLost(t *testing.T) {
 	s.waitStored(t, ids)
 	if s.store.refused.Load() < 6 {
 		t.Errorf("the store refused %d batches, want the 6 it was set to", s.store.refused.Load())
+	}
+}
+
+// The writer's ack wait is short, so a dead writer's changes are soon in
+// another's hands; a live writer whose store takes longer than that to
+// write keeps its changes in progress, and JetStream hands none of them
+// to the other writer, which is idle meanwhile.
+func TestAWriteSlowerThanTheAckWaitIsNotHandedOutAgain(t *testing.T) {
+	s := newSetup(t, 0)
+	s.store.slow = 2500 * time.Millisecond
+	for range 2 { // two replicas: one would take what the other lets go
+		stop := s.runWith(t, func(c *Config) { c.AckWait = time.Second })
+		defer stop()
+	}
+	ids := s.deliver(t, 40, "s")
+	s.waitStored(t, ids)
+	c, err := s.js.Consumer(context.Background(), stream.HistoryStream, stream.HistoryConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.AckWait; got != time.Second {
+		t.Fatalf("the writer's consumer waits %s for an ack, want the 1 s set", got)
+	}
+	time.Sleep(1500 * time.Millisecond) // a copy handed out again would be stored by now
+	if got := s.store.stored.Load(); got != int64(2*len(ids)) {
+		t.Errorf("%d changes stored, want each of the %d once: changes were handed to the other writer while a 2.5 s write held them", got, 2*len(ids))
 	}
 }
 
