@@ -11,6 +11,7 @@ package standalone
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -74,8 +75,17 @@ type Addrs struct {
 	NATS       string
 }
 
-// Run runs everything until ctx ends.
+// Run runs everything until ctx ends. A stop asked while it is still
+// starting is a clean stop too: it returns nil.
 func Run(ctx context.Context, cfg Config) error {
+	err := run(ctx, cfg)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = cfg.Config.Logger()
@@ -196,6 +206,7 @@ func Run(ctx context.Context, cfg Config) error {
 	w := &wiring{cfg: cfg, layout: layout, keyring: keyring, sched: sched, limiter: lim, store: store, probes: probes,
 		tokens: tokens, serverTLS: serverTLS, tel: tel, log: log, conns: conns,
 		dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})}
+	stopping := ctx // done when the caller asks the process to stop
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -214,7 +225,14 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(ctx); err != nil {
+			err := f(ctx)
+			if err != nil && stopping.Err() != nil {
+				// Asked to stop, maybe while still starting: what a
+				// service says as it is cut short is not a failure.
+				log.Info("stopped", "service", name, "error", err)
+				return
+			}
+			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = fmt.Errorf("%s: %w", name, err)
