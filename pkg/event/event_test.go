@@ -119,7 +119,7 @@ func TestDataPointTypesFollowTheSeedExamples(t *testing.T) {
 }
 
 func TestItemFields(t *testing.T) {
-	want := map[string]DataPointType{"sku": String, "amt": Decimal, "cat": String, "qty": Integer, "cartamt": Decimal, "rbt": Decimal, "name": String}
+	want := map[string]DataPointType{"sku": String, "amt": Decimal, "cat": String, "qty": Integer, "cartamt": Decimal, "rbt": String /* quoted in the seed: \"rbt\":\"{i.rbt}\" */, "name": String}
 	for _, name := range []string{"action_lifecycle", "tracking_value_request"} {
 		typ, _ := Lookup(name)
 		for f, ft := range want {

@@ -74,27 +74,28 @@ var actionLifecycleRows = []row{
 // itemRows are the fields of the items collection, named as in the seed's
 // join block (sku, amt -> item_price, cat -> category, qty -> quantity,
 // cartamt, rbt, name). The seed gives no comments for them; the descriptions
-// are ours.
+// are ours. rbt is a string: the seed's template quotes it, as it quotes sku,
+// cat and name ("rbt":"{i.rbt}"), so a number there would be sent as text.
 var itemRows = []row{
 	{"sku", String, nil, "Item SKU"},
 	{"amt", Decimal, nil, "Item price"},
 	{"cat", String, nil, "Item category"},
 	{"qty", Integer, nil, "Item quantity"},
 	{"cartamt", Decimal, nil, "Cart amount for the item (price times quantity)"},
-	{"rbt", Decimal, nil, "Rebate on the item"},
+	{"rbt", String, nil, "Rebate on the item"},
 	{"name", String, nil, "Item name"},
 }
 
 // Example items, values in itemRows order. They add up to the example's
 // Amount (100.00 and 150.00).
 var actionLifecycleItems = [][]any{
-	{"SKU-1001", 60.00, "Footwear", int64(1), 60.00, 0.00, "Trail Runner 2"},
-	{"SKU-2002", 20.00, "Accessories", int64(2), 40.00, 5.00, "Merino Socks"},
+	{"SKU-1001", 60.00, "Footwear", int64(1), 60.00, "0.00", "Trail Runner 2"},
+	{"SKU-2002", 20.00, "Accessories", int64(2), 40.00, "5.00", "Merino Socks"},
 }
 
 var trackingValueRequestItems = [][]any{
-	{"SKU-3003", 100.00, "Electronics", int64(1), 100.00, 0.00, "Wireless Headphones"},
-	{"SKU-4004", 25.00, "Accessories", int64(2), 50.00, 2.50, "USB-C Cable"},
+	{"SKU-3003", 100.00, "Electronics", int64(1), 100.00, "0.00", "Wireless Headphones"},
+	{"SKU-4004", 25.00, "Accessories", int64(2), 50.00, "2.50", "USB-C Cable"},
 }
 
 var actionInquiryRows = []row{

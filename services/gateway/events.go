@@ -139,6 +139,7 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 		if items, ok := data["items"].([]any); ok && len(items) > s.limits.MaxItems {
 			return nil, tooBig(prefix+"data.items", len(items), s.limits.MaxItems, "items")
 		}
+		typ.NumbersFromStrings(data) // "10.50" for a decimal: the number
 		if err := typ.Validate(data); err != nil {
 			var ve *event.ValidationError
 			if errors.As(err, &ve) && prefix != "" {

@@ -45,6 +45,7 @@ func generalData(s *Server, typ *event.Type, wire []byte) (json []byte, ok bool)
 	if items, isList := data[event.ItemsName].([]any); isList && len(items) > s.limits.MaxItems {
 		return nil, false
 	}
+	typ.NumbersFromStrings(data)
 	if typ.Validate(data) != nil {
 		return nil, false
 	}
@@ -124,6 +125,7 @@ func TestDataOutsideTheUsualShapeTakesTheGeneralPath(t *testing.T) {
 	}{
 		{"an unknown data point", entry("Nope", str("x"))},
 		{"a value of the wrong type", entry("Payout", str("ten"))},
+		{"a decimal sent as a string", entry("Payout", str("10.50"))},
 		{"a repeated key", append(entry("Status", str("A")), entry("Status", str("B"))...)},
 		{"a NaN", entry("Payout", num(nan()))},
 		{"more items than the limit", entry("items", list(item(), item(), item()))},

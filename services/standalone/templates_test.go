@@ -57,6 +57,61 @@ func TestTemplatesRenderIntoURLHeadersAndBody(t *testing.T) {
 	}
 }
 
+// Many producers carry money and counts as JSON strings. A decimal or
+// integer data point sent as a string holding a number of its type renders
+// as that number, exactly as if it had been sent as one; the seed quotes
+// rbt in its items template, so rbt is a string data point, sent as text;
+// any other string for a number is refused, naming the field.
+func TestNumbersSentAsStringsRenderByTheirType(t *testing.T) {
+	h := start(t, "", nil)
+	rc := newReceiver(t)
+	ctx := context.Background()
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_lifecycle", Url: rc.URL + "/pb/{CampaignId}",
+		Method:       postbackv1.HttpMethod_HTTP_METHOD_POST,
+		BodyTemplate: `{"payout": {Payout}, "items": [{join(items, i, "\{\"qty\":{i.qty},\"price\":{i.amt},\"rbt\":\"{i.rbt}\"\}")}]}`,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]any{"CampaignId": "9876", "Payout": "10.5",
+		"items": []any{map[string]any{"qty": "2", "amt": "25", "rbt": "1.25"}, map[string]any{"qty": 1, "amt": 50.25, "rbt": "0.00"}}}
+	s, err := structpb.NewStruct(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_lifecycle", Data: s}); err != nil {
+		t.Fatal(err)
+	}
+	got := rc.next(t, 10*time.Second)
+	want := `{"payout": 10.50, "items": [{"qty":2,"price":25.00,"rbt":"1.25"},{"qty":1,"price":50.25,"rbt":"0.00"}]}`
+	if got.Path != "/pb/9876" || string(got.Body) != want {
+		t.Fatalf("got %s with\n%s\nwant /pb/9876 with\n%s", got.Path, got.Body, want)
+	}
+
+	refused := []struct {
+		name  string
+		data  map[string]any
+		field string
+	}{
+		{"a decimal that is not a number", map[string]any{"Payout": "ten"}, "data.Payout"},
+		{"an integer with a fraction", map[string]any{"CampaignId": "98.5"}, "data.CampaignId"},
+		{"an item quantity with a unit", map[string]any{"items": []any{map[string]any{"qty": "2 pcs"}}}, "data.items[0].qty"},
+		{"a number for the string rbt", map[string]any{"items": []any{map[string]any{"rbt": 1.25}}}, "data.items[0].rbt"},
+	}
+	for _, c := range refused {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := structpb.NewStruct(c.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_lifecycle", Data: s})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), c.field) {
+				t.Errorf("got %v, want InvalidArgument naming %s", err, c.field)
+			}
+		})
+	}
+}
+
 func TestSavingABadTemplateNamesTheFieldAndPosition(t *testing.T) {
 	h := start(t, "", nil)
 	cases := []struct {

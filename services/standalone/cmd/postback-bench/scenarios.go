@@ -38,7 +38,7 @@ func eventData(sent time.Time) map[string]any {
 	items := []any{}
 	for i := range 3 {
 		items = append(items, map[string]any{"sku": fmt.Sprintf("SKU-%04d", i), "amt": 33.25 + float64(i), "cat": "apparel",
-			"qty": float64(i + 1), "cartamt": 99.75, "rbt": 0.0, "name": "Organic cotton tee, size M"})
+			"qty": float64(i + 1), "cartamt": 99.75, "rbt": "0.00", "name": "Organic cotton tee, size M"})
 	}
 	return map[string]any{
 		"CampaignId": 9876.0, "ActionTrackerId": 12345.0, "MediaPartnerId": 555.0, "CampaignName": "Spring Global Promotion",
