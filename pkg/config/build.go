@@ -111,16 +111,61 @@ func (c Config) Limiter(restarted bool) (limiter.Limiter, func(), error) {
 		}
 		return local.NewSince(nil, time.Now()), func() {}, nil
 	}
-	opts, err := redis.ParseURL(c.RedisURL)
+	client, err := RedisClient(c.RedisURL)
 	if err != nil {
-		// The URL may hold a password: do not echo it.
-		return nil, nil, errors.New("POSTBACK_REDIS_URL: not a valid redis:// URL")
+		return nil, nil, fmt.Errorf("POSTBACK_REDIS_URL: %w", err)
 	}
-	client := redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = client.Ping(ctx).Err() // reported by readiness; deliveries wait while Redis is away
 	return redislimiter.New(client), func() { _ = client.Close() }, nil
+}
+
+// RedisClient is the client for a Redis URL in one of three forms:
+//
+//   - one server: redis://[user:password@]host:port[/db] (rediss:// for TLS);
+//   - a Redis Cluster: redis+cluster://[user:password@]host:port?addr=host2:port2&addr=...
+//     (rediss+cluster:// for TLS), any of its nodes as seeds;
+//   - a master watched by Sentinels: redis+sentinel://[user:password@]sentinel:port?master_name=NAME&addr=sentinel2:port
+//     (rediss+sentinel:// for TLS), the user and password being the master's.
+//
+// Each takes go-redis's URL options as query parameters (dial_timeout=2s).
+// Its errors never quote the URL, which may hold a password.
+func RedisClient(rawURL string) (redis.UniversalClient, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, errors.New("not a Redis URL: want redis://, redis+cluster:// or redis+sentinel:// (or rediss…)")
+	}
+	base, kind, _ := strings.Cut(scheme, "+")
+	if base != "redis" && base != "rediss" {
+		return nil, fmt.Errorf("unknown scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme)
+	}
+	u := base + "://" + rest
+	switch kind {
+	case "":
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, errors.New("not a valid redis:// URL (host, port, database or an option)")
+		}
+		return redis.NewClient(opts), nil
+	case "cluster":
+		opts, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, errors.New("not a valid redis+cluster:// URL (a seed address or an option)")
+		}
+		return redis.NewClusterClient(opts), nil
+	case "sentinel":
+		opts, err := redis.ParseFailoverURL(u)
+		if err != nil {
+			return nil, errors.New("not a valid redis+sentinel:// URL (a sentinel address or an option)")
+		}
+		if opts.MasterName == "" {
+			return nil, errors.New("a redis+sentinel:// URL needs master_name=<the master's name>")
+		}
+		return redis.NewFailoverClient(opts), nil
+	default:
+		return nil, fmt.Errorf("unknown scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme)
+	}
 }
 
 // AuthTokens parses POSTBACK_TOKENS (pairs, or file:<path>); nil when unset.

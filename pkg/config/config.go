@@ -85,7 +85,7 @@ func settings(c *Config) []setting {
 		{"POSTBACK_HTTP_ADDR", "http-addr", "HTTP listen address for health and metrics", &c.HTTPAddr, nil},
 		{"POSTBACK_NATS_URL", "nats-url", "NATS server URL (empty: embedded server)", &c.NATSURL, nil},
 		{"POSTBACK_DATA_DIR", "data-dir", "data directory for embedded JetStream", &c.DataDir, nil},
-		{"POSTBACK_REDIS_URL", "redis-url", "Redis URL for limits (empty: in-process limiter)", &c.RedisURL, nil},
+		{"POSTBACK_REDIS_URL", "redis-url", "Redis URL for limits: redis://, redis+cluster:// or redis+sentinel:// (empty: in-process limiter)", &c.RedisURL, nil},
 		{"POSTBACK_RETRY_SCHEDULE", "retry-schedule", "comma-separated retry delays (empty: the 15-step default)", &c.RetrySchedule, nil},
 		{"POSTBACK_ALLOW_CIDRS", "allow-cidrs", "CIDRs opened past the network guard", &c.AllowCIDRs, nil},
 		{"POSTBACK_SECRET_KEY", "secret-key", "keyring for secrets at rest (kid:base64key,…)", &c.SecretKey, nil},

@@ -44,6 +44,7 @@ type Server struct {
 
 	tb     testing.TB // nil for StartShared
 	bin    string
+	args   []string // added to the command line (cluster mode, sentinel mode)
 	dir    string
 	ownDir bool // dir is removed by Close
 	port   int
@@ -93,12 +94,12 @@ func (s *Server) Close() {
 	}
 }
 
-func launch(dir string) (*Server, error) {
+func launch(dir string, args ...string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir}
+	s := &Server{bin: bin, dir: dir, args: args}
 	// The free port is found by binding :0 and closing it, so another process
 	// may take it before redis binds; try a few ports before failing.
 	var lastErr error
@@ -141,14 +142,20 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("open server log: %w", err)
 	}
-	cmd := exec.Command(s.bin,
+	var first []string // a config file must come first
+	rest := s.args
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "--") {
+		first, rest = rest[:1], rest[1:]
+	}
+	cmd := exec.Command(s.bin, append(append(first,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--daemonize", "no",
-		"--loglevel", "warning",
+		"--loglevel", "warning"),
+		rest...)...,
 	)
 	cmd.Dir = s.dir
 	cmd.Stdout = log
