@@ -70,15 +70,27 @@ func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
 }
 
 // WorkMessages is how many messages the stream named name holds apart
-// from its keeper: the work waiting in it.
+// from its keeper (and, in EVENTS, the idempotency keys' markers): the
+// work waiting in it.
 func WorkMessages(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(KeepSubject(name)))
-	if err != nil {
-		return 0, err
+	other := []string{KeepSubject(name)}
+	if name == EventsStream {
+		other = append(other, MarkerSubject("*", "*"))
 	}
-	return info.State.Msgs - min(info.State.Msgs, info.State.Subjects[KeepSubject(name)]), nil
+	var msgs, not uint64
+	for _, filter := range other {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return 0, err
+		}
+		msgs = info.State.Msgs
+		for _, n := range info.State.Subjects {
+			not += n
+		}
+	}
+	return msgs - min(msgs, not), nil
 }

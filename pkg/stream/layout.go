@@ -17,9 +17,16 @@
 //	            it does only after every delivery of the event is durable.
 //	            Discard new: when full, Publish fails (the gateway answers
 //	            ResourceExhausted) instead of silently dropping old events.
-//	            Dedupe window (Options.EventDedupe, default 1h) serves the
-//	            publisher's idempotency keys (Nats-Msg-Id idem:<account>:<key>;
-//	            every kind of id is made in msgid.go).
+//	idem.<account_id>.<hash of the idempotency key>
+//	            The marker of an idempotency key: the first event id
+//	            published with it, stored in one atomic batch with that
+//	            event, expected to be the subject's first message (so a key
+//	            already used fails the batch whole), and kept for the dedupe
+//	            window (Options.EventDedupe, default 1h) by its per-message
+//	            TTL. No consumer reads idem.>, so the work queue keeps a
+//	            marker until its TTL, across restarts of any process and of
+//	            the server (services/gateway idempotency.go). Markers count
+//	            towards MaxEvents.
 //
 //	DELIVERIES  deliveries.<partition>.<account_id>.<endpoint_id>.<delivery_id>
 //	                                                   first sends, for the sender
@@ -99,14 +106,6 @@
 //	            is then read from the history store, so the bucket follows
 //	            the work in flight, not the retention (Options.Retention
 //	            stays its backstop MaxAge).
-//	KV postback-idempotency <account_id>.<hash of the idempotency key>
-//	            The first event id published with each key, for the event
-//	            dedupe window (TTL = Options.EventDedupe). EVENTS dedupes
-//	            by Nats-Msg-Id too, but its window is rebuilt at a server
-//	            restart from the messages still stored, and a work queue
-//	            keeps none once the renderer has them: this bucket is what
-//	            makes a repeat a duplicate after any restart.
-//
 //	keep.<STREAM>  (EVENTS, DELIVERIES, SCHEDULES, HISTORY)
 //	            One keeper message per work stream, on a subject no
 //	            consumer reads, published again every second (with a
@@ -137,9 +136,8 @@ const (
 	SchedulesStream  = "SCHEDULES"
 	AttemptsStream   = "ATTEMPTS"
 
-	EndpointsBucket   = "postback-endpoints"
-	DeliveriesBucket  = "postback-deliveries"
-	IdempotencyBucket = "postback-idempotency"
+	EndpointsBucket  = "postback-endpoints"
+	DeliveriesBucket = "postback-deliveries"
 
 	// Durable consumer names.
 	RendererConsumer     = "renderer"
@@ -198,6 +196,13 @@ func DefaultOptions() Options {
 // published on: events.<event_type>.<partition of the account>.
 func EventSubject(eventType, accountID string) string {
 	return "events." + eventType + "." + Partition(accountID)
+}
+
+// MarkerSubject is where the marker of an account's idempotency key is
+// kept: idem.<account>.<keyHash>, keyHash being a subject token made from
+// the key (the gateway's).
+func MarkerSubject(accountID, keyHash string) string {
+	return "idem." + accountID + "." + keyHash
 }
 
 // Partition is the partition token of an endpoint (or, for events, of an
@@ -283,9 +288,9 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 	}
 	streams := []jetstream.StreamConfig{
 		{
-			Name: EventsStream, Subjects: []string{"events.>", KeepSubject(EventsStream)}, AllowRollup: true,
+			Name: EventsStream, Subjects: []string{"events.>", "idem.>", KeepSubject(EventsStream)}, AllowRollup: true,
 			Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew,
-			MaxMsgs: limit(o.MaxEvents), Duplicates: o.EventDedupe,
+			MaxMsgs: limit(o.MaxEvents), Duplicates: o.EventDedupe, AllowAtomicPublish: true, AllowMsgTTL: true,
 			Storage: storage, Replicas: o.Replicas,
 		},
 		{
@@ -328,8 +333,6 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		// LimitMarkerTTL turns on per-message TTLs (a final record's grace,
 		// pkg/inflight history.go); the markers left when records expire live a second.
 		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, LimitMarkerTTL: time.Second,
-			Storage: storage, Replicas: o.Replicas},
-		{Bucket: IdempotencyBucket, Description: "first event id of each idempotency key", History: 1, TTL: o.EventDedupe,
 			Storage: storage, Replicas: o.Replicas},
 	}
 	for _, cfg := range buckets {

@@ -9,7 +9,6 @@ package stream
 // of the same thing must make the same id. Each kind has its own prefix and
 // its own parts, so two different things never share an id:
 //
-//	idem:<account>:<idempotency key>       an event published with a key
 //	job:<delivery>:0                       the renderer's first send
 //	fail:<delivery>:<sent>                 a failed attempt for the retry service
 //	retry:<delivery>:<sent>                a retry's schedule
@@ -45,9 +44,6 @@ func msgID(kind string, parts ...string) string {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func nanos(ns int64) string { return strconv.FormatInt(ns, 10) }
-
-// IdempotentEventID is the id of an event published with an idempotency key.
-func IdempotentEventID(accountID, key string) string { return msgID("idem", accountID, key) }
 
 // FirstSendID is the id of the renderer's job for a delivery's first send.
 func FirstSendID(deliveryID string) string { return msgID("job", deliveryID, "0") }

@@ -9,7 +9,6 @@ func TestEachKindOfMessageIDKeepsItsForm(t *testing.T) {
 	for _, c := range []struct {
 		name, got, want string
 	}{
-		{"an event with an idempotency key", IdempotentEventID("brand-1", "order-42"), "idem:brand-1:order-42"},
 		{"the renderer's first send", FirstSendID(dlv), "job:" + dlv + ":0"},
 		{"a failed attempt", FailureID(dlv, 3), "fail:" + dlv + ":3"},
 		{"a retry's schedule", RetryID(dlv, 3), "retry:" + dlv + ":3"},

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +80,35 @@ func TestAScheduledCopyOfAQueuedJobIsNotQueued(t *testing.T) {
 	}
 	if m.Header.Get(QueuedHeader) != "" || m.Header.Get("Nats-Schedule") == "" {
 		t.Fatalf("schedule headers %v: want a schedule without %s", m.Header, QueuedHeader)
+	}
+}
+
+// An EVENTS stream made by a version before the key markers (no idem.>,
+// no atomic publish, no message TTLs, events waiting in it) takes them
+// when an upgraded service lays the streams out, and keeps its events.
+func TestAnEventsStreamOfAnEarlierVersionTakesTheKeyMarkers(t *testing.T) {
+	js := brokertest.JetStream(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: EventsStream, Subjects: []string{"events.>", KeepSubject(EventsStream)},
+		AllowRollup: true, Retention: jetstream.WorkQueuePolicy, Discard: jetstream.DiscardNew, MaxMsgs: -1, Duplicates: time.Hour,
+		Storage: jetstream.FileStorage, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, EventSubject("action_clearing", "brand-1"), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(ctx, js, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowAtomicPublish || !cfg.AllowMsgTTL || !slices.Contains(cfg.Subjects, "idem.>") {
+		t.Errorf("EVENTS after the upgrade: atomic %v, TTLs %v, subjects %v; want both and idem.>", cfg.AllowAtomicPublish, cfg.AllowMsgTTL, cfg.Subjects)
+	}
+	if n, err := WorkMessages(ctx, js, EventsStream); err != nil || n != 1 {
+		t.Errorf("%d events waiting after the upgrade (%v), want the 1 published before", n, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -42,7 +43,6 @@ func invalid(field, format string, args ...any) error {
 // a request with Data set (in process, PreviewEndpoint) never does.
 type prepared struct {
 	event stream.Event
-	msgID string
 	body  []byte
 }
 
@@ -160,9 +160,6 @@ func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepar
 	default:
 		p.event.ID = id.New(id.Event, now)
 	}
-	if req.IdempotencyKey != "" {
-		p.msgID = stream.IdempotentEventID(req.AccountId, req.IdempotencyKey)
-	}
 	var body []byte
 	var err error
 	if fast {
@@ -205,43 +202,29 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	msg := stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, "")
 	if req.IdempotencyKey != "" {
-		first, err := s.keys.first(ctx, req.AccountId, req.IdempotencyKey)
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "read idempotency key: %v", err)
-		}
-		if first != "" {
-			return &postbackv1.PublishResponse{EventId: first, Duplicate: true}, nil
+		k := s.keyedEvent(req, p.event.ID, msg)
+		s.keyed.publish(k)
+		select {
+		case r := <-k.done:
+			if r.err != nil {
+				return nil, publishError(r.err)
+			}
+			return &postbackv1.PublishResponse{EventId: r.eventID, Duplicate: r.duplicate}, nil
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	ack, err := stream.Publish(ctx, s.js.Conn(), stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
-	if err != nil {
+	if _, err := stream.Publish(ctx, s.js.Conn(), msg); err != nil {
 		return nil, publishError(err)
 	}
-	eventID, dup := s.keyed(ctx, req, p.event.ID, ack.Duplicate)
-	return &postbackv1.PublishResponse{EventId: eventID, Duplicate: dup}, nil
+	return &postbackv1.PublishResponse{EventId: p.event.ID}, nil
 }
 
-// keyed settles an idempotency key after its event's publish (see
-// idempotency.go): a new event's id is recorded as the key's first; a
-// duplicate answers with the first event's id. It returns the event id
-// to answer with and whether the call was a duplicate.
-func (s *Server) keyed(ctx context.Context, req *postbackv1.PublishRequest, eventID string, duplicate bool) (string, bool) {
-	if req.IdempotencyKey == "" {
-		return eventID, duplicate
-	}
-	if duplicate {
-		first, err := s.keys.waitFirst(ctx, req.AccountId, req.IdempotencyKey)
-		if err == nil && first != "" {
-			return first, true
-		}
-		return eventID, true // the first call's record never came (it crashed): the duplicate flag still holds
-	}
-	if err := s.keys.record(ctx, req.AccountId, req.IdempotencyKey, eventID); err != nil {
-		s.log.WarnContext(ctx, "idempotency key not recorded: a repeat after a restart may make a second event",
-			"account_id", req.AccountId, "event_id", eventID, "error", err)
-	}
-	return eventID, false
+// keyedEvent is an event with an idempotency key, ready for s.keyed.
+func (s *Server) keyedEvent(req *postbackv1.PublishRequest, eventID string, msg *nats.Msg) *keyed {
+	return &keyed{marker: markerSubject(req.AccountId, req.IdempotencyKey), eventID: eventID, msg: msg, done: make(chan keyedResult, 1)}
 }
 
 // PublishBatch accepts many events; a bad one does not sink the rest. Valid
@@ -252,6 +235,8 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 	}
 	results := make([]*postbackv1.PublishResult, len(req.Events))
 	futures := make([]jetstream.PubAckFuture, len(req.Events))
+	keyedAt := map[int]*keyed{}
+	var batch []*keyed
 	for i, ev := range req.Events {
 		if !visible(ctx, ev.GetAccountId()) {
 			results[i] = &postbackv1.PublishResult{Error: toStatus(status.Errorf(codes.PermissionDenied,
@@ -263,32 +248,42 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			results[i] = &postbackv1.PublishResult{Error: toStatus(err)}
 			continue
 		}
-		if ev.IdempotencyKey != "" {
-			first, err := s.keys.first(ctx, ev.AccountId, ev.IdempotencyKey)
-			if err != nil {
-				results[i] = &postbackv1.PublishResult{Error: toStatus(status.Errorf(codes.Unavailable, "events[%d]: read idempotency key: %v", i, err))}
-				continue
-			}
-			if first != "" {
-				results[i] = &postbackv1.PublishResult{EventId: first, Duplicate: true}
-				continue
-			}
-		}
 		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
-		f, err := s.js.PublishMsgAsync(stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, p.msgID))
+		msg := stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, "")
+		if ev.IdempotencyKey != "" {
+			k := s.keyedEvent(ev, p.event.ID, msg)
+			keyedAt[i] = k
+			batch = append(batch, k)
+			continue
+		}
+		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
 			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
 			continue
 		}
 		futures[i] = f
 	}
+	if len(batch) > 0 {
+		s.keyed.publish(batch...)
+	}
+	for i, k := range keyedAt {
+		select {
+		case r := <-k.done:
+			if r.err != nil {
+				results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(r.err))}
+			} else {
+				results[i].EventId, results[i].Duplicate = r.eventID, r.duplicate
+			}
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 	for i, f := range futures {
 		if f == nil {
 			continue
 		}
 		select {
-		case ack := <-f.Ok():
-			results[i].EventId, results[i].Duplicate = s.keyed(ctx, req.Events[i], results[i].EventId, ack.Duplicate)
+		case <-f.Ok():
 		case err := <-f.Err():
 			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
 		case <-ctx.Done():

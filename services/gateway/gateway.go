@@ -80,7 +80,7 @@ type Server struct {
 	js         jetstream.JetStream
 	endpoints  *endpoints.Store
 	deliveries *inflight.Deliveries
-	keys       *keys // the first event id of each idempotency key
+	keyed      *keyedLog // publishes events with idempotency keys (idempotency.go)
 	attempts   *inflight.Attempts
 	history    history.Store
 	keyring    *secret.Keyring
@@ -109,14 +109,10 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if err != nil {
 		return nil, err
 	}
-	ks, err := openKeys(ctx, js)
-	if err != nil {
-		return nil, err
-	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, keys: ks, attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
+	return &Server{js: js, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
 }
 
@@ -165,6 +161,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv.limits = cfg.Limits.withDefaults()
 	srv.deliveries.Grace = cfg.Layout.Grace
+	if cfg.Layout.EventDedupe > 0 {
+		srv.keyed = newKeyedLog(js, cfg.Layout.EventDedupe)
+	}
 	if cfg.Layout.AttemptsAge > 0 {
 		srv.attemptsAge = cfg.Layout.AttemptsAge
 	}
