@@ -302,16 +302,23 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 
 // seen reports whether a delivery of a redelivered event was queued or
 // ended by an earlier pass: it has a record or a queued job (Lookup), or
-// an entry still waiting for the history writer (Pending), as a delivery
-// ended at its first send has until the writer stores it.
+// a final entry still waiting for the history writer (Pending), as a
+// delivery ended at its first send has until the writer stores it. An
+// earlier pass's own PENDING entry is not enough: its job's publish may
+// have failed (that is why the event came back), and only queueing the
+// job again delivers it.
 func (r *renderer) seen(ctx context.Context, accountID, endpointID, dlvID string) (bool, error) {
 	_, err := r.deliveries.Lookup(ctx, accountID, endpointID, dlvID)
-	if errors.Is(err, inflight.ErrNotFound) {
-		_, err = r.deliveries.Pending(ctx, dlvID)
+	if err == nil {
+		return true, nil
 	}
+	if !errors.Is(err, inflight.ErrNotFound) {
+		return false, err
+	}
+	logged, err := r.deliveries.Pending(ctx, dlvID)
 	switch {
 	case err == nil:
-		return true, nil
+		return delivery.Final(logged.Delivery.Status), nil
 	case errors.Is(err, inflight.ErrNotFound):
 		return false, nil
 	default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/history"
+	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/stream/streamtest"
@@ -233,5 +235,51 @@ func TestARedeliveredEventLeavesADeliveryEndedAtItsFirstSendEnded(t *testing.T) 
 		if e.Version >= ended[e.Delivery.Id] {
 			t.Errorf("late PENDING entry of %s at version %d, not below its ending's %d", e.Delivery.Id, e.Version, ended[e.Delivery.Id])
 		}
+	}
+}
+
+// An earlier pass may have logged a delivery's PENDING entry and then
+// failed to queue its job (a broker failover: that is why the event came
+// back). The redelivery queues the job: a PENDING entry alone is not a
+// delivery on its way.
+func TestARedeliveredEventQueuesAJobAnEarlierPassLoggedButLost(t *testing.T) {
+	r, js := startRenderer(t)
+	ctx := context.Background()
+	eps, err := endpoints.OpenStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &postbackv1.Endpoint{Id: "ep_3", AccountId: "brand-2", EventType: "action_clearing", Url: "http://127.0.0.1:9/c",
+		Method: postbackv1.HttpMethod_HTTP_METHOD_POST, UpdateTime: timestamppb.New(time.Unix(1000, 0))}
+	if err := eps.Put(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	ev := &stream.Event{ID: "evt_5", AccountID: "brand-2", Type: "action_clearing", Time: time.Unix(4000, 0).UTC(),
+		Data: map[string]any{"ActionIds": "A-5"}}
+	const seq = 31
+	dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
+	job, body, err := r.job(ep, ev, dlvID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged, err := r.queued.Log(job, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-logged; err != nil {
+		t.Fatal(err)
+	}
+	dls, err := inflight.OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := dls.Pending(ctx, dlvID); err != nil || p.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
+		t.Fatalf("the earlier pass's entry: %v, %v; want it PENDING, waiting for the writer", p, err)
+	}
+	if n, err := r.render(ctx, ev, seq, true); err != nil || n != 1 {
+		t.Fatalf("redelivery: %d queued, %v; want the lost job queued", n, err)
+	}
+	if got := queuedJobs(t, js); got != 1 {
+		t.Errorf("%d jobs queued, want 1", got)
 	}
 }
