@@ -10,15 +10,23 @@ MODULES = $(shell go list -m | sed 's|$$|/...|')
 TOOLS := bin/buf bin/protoc-gen-go bin/protoc-gen-go-grpc bin/nats-server
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build run test lint proto proto-check tools fmt vet bench bench-history bench-profile clean demo
+.PHONY: all build run test lint proto proto-check tools fmt vet bench bench-history bench-profile clean demo postbackctl
 
 all: build
 
-## build: the six binaries in bin/ (postback-<service> for each of SERVICES)
-build: $(addprefix bin/postback-,$(SERVICES))
+## build: the six binaries in bin/ (postback-<service> for each of SERVICES), and the postbackctl CLI
+build: $(addprefix bin/postback-,$(SERVICES)) bin/postbackctl
 
 bin/postback-%: FORCE
+	@[ -x $@ ] || echo "building $@ (the first build downloads the Go modules and compiles them: a few minutes on a fresh machine, seconds after) ..."
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./services/$*/cmd/postback-$*
+
+## postbackctl: the command line of the gRPC API (client/cmd/postbackctl), in bin/
+postbackctl: bin/postbackctl
+
+bin/postbackctl: FORCE
+	@[ -x $@ ] || echo "building $@ (a minute or two on a fresh machine) ..."
+	go build -trimpath -o $@ ./client/cmd/postbackctl
 
 FORCE:
 
