@@ -49,7 +49,9 @@ func clearing(key string) *postbackv1.PublishRequest {
 }
 
 // events is how many events EVENTS holds (markers and keeper apart).
-func events(t *testing.T, js jetstream.JetStream) uint64 { return streamtest.Work(t, js, stream.EventsStream) }
+func events(t *testing.T, js jetstream.JetStream) uint64 {
+	return streamtest.Work(t, js, stream.EventsStream)
+}
 
 // A PublishBatch shares one atomic batch between its keyed events; a key
 // already used, or used twice in the batch, answers as a duplicate with
