@@ -83,7 +83,7 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 		return fmt.Errorf("connect to NATS %s: %w", p.Config.NATSURL, err)
 	}
 	defer p.NATS.Close()
-	if p.JetStream, err = jetstream.New(p.NATS); err != nil {
+	if p.JetStream, err = stream.New(p.NATS); err != nil {
 		return err
 	}
 	p.Probes = health.New()

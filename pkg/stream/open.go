@@ -22,7 +22,7 @@ func Open(ctx context.Context, nc *nats.Conn, url, name string, o Options) (jets
 		}
 		done = nc.Close
 	}
-	js, err := jetstream.New(nc)
+	js, err := New(nc)
 	if err != nil {
 		done()
 		return nil, nil, err
@@ -32,4 +32,13 @@ func Open(ctx context.Context, nc *nats.Conn, url, name string, o Options) (jets
 		return nil, nil, err
 	}
 	return js, done, nil
+}
+
+// New is a JetStream context on nc whose asynchronous publishes fail after
+// publishTimeout without an acknowledgement. jetstream's default waits
+// forever: a server that dies after taking a message never answers, and a
+// renderer waiting on its jobs' acknowledgements then held its events (and
+// kept them in progress) until it was restarted.
+func New(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 }

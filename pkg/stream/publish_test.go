@@ -3,8 +3,11 @@ package stream
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
 )
 
 func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
@@ -52,5 +55,36 @@ func TestPubAcksReadAsJetStreamWritesThem(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A server that takes a message and dies never answers it. A JetStream
+// context from New fails such an asynchronous publish after publishTimeout,
+// so the service waiting on it hands its work back instead of holding it
+// for good (jetstream's default waits forever).
+func TestAnAsyncPublishNobodyAnswersFailsAfterTheTimeout(t *testing.T) {
+	nc := brokertest.JetStream(t).Conn()
+	js, err := New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync("taken.but.never.answered") // takes the message, as a dying server would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f, err := js.PublishAsync("taken.but.never.answered", []byte("job"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.Ok():
+		t.Fatal("acknowledged by nobody")
+	case err := <-f.Err():
+		if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Errorf("failed with %v, want the async publish timeout", err)
+		}
+	case <-time.After(publishTimeout + 5*time.Second):
+		t.Fatalf("still waiting %s after the publish, over the %s timeout", publishTimeout+5*time.Second, publishTimeout)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -184,7 +183,7 @@ func run(ctx context.Context, cfg Config) error {
 		conns[name] = c
 	}
 	nc = conns["standalone"]
-	js, err := jetstream.New(nc)
+	js, err := stream.New(nc)
 	if err != nil {
 		return err
 	}
