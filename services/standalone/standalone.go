@@ -28,6 +28,7 @@ import (
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/broker"
 	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/datadir"
 	"github.com/postback-dev/postback/pkg/dispatch"
 	"github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/history"
@@ -109,7 +110,14 @@ func run(ctx context.Context, cfg Config) error {
 	// keyring writes its key there): an earlier process may have just sent
 	// to any endpoint. With an external broker, assume so too.
 	entries, _ := os.ReadDir(cfg.DataDir)
-	restarted := cfg.NATSURL != "" || len(entries) > 0
+	restarted := cfg.NATSURL != "" || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() != datadir.LockFile })
+	// One process per data dir: a second standalone on it would consume the
+	// same embedded store behind this one's back.
+	release, err := datadir.Lock(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	keyring, err := cfg.Keyring(true)
 	if err != nil {
 		return err

@@ -2,12 +2,18 @@ package standalone
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/datadir"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
 // A stop asked while the standalone is still starting (a deploy rolled
@@ -16,11 +22,7 @@ import (
 func TestAStopAskedWhileStartingIsACleanStop(t *testing.T) {
 	for _, after := range []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
 		t.Run(after.String(), func(t *testing.T) {
-			cfg := Config{Config: config.Defaults(), Version: "test", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-			cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-			cfg.DataDir = t.TempDir()
-			cfg.AllowCIDRs = "127.0.0.1/32"
-			cfg.Tokens = ""
+			cfg := quietConfig(t.TempDir())
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- Run(ctx, cfg) }()
@@ -35,5 +37,30 @@ func TestAStopAskedWhileStartingIsACleanStop(t *testing.T) {
 				t.Fatalf("still running 30 s after the stop was asked")
 			}
 		})
+	}
+}
+
+// quietConfig is a standalone on loopback ports and dataDir, logging nowhere.
+func quietConfig(dataDir string) Config {
+	cfg := Config{Config: config.Defaults(), Version: "test", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = dataDir
+	cfg.AllowCIDRs = "127.0.0.1/32"
+	cfg.Tokens = ""
+	return cfg
+}
+
+// Two standalones on one data dir would consume one embedded store behind
+// each other's backs: the second is refused at once, naming the first's
+// PID, and the first serves on.
+func TestASecondStandaloneOnTheSameDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := start(t, dir, nil)
+	err := Run(context.Background(), quietConfig(dir))
+	if !errors.Is(err, datadir.ErrInUse) || !strings.Contains(err.Error(), "process "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second standalone on %s: %v, want it refused naming process %d", dir, err, os.Getpid())
+	}
+	if _, err := first.types.ListEventTypes(context.Background(), &postbackv1.ListEventTypesRequest{}); err != nil {
+		t.Errorf("the first standalone stopped serving: %v", err)
 	}
 }
