@@ -53,7 +53,7 @@ func (c Config) Keyring(generate bool) (*secret.Keyring, error) {
 		return k, nil
 	}
 	if !generate {
-		return nil, errors.New("POSTBACK_SECRET_KEY is required (kid:base64 of 32 bytes; generate one with `postback-standalone -gen-key`)")
+		return nil, errors.New("POSTBACK_SECRET_KEY is required (kid:base64 of 32 random bytes, e.g. k1:$(head -c 32 /dev/urandom | base64))")
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
@@ -132,6 +132,17 @@ func (c Config) Limiter(restarted bool) (limiter.Limiter, func(), error) {
 // Each takes go-redis's URL options as query parameters (dial_timeout=2s).
 // Its errors never quote the URL, which may hold a password.
 func RedisClient(rawURL string) (redis.UniversalClient, error) {
+	newClient, err := redisClientFunc(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(), nil
+}
+
+// redisClientFunc parses a Redis URL (RedisClient) without making a client
+// yet: Load checks POSTBACK_REDIS_URL with it. Its errors never quote the
+// URL.
+func redisClientFunc(rawURL string) (func() redis.UniversalClient, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, errors.New("not a Redis URL: want redis://, redis+cluster:// or redis+sentinel:// (or rediss…)")
@@ -147,13 +158,13 @@ func RedisClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, errors.New("not a valid redis:// URL (host, port, database or an option)")
 		}
-		return redis.NewClient(opts), nil
+		return func() redis.UniversalClient { return redis.NewClient(opts) }, nil
 	case "cluster":
 		opts, err := redis.ParseClusterURL(u)
 		if err != nil {
 			return nil, errors.New("not a valid redis+cluster:// URL (a seed address or an option)")
 		}
-		return redis.NewClusterClient(opts), nil
+		return func() redis.UniversalClient { return redis.NewClusterClient(opts) }, nil
 	case "sentinel":
 		opts, err := redis.ParseFailoverURL(u)
 		if err != nil {
@@ -162,7 +173,7 @@ func RedisClient(rawURL string) (redis.UniversalClient, error) {
 		if opts.MasterName == "" {
 			return nil, errors.New("a redis+sentinel:// URL needs master_name=<the master's name>")
 		}
-		return redis.NewFailoverClient(opts), nil
+		return func() redis.UniversalClient { return redis.NewFailoverClient(opts) }, nil
 	default:
 		return nil, fmt.Errorf("unknown scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme)
 	}

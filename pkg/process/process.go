@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -43,16 +44,11 @@ type Process struct {
 }
 
 // Main runs fn inside a set-up process until SIGINT or SIGTERM. It exits 2
-// on bad configuration and 1 when set-up or fn fails.
+// on bad configuration, saying so in one line on stderr before it starts
+// anything, and 1 when set-up or fn fails.
 func Main(name, version string, fn func(ctx context.Context, p *Process) error) {
 	TuneGC()
-	cfg, err := config.Load(name, os.Args[1:], os.Getenv, os.Stderr)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		}
-		os.Exit(2)
-	}
+	cfg := LoadConfig(name)
 	log := telemetry.Logger(cfg.Logger()).With("service", strings.TrimPrefix(name, "postback-"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -61,6 +57,41 @@ func Main(name, version string, fn func(ctx context.Context, p *Process) error) 
 		stop()
 		os.Exit(1)
 	}
+}
+
+// LoadConfig is the configuration of the binary name from os.Args and the
+// environment, checked (config.Load, then Config.Require). When a setting
+// is bad it prints one line to stderr, "name: what is wrong", and exits 2;
+// with -h it prints the flags and exits 0. Every binary calls it before it
+// starts anything.
+func LoadConfig(name string) config.Config {
+	cfg, code := loadConfig(name, os.Args[1:], os.Getenv, os.Stderr)
+	if code >= 0 {
+		os.Exit(code)
+	}
+	return cfg
+}
+
+// loadConfig is LoadConfig without the exit: code is -1 when the process
+// may go on, else the exit code.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (cfg config.Config, code int) {
+	cfg, err := config.Load(name, args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return cfg, 0
+	}
+	if err == nil {
+		err = cfg.Require(name)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(err.Error()))
+		return cfg, 2
+	}
+	return cfg, -1
+}
+
+// oneLine keeps an error on one line, whatever a library put in it.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
 func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Process) error) error {

@@ -11,7 +11,6 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/postback-dev/postback/pkg/config"
 	"github.com/postback-dev/postback/pkg/process"
 	"github.com/postback-dev/postback/services/standalone"
 )
@@ -32,14 +31,13 @@ func main() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(memoryLimit)
 	}
-	cfg, err := config.Load("postback-standalone", os.Args[1:], os.Getenv, os.Stderr)
-	if err != nil {
-		os.Exit(2)
-	}
+	// Every setting is checked before anything starts: a bad one is one
+	// line on stderr and exit code 2.
+	cfg := process.LoadConfig("postback-standalone")
 	log := cfg.Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = standalone.Run(ctx, standalone.Config{Config: cfg, Version: version, Logger: log,
+	err := standalone.Run(ctx, standalone.Config{Config: cfg, Version: version, Logger: log,
 		Ready: func(a standalone.Addrs) {
 			fmt.Printf("postback %s ready: grpc %s, http %s, nats %s\n", version, a.GRPC, a.HTTP, a.NATS)
 		}})
