@@ -20,6 +20,20 @@
 // fails on it as it always did; a malformed data field is no longer the
 // codec's error but eventData's, an InvalidArgument naming the field.
 //
+// Invalid UTF-8 is not the codec's error either. When unmarshalling a
+// postback.v1 message fails (any message: the standard codec's, a
+// PublishRequest, each event of a batch), markInvalidUTF8 (utf8.go) walks
+// its bytes, guided by its descriptor, for the string fields that are not
+// UTF-8. If the bytes are otherwise well formed and it finds some, the
+// message is reset and marked with them, and Unmarshal succeeds; the
+// server's innermost interceptor (requestChecks) answers a marked request
+// InvalidArgument naming every such field ("account_id",
+// "endpoint.headers[1].value"), and PublishBatch a marked event in its
+// result ("events[3].idempotency_key"). gRPC would have made the codec's
+// error an Internal. Any other failure is proto.Unmarshal's error, as it
+// was. So this codec goes with that interceptor: serverCodecOptions
+// (gateway.go) installs both.
+//
 // The message's bytes are materialized into a pooled buffer, freed before
 // Unmarshal returns; the data fields, which outlive it as unknown fields,
 // are copied into one allocation per call (the arena), their total size
@@ -75,9 +89,17 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	case *postbackv1.PublishBatchRequest:
 		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 		defer buf.Free()
-		return unmarshalBatch(buf.ReadOnlyData(), m)
+		b := buf.ReadOnlyData()
+		if err := unmarshalBatch(b, m); err != nil {
+			return markInvalidUTF8(b, m, err)
+		}
+		return nil
 	}
-	return c.std.Unmarshal(data, v)
+	err := c.std.Unmarshal(data, v)
+	if m, ok := v.(proto.Message); ok && err != nil {
+		return markInvalidUTF8(data.Materialize(), m, err)
+	}
+	return err
 }
 
 // merge unmarshals a run of fields into a message, keeping what it holds:
@@ -99,17 +121,21 @@ func (a *arena) add(b []byte) {
 }
 
 // unmarshalPublish is proto.Unmarshal(b, m) but for the data fields, which
-// end up, as they are on the wire, in m's unknown fields.
+// end up, as they are on the wire, in m's unknown fields, and for invalid
+// UTF-8, which marks m (markInvalidUTF8).
 func unmarshalPublish(b []byte, m *postbackv1.PublishRequest, a *arena) error {
-	mark := len(a.buf)
+	start := len(a.buf)
 	found, err := splitFields(b, m, publishDataField, func(field, _ []byte) error {
 		a.add(field)
 		return nil
 	})
-	if err != nil || !found {
-		return err
+	if err != nil {
+		return markInvalidUTF8(b, m, err)
 	}
-	data := a.buf[mark:len(a.buf):len(a.buf)]
+	if !found {
+		return nil
+	}
+	data := a.buf[start:len(a.buf):len(a.buf)]
 	r := m.ProtoReflect()
 	if u := r.GetUnknown(); len(u) > 0 {
 		data = append(u[:len(u):len(u)], data...)

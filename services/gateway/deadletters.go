@@ -27,18 +27,20 @@ func (s *Server) ListDeadLetters(ctx context.Context, req *postbackv1.ListDeadLe
 	if !caller(ctx).Operator() {
 		return nil, status.Error(codes.PermissionDenied, "dead letters are for operators: use an operator token")
 	}
+	bad := &badRequest{}
 	if req.Consumer != "" && !deadLetterConsumers[req.Consumer] {
-		return nil, invalid("consumer", "want renderer, sender, sender-retries or retry, got %q", req.Consumer)
+		bad.addf("consumer", "want renderer, sender, sender-retries or retry, got %q", req.Consumer)
 	}
 	size, err := pageSize(req.PageSize)
-	if err != nil {
-		return nil, err
-	}
+	bad.addErr(err)
 	var after uint64
 	if req.PageToken != "" {
 		if after, err = strconv.ParseUint(req.PageToken, 10, 64); err != nil {
-			return nil, invalid("page_token", "not a token this call returned: %q", req.PageToken)
+			bad.addf("page_token", "not a token this call returned: %q", req.PageToken)
 		}
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
 	}
 	letters, next, err := stream.ListDeadLetters(ctx, s.js, req.Consumer, after, size)
 	if err != nil {

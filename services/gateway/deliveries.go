@@ -68,17 +68,19 @@ func (s *Server) GetDelivery(ctx context.Context, req *postbackv1.GetDeliveryReq
 // ListDeliveries returns a page of deliveries, newest first, from the
 // history store (a change reaches it within the history writer's lag).
 func (s *Server) ListDeliveries(ctx context.Context, req *postbackv1.ListDeliveriesRequest) (*postbackv1.ListDeliveriesResponse, error) {
+	bad := &badRequest{}
 	if req.AccountId != "" && !id.ValidAccount(req.AccountId) {
-		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
-	}
-	if _, ok := postbackv1.DeliveryStatus_name[int32(req.Status)]; !ok {
-		return nil, invalid("status", "unknown status %d", req.Status)
+		bad.addf("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	if req.EndpointId != "" && !id.Valid(id.Endpoint, req.EndpointId) {
-		return nil, invalid("endpoint_id", "want an endpoint id (ep_…), got %q", req.EndpointId)
+		bad.addf("endpoint_id", "want an endpoint id (ep_…), got %q", req.EndpointId)
+	}
+	if _, ok := postbackv1.DeliveryStatus_name[int32(req.Status)]; !ok {
+		bad.addf("status", "unknown status %d", req.Status)
 	}
 	size, err := pageSize(req.PageSize)
-	if err != nil {
+	bad.addErr(err)
+	if err := bad.err(); err != nil {
 		return nil, err
 	}
 	account, err := listScope(ctx, req.AccountId)
@@ -234,13 +236,17 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 	if len(statuses) == 0 {
 		statuses = []postbackv1.DeliveryStatus{postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD}
 	}
+	bad := &badRequest{}
 	for i, st := range statuses {
 		switch st {
 		case postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, postbackv1.DeliveryStatus_DELIVERY_STATUS_FAILED,
 			postbackv1.DeliveryStatus_DELIVERY_STATUS_CANCELLED, postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED:
 		default:
-			return nil, invalid(fmt.Sprintf("statuses[%d]", i), "only finished deliveries can be replayed (DEAD, FAILED, CANCELLED, SUCCEEDED), got %s", st)
+			bad.addf(fmt.Sprintf("statuses[%d]", i), "only finished deliveries can be replayed (DEAD, FAILED, CANCELLED, SUCCEEDED), got %s", st)
 		}
+	}
+	if err := bad.err(); err != nil {
+		return nil, err
 	}
 	q := history.Query{AccountID: ep.AccountId, EndpointID: ep.Id, Statuses: statuses, Limit: 500}
 	if req.StartTime != nil {

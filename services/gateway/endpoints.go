@@ -29,17 +29,21 @@ const (
 	MaxPageSize     = 500
 )
 
-// validationStatus turns a validation error into InvalidArgument naming the
-// field (and, for templates, the line and column).
-func validationStatus(prefix string, err error) error {
+// validationViolation records a validation error in bad, naming the field
+// (and, for templates, the line and column); an error of another kind is
+// Internal.
+func validationViolation(bad *badRequest, prefix string, err error) error {
 	var fe *endpoint.FieldError
 	var re *render.FieldError
 	switch {
-	case errors.As(err, &fe), errors.As(err, &re):
-		return status.Error(codes.InvalidArgument, prefix+err.Error())
+	case errors.As(err, &fe):
+		bad.add(prefix+fe.Field, fe.Message)
+	case errors.As(err, &re):
+		bad.add(prefix+re.Field, strings.TrimPrefix(re.Error(), re.Field+": "))
 	default:
 		return status.Errorf(codes.Internal, "validate endpoint: %v", err)
 	}
+	return nil
 }
 
 // validateForSave checks an endpoint about to be stored: its secrets are
@@ -54,17 +58,22 @@ func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
 	if err := s.limits.checkEndpoint("endpoint.", opened); err != nil {
 		return err
 	}
+	// endpoint.Validate stops at its first fault; the signing secret is
+	// checked apart, and both are told.
+	bad := &badRequest{}
+	if _, err := endpoint.Validate(opened); err != nil {
+		if err := validationViolation(bad, "endpoint.", redactSecretFault(opened, err)); err != nil {
+			return err
+		}
+	}
 	if opened.SigningSecret != "" {
 		if _, err := signature.NewSigner(opened.SigningSecret); err != nil {
 			// signature's errors never carry the secret.
-			return invalid("endpoint.signing_secret", "%v (want %s followed by the base64 of 24 to 64 random bytes)",
+			bad.addf("endpoint.signing_secret", "%v (want %s followed by the base64 of 24 to 64 random bytes)",
 				strings.TrimPrefix(err.Error(), "signature: "), signature.SecretPrefix)
 		}
 	}
-	if _, err := endpoint.Validate(opened); err != nil {
-		return validationStatus("endpoint.", redactSecretFault(opened, err))
-	}
-	return nil
+	return bad.err()
 }
 
 // redactSecretFault keeps a template fault in a secret header's value from
@@ -87,15 +96,17 @@ func redactSecretFault(e *postbackv1.Endpoint, err error) error {
 // seals, and a sealed value copied from elsewhere would be opened and sent
 // to this endpoint.
 func refuseSealed(headers []*postbackv1.Header, signingSecret string) error {
+	const sealed = "a value in the sealed form (enc:v1:…) is reserved; send the secret in clear"
+	bad := &badRequest{}
 	for i, h := range headers {
 		if secret.IsSealed(h.GetValue()) {
-			return invalid(fmt.Sprintf("endpoint.headers[%d].value", i), "a value in the sealed form (enc:v1:…) is reserved; send the secret in clear")
+			bad.add(fmt.Sprintf("endpoint.headers[%d].value", i), sealed)
 		}
 	}
 	if secret.IsSealed(signingSecret) {
-		return invalid("endpoint.signing_secret", "a value in the sealed form (enc:v1:…) is reserved; send the secret in clear")
+		bad.add("endpoint.signing_secret", sealed)
 	}
-	return nil
+	return bad.err()
 }
 
 // CreateEndpoint validates and stores a new endpoint.
@@ -157,16 +168,18 @@ func (s *Server) GetEndpoint(ctx context.Context, req *postbackv1.GetEndpointReq
 
 // ListEndpoints returns a page of endpoints ordered by id.
 func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpointsRequest) (*postbackv1.ListEndpointsResponse, error) {
+	bad := &badRequest{}
 	if req.AccountId != "" && !id.ValidAccount(req.AccountId) {
-		return nil, invalid("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
+		bad.addf("account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	if req.EventType != "" {
 		if _, ok := event.Lookup(req.EventType); !ok {
-			return nil, invalid("event_type", "unknown event type %q", req.EventType)
+			bad.addf("event_type", "unknown event type %q", req.EventType)
 		}
 	}
 	size, err := pageSize(req.PageSize)
-	if err != nil {
+	bad.addErr(err)
+	if err := bad.err(); err != nil {
 		return nil, err
 	}
 	account, err := listScope(ctx, req.AccountId)
@@ -219,13 +232,20 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 	if err != nil {
 		return nil, err
 	}
+	bad := &badRequest{}
 	if req.Endpoint.AccountId != "" && req.Endpoint.AccountId != old.AccountId {
-		return nil, invalid("endpoint.account_id", "cannot change")
+		bad.add("endpoint.account_id", "cannot change")
 	}
-	if err := refuseSealed(req.Endpoint.Headers, req.Endpoint.SigningSecret); err != nil {
+	bad.addErr(refuseSealed(req.Endpoint.Headers, req.Endpoint.SigningSecret))
+	paths := req.GetUpdateMask().GetPaths()
+	for i, p := range paths {
+		if !updatable[p] {
+			bad.addf(fmt.Sprintf("update_mask.paths[%d]", i), "unknown or read-only field %q", p)
+		}
+	}
+	if err := bad.err(); err != nil {
 		return nil, err
 	}
-	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
 		for p := range updatable {
 			paths = append(paths, p)
@@ -233,10 +253,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 	}
 	e := proto.Clone(old).(*postbackv1.Endpoint)
 	in := req.Endpoint
-	for i, p := range paths {
-		if !updatable[p] {
-			return nil, invalid(fmt.Sprintf("update_mask.paths[%d]", i), "unknown or read-only field %q", p)
-		}
+	for _, p := range paths {
 		switch p {
 		case "event_type":
 			e.EventType = in.EventType
@@ -352,7 +369,11 @@ func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEnd
 	}
 	compiled, err := endpoint.Validate(e)
 	if err != nil {
-		return nil, validationStatus("endpoint.", redactSecretFault(e, err))
+		bad := &badRequest{}
+		if err := validationViolation(bad, "endpoint.", redactSecretFault(e, err)); err != nil {
+			return nil, err
+		}
+		return nil, bad
 	}
 	typ := compiled.EventType()
 	data := typ.Sample()
@@ -366,7 +387,7 @@ func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEnd
 	}
 	r, err := compiled.Render(data)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "endpoint.url: %v", err)
+		return nil, invalid("endpoint.url", "%v", err)
 	}
 	out := &postbackv1.PreviewEndpointResponse{Method: r.Method, Url: r.URL, Body: string(r.Body)}
 	for _, h := range r.Headers {

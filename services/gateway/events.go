@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -32,11 +31,6 @@ const (
 var errOtherAccount = status.Error(codes.PermissionDenied, "account_id: this token acts only on its own account")
 
 var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-
-// invalid is an InvalidArgument naming the field.
-func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
-}
 
 // prepared is a validated event ready to publish. event.Data is nil when
 // the data took the fast path (fastData: body holds it, and only body);
@@ -108,45 +102,76 @@ func dataWire(req *postbackv1.PublishRequest) ([]byte, error) {
 var errMalformedUnknown = errors.New("malformed unknown fields")
 
 // prepare validates one PublishRequest; field names are prefixed with prefix
-// (e.g. "events[3]." in a batch).
+// (e.g. "events[3]." in a batch). Its InvalidArgument lists every violation
+// found: of the account, the event type, the data (each data point), the
+// idempotency key and the event id. A request the server codec marked for
+// invalid UTF-8 lists those strings alone.
 func (s *Server) prepare(prefix string, req *postbackv1.PublishRequest) (*prepared, error) {
+	if e := utf8Mark(req); e != nil {
+		bad := &badRequest{}
+		bad.merge(prefix, e)
+		return nil, bad
+	}
+	var bad badRequest // on the stack: returned only when not empty
 	if !id.ValidAccount(req.AccountId) {
-		return nil, invalid(prefix+"account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
+		bad.addf(prefix+"account_id", "want 1-64 characters of A-Z a-z 0-9 _ -, got %q", req.AccountId)
 	}
 	typ, ok := event.Lookup(req.EventType)
 	if !ok {
-		return nil, invalid(prefix+"event_type", "unknown event type %q (see EventTypeService.ListEventTypes)", req.EventType)
+		bad.addf(prefix+"event_type", "unknown event type %q (see EventTypeService.ListEventTypes)", req.EventType)
 	}
-	dataJSON, fast := s.fastData(typ, req)
+	var dataJSON []byte
+	fast := false
+	if ok && bad.empty() {
+		dataJSON, fast = s.fastData(typ, req)
+	}
 	var data map[string]any
+	tooManyItems := 0
 	if !fast {
 		var err error
 		data, err = eventData(req)
-		if errors.Is(err, errNoData) {
-			return nil, invalid(prefix+"data", "required: an object of data points")
-		}
-		if err != nil {
-			return nil, invalid(prefix+"data", "%s", strings.TrimPrefix(err.Error(), "eventdata: "))
+		switch {
+		case errors.Is(err, errNoData):
+			bad.add(prefix+"data", "required: an object of data points")
+		case err != nil:
+			// The strings that are not UTF-8, named, or else the error.
+			var named *badRequest
+			if wire, werr := dataWire(req); werr == nil {
+				named = dataViolations(wire, prefix+"data")
+			}
+			if named != nil && !named.empty() {
+				bad.merge("", named)
+			} else {
+				bad.add(prefix+"data", strings.TrimPrefix(err.Error(), "eventdata: "))
+			}
+		case ok:
+			if items, isList := data["items"].([]any); isList && len(items) > s.limits.MaxItems {
+				tooManyItems = len(items) // ResourceExhausted, unless something is invalid
+				break
+			}
+			typ.NumbersFromStrings(data) // "10.50" for a decimal: the number
+			var ve *event.ValidationError
+			if err := typ.Validate(data); errors.As(err, &ve) {
+				for _, p := range ve.Problems {
+					bad.add(prefix+p.Field, p.Message)
+				}
+			} else if err != nil {
+				bad.add(prefix+"data", err.Error())
+			}
 		}
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKey {
-		return nil, invalid(prefix+"idempotency_key", "at most %d characters", MaxIdempotencyKey)
+		bad.addf(prefix+"idempotency_key", "at most %d characters", MaxIdempotencyKey)
 	}
 	if req.EventId != "" && !eventIDPattern.MatchString(req.EventId) {
-		return nil, invalid(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
+		bad.addf(prefix+"event_id", "want 1-128 characters of A-Z a-z 0-9 _ - ., got %q", req.EventId)
 	}
-	if !fast {
-		if items, ok := data["items"].([]any); ok && len(items) > s.limits.MaxItems {
-			return nil, tooBig(prefix+"data.items", len(items), s.limits.MaxItems, "items")
-		}
-		typ.NumbersFromStrings(data) // "10.50" for a decimal: the number
-		if err := typ.Validate(data); err != nil {
-			var ve *event.ValidationError
-			if errors.As(err, &ve) && prefix != "" {
-				return nil, status.Error(codes.InvalidArgument, prefix+err.Error())
-			}
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
+	if !bad.empty() {
+		found := bad
+		return nil, &found
+	}
+	if tooManyItems > 0 {
+		return nil, tooBig(prefix+"data.items", tooManyItems, s.limits.MaxItems, "items")
 	}
 	now := s.now()
 	p := &prepared{event: stream.Event{AccountID: req.AccountId, Type: req.EventType, Time: now, Data: data}}
@@ -237,15 +262,23 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 	futures := make([]jetstream.PubAckFuture, len(req.Events))
 	keyedAt := map[int]*keyed{}
 	var batch []*keyed
+	budget := batchErrorBudget // for the events' errors together (errors.go)
 	for i, ev := range req.Events {
-		if !visible(ctx, ev.GetAccountId()) {
-			results[i] = &postbackv1.PublishResult{Error: toStatus(status.Errorf(codes.PermissionDenied,
-				"events[%d].account_id: this token acts only on its own account", i))}
+		prefix := fmt.Sprintf("events[%d].", i)
+		if e := utf8Mark(ev); e != nil { // its account is not known
+			bad := &badRequest{}
+			bad.merge(prefix, e)
+			results[i] = &postbackv1.PublishResult{Error: batchStatus(bad, &budget)}
 			continue
 		}
-		p, err := s.prepare(fmt.Sprintf("events[%d].", i), ev)
+		if !visible(ctx, ev.GetAccountId()) {
+			results[i] = &postbackv1.PublishResult{Error: batchStatus(status.Errorf(codes.PermissionDenied,
+				"events[%d].account_id: this token acts only on its own account", i), &budget)}
+			continue
+		}
+		p, err := s.prepare(prefix, ev)
 		if err != nil {
-			results[i] = &postbackv1.PublishResult{Error: toStatus(err)}
+			results[i] = &postbackv1.PublishResult{Error: batchStatus(err, &budget)}
 			continue
 		}
 		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
@@ -258,7 +291,7 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 		}
 		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {
-			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
+			results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), &budget)}
 			continue
 		}
 		futures[i] = f
@@ -270,7 +303,7 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 		select {
 		case r := <-k.done:
 			if r.err != nil {
-				results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(r.err))}
+				results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(r.err), &budget)}
 			} else {
 				results[i].EventId, results[i].Duplicate = r.eventID, r.duplicate
 			}
@@ -285,16 +318,12 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			results[i] = &postbackv1.PublishResult{Error: toStatus(publishError(err))}
+			results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), &budget)}
 		case <-ctx.Done():
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 	return &postbackv1.PublishBatchResponse{Results: results}, nil
-}
-
-func toStatus(err error) *spb.Status {
-	return status.Convert(err).Proto()
 }
 
 // ListEventTypes returns the catalogues.
