@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -231,9 +232,9 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *del
 		return fail(true, "the request cannot be made: "+err.Error())
 	}
 	// The URL parsed above, as NewRequest would have set it from job.URL
-	// (an empty port dropped).
+	// (an empty port dropped); the Host header as it goes on the wire.
 	u.Host = strings.TrimSuffix(u.Host, ":")
-	req.URL, req.Host = u, u.Host
+	req.URL, req.Host = u, wireHost(u)
 	d.setHeaders(req, ep, job, start)
 	resp, err := d.transport.RoundTrip(req)
 	if err != nil {
@@ -289,7 +290,10 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *del
 
 // setHeaders sets the endpoint's headers (secret ones opened; templated ones
 // as the renderer rendered them), the Postback headers and, with a signing
-// secret, the Standard Webhooks headers.
+// secret, the Standard Webhooks headers: one v1 signature for each secret
+// that signs at now (endpoint.SigningSecrets: the signing secret, and the
+// previous one while a rotation lasts), space-separated, over
+// signature.Payload (a GET's method and full URL, another method's body).
 func (d *Dispatcher) setHeaders(req *http.Request, ep *postbackv1.Endpoint, job *delivery.Job, now time.Time) {
 	for _, h := range ep.Headers {
 		v := h.Value
@@ -307,13 +311,54 @@ func (d *Dispatcher) setHeaders(req *http.Request, ep *postbackv1.Endpoint, job 
 	req.Header.Set(HeaderDeliveryID, job.DeliveryID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(job.Attempt))
 	req.Header.Set(HeaderEventType, job.EventType)
-	if ep.SigningSecret != "" {
-		if s, err := signature.NewSigner(ep.SigningSecret); err == nil {
-			for k, v := range signature.Headers(job.DeliveryID, now, s.Sign(job.DeliveryID, now, job.Body)) {
-				req.Header.Set(k, v)
-			}
+	secrets := endpoint.SigningSecrets(ep, now)
+	if len(secrets) == 0 {
+		return
+	}
+	payload := signature.Payload(req.Method, SignedURL(req), job.Body)
+	sigs := make([]string, 0, len(secrets))
+	for _, secret := range secrets {
+		if s, err := signature.NewSigner(secret); err == nil {
+			sigs = append(sigs, s.Sign(job.DeliveryID, now, payload))
 		}
 	}
+	if len(sigs) > 0 {
+		for k, v := range signature.Headers(job.DeliveryID, now, strings.Join(sigs, " ")) {
+			req.Header.Set(k, v)
+		}
+	}
+}
+
+// SignedURL is a request's full URL as a GET's signature covers it, and as
+// its receiver can rebuild it: the scheme, "://", the Host header as sent,
+// and the request target exactly as on the request line (the path and
+// query, percent-encoding as sent; no fragment, no user or password).
+func SignedURL(req *http.Request) string {
+	return req.URL.Scheme + "://" + req.Host + req.URL.RequestURI()
+}
+
+// wireHost is the Host header of a request to u, as net/http writes it (an
+// international name in punycode, an IPv6 zone left out), in lower case and
+// without a default port (:80 for http, :443 for https), so that a GET's
+// signed URL holds the Host header the receiver gets, and a receiver that
+// builds it from its public base URL finds the same text.
+func wireHost(u *url.URL) string {
+	host := strings.ToLower(u.Host)
+	if h, err := httpguts.PunycodeHostPort(host); err == nil {
+		host = h
+	}
+	if strings.HasPrefix(host, "[") {
+		if zone, end := strings.Index(host, "%"), strings.Index(host, "]"); zone > 0 && end > zone {
+			host = host[:zone] + host[end:]
+		}
+	}
+	switch {
+	case u.Scheme == "http" && strings.HasSuffix(host, ":80"):
+		host = strings.TrimSuffix(host, ":80")
+	case u.Scheme == "https" && strings.HasSuffix(host, ":443"):
+		host = strings.TrimSuffix(host, ":443")
+	}
+	return host
 }
 
 // transportReason is a transport error without the URL (which may carry

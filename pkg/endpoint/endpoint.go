@@ -115,6 +115,11 @@ func Validate(e *postbackv1.Endpoint) (*render.Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, h := range e.Headers {
+		if why := ReservedHeader(h.Name); why != "" {
+			return nil, &FieldError{fmt.Sprintf("headers[%d].name", i), ReservedHeaderMessage(h.Name, why)}
+		}
+	}
 	return compiled, nil
 }
 
@@ -154,7 +159,7 @@ func Version(e *postbackv1.Endpoint) int64 {
 	return e.GetUpdateTime().AsTime().UnixNano()
 }
 
-// Seal encrypts secret header values and the signing secret in place, so the
+// Seal encrypts secret header values and the signing secrets in place, so the
 // stored endpoint holds no secret in clear. Values already sealed are kept.
 func Seal(e *postbackv1.Endpoint, k *secret.Keyring) error {
 	for i, h := range e.Headers {
@@ -173,6 +178,13 @@ func Seal(e *postbackv1.Endpoint, k *secret.Keyring) error {
 			return fmt.Errorf("seal signing_secret: %w", err)
 		}
 		e.SigningSecret = v
+	}
+	if e.PreviousSigningSecret != "" && !secret.IsSealed(e.PreviousSigningSecret) {
+		v, err := k.Seal(e.PreviousSigningSecret)
+		if err != nil {
+			return fmt.Errorf("seal previous_signing_secret: %w", err)
+		}
+		e.PreviousSigningSecret = v
 	}
 	return nil
 }
@@ -202,11 +214,18 @@ func Open(e *postbackv1.Endpoint, k *secret.Keyring) (*postbackv1.Endpoint, erro
 		}
 		out.SigningSecret = v
 	}
+	if secret.IsSealed(out.PreviousSigningSecret) {
+		v, err := k.Open(out.PreviousSigningSecret)
+		if err != nil {
+			return nil, fmt.Errorf("previous_signing_secret of endpoint %s: %w: %v", e.Id, ErrSealed, err)
+		}
+		out.PreviousSigningSecret = v
+	}
 	return out, nil
 }
 
 // Masked returns a copy fit for an API response: secret header values and the
-// signing secret show at most their last 4 characters (of the clear value
+// signing secrets show at most their last 4 characters (of the clear value
 // when the keyring can open it, otherwise a fixed mask).
 func Masked(e *postbackv1.Endpoint, k *secret.Keyring) *postbackv1.Endpoint {
 	out := cloneEndpoint(e)
@@ -228,6 +247,7 @@ func Masked(e *postbackv1.Endpoint, k *secret.Keyring) *postbackv1.Endpoint {
 		}
 	}
 	out.SigningSecret = mask(out.SigningSecret)
+	out.PreviousSigningSecret = mask(out.PreviousSigningSecret)
 	return out
 }
 

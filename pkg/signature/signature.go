@@ -12,6 +12,11 @@
 //     signature header is a space-separated list (several entries during a key
 //     rotation); a receiver accepts the request if any v1 entry matches.
 //
+// What is signed in place of "<body>" is Payload's: the body for a request that has one
+// (a POST), and for a GET, which has none, "GET " followed by the full URL as sent. So a
+// GET's data points, which travel in its query string, are signed too; a receiver rebuilds
+// that text from the request it got and hands it to its library as the payload.
+//
 // The msg id stays the same across retries (a receiver deduplicates on it) while the
 // timestamp is each attempt's own, so a retry is signed afresh. The msg id must not
 // contain a full stop: the id and timestamp are Postback's, never a brand's input.
@@ -105,6 +110,18 @@ func (s *Signer) Sign(msgID string, ts time.Time, body []byte) string {
 	return "v1," + base64.StdEncoding.EncodeToString(mac(s.key, msgID, ts.Unix(), body))
 }
 
+// Payload is what a postback's signature covers after "<msg id>.<timestamp>.": for a GET,
+// "GET " and its full URL as sent (scheme, "://", the Host header, then the request
+// target: the path and query exactly as on the request line); for any other method, the
+// body bytes. A GET carries its data in the URL and has no body, so signing the body
+// would leave the data unprotected.
+func Payload(method, fullURL string, body []byte) []byte {
+	if method == http.MethodGet {
+		return []byte(http.MethodGet + " " + fullURL)
+	}
+	return body
+}
+
 // String describes the Signer without its key.
 func (s *Signer) String() string { return "signature.Signer{key: redacted}" }
 
@@ -137,7 +154,8 @@ func Headers(msgID string, ts time.Time, signature string) map[string]string {
 // (either direction; tolerance <= 0 means DefaultTolerance), and at least one
 // space-separated "v1,<base64>" entry of webhook-signature matches the body under
 // secret (compared in constant time). Entries of other versions (e.g. v1a) are
-// skipped. It returns nil when the postback is authentic.
+// skipped. It returns nil when the postback is authentic. For a GET, pass
+// Payload("GET", the full URL, nil) as body.
 func Verify(secret string, headers http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	key, err := decodeSecret(secret)
 	if err != nil {

@@ -210,3 +210,37 @@ func with(m map[string]string, name, value string) map[string]string {
 	m[name] = value
 	return m
 }
+
+func TestPayloadIsTheBodyOrForAGetTheMethodAndFullURL(t *testing.T) {
+	body := []byte(`{"a":1}`)
+	if got := Payload(http.MethodPost, "https://brand.example/pb?x=1", body); string(got) != string(body) {
+		t.Errorf("POST payload = %q, want the body", got)
+	}
+	const u = "https://brand.example/pb?ActionId=ACT-1&Payout=10.50"
+	if got := Payload(http.MethodGet, u, nil); string(got) != "GET "+u {
+		t.Errorf("GET payload = %q", got)
+	}
+	// A GET signed this way verifies against its URL only: another query
+	// string is refused.
+	now := time.Unix(1_700_000_000, 0)
+	secret, _ := GenerateSecret()
+	s, _ := NewSigner(secret)
+	h := header(Headers("dlv_1", now, s.Sign("dlv_1", now, Payload(http.MethodGet, u, nil))))
+	if err := Verify(secret, h, Payload(http.MethodGet, u, nil), now, 0); err != nil {
+		t.Fatalf("Verify of the GET's own URL: %v", err)
+	}
+	for _, other := range []string{
+		"https://brand.example/pb?ActionId=ACT-1&Payout=99.50",
+		"https://brand.example/pb?ActionId=ACT-1",
+		"https://other.example/pb?ActionId=ACT-1&Payout=10.50",
+		"http://brand.example/pb?ActionId=ACT-1&Payout=10.50",
+	} {
+		if err := Verify(secret, h, Payload(http.MethodGet, other, nil), now, 0); !errors.Is(err, ErrNoMatch) {
+			t.Errorf("Verify of %s: %v, want ErrNoMatch", other, err)
+		}
+	}
+	// And the empty body, what a GET used to be signed over, no longer verifies.
+	if err := Verify(secret, h, nil, now, 0); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("Verify over the empty body: %v, want ErrNoMatch", err)
+	}
+}

@@ -112,6 +112,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 // received is one request a receiver got.
 type received struct {
 	Method, Path, Query string
+	Host, Target        string // the Host header; the request target as on the request line
 	Header              http.Header
 	Body                []byte
 	At                  time.Time
@@ -132,7 +133,8 @@ func newReceiver(t testing.TB) *receiver {
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := time.Now() // the request's start: its headers have arrived
 		body, _ := io.ReadAll(r.Body)
-		got := received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, At: at}
+		got := received{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host, Target: r.RequestURI,
+			Header: r.Header.Clone(), Body: body, At: at}
 		rc.mu.Lock()
 		rc.got = append(rc.got, got)
 		n := len(rc.got)

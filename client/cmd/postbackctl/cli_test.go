@@ -29,6 +29,8 @@ type (
 		Timeout              *string `json:"timeout"`
 		Enabled              *bool   `json:"enabled"`
 		SigningSecret        string  `json:"signing_secret"`
+		PreviousSecret       string  `json:"previous_signing_secret"`
+		PreviousSecretExpire string  `json:"previous_signing_secret_expire_time"`
 	}
 	deliveryJSON struct {
 		ID           string `json:"id"`
@@ -168,6 +170,22 @@ timeout: 3s
 	if !strings.Contains(upd.URL, "/ep-test-2?") || upd.Enabled == nil || !*upd.Enabled || upd.SigningSecret != ep.SigningSecret ||
 		len(upd.Headers) != 2 || upd.Headers[1].Value != ep.Headers[1].Value {
 		t.Fatalf("updated from YAML: %+v", upd)
+	}
+
+	// Rotate the signing secret: the replaced one keeps signing for a day;
+	// then end that at once.
+	const nextSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u"
+	r = okJSON(t, &upd, "endpoints", "update", ep.ID, "--signing-secret", nextSecret, "--keep-previous-secret", "24h")
+	if upd.SigningSecret != "••••bG1u" || upd.PreviousSecret != ep.SigningSecret || upd.PreviousSecretExpire == "" || strings.Contains(r.stdout, nextSecret) {
+		t.Fatalf("rotated: %+v", upd)
+	}
+	if table := ok(t, "endpoints", "get", ep.ID).stdout; !strings.Contains(table, "Previous signing secret") {
+		t.Errorf("the table does not show the rotation:\n%s", table)
+	}
+	var ended endpointJSON
+	okJSON(t, &ended, "endpoints", "update", ep.ID, "--keep-previous-secret", "0")
+	if ended.PreviousSecret != "" || ended.PreviousSecretExpire != "" || ended.SigningSecret != "••••bG1u" {
+		t.Fatalf("rotation ended: %+v", ended)
 	}
 
 	// Preview: the stored endpoint with given data; and an unsaved one.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
@@ -29,7 +30,7 @@ type endpointFlags struct {
 	headers, secretHeaders                     []string
 	maxRPS                                     float64
 	maxInFlight                                int32
-	timeout                                    time.Duration
+	timeout, keepPrevious                      time.Duration
 	enabled                                    bool
 	// The command's flags, to tell which were given.
 	registeredOn *pflag.FlagSet
@@ -57,6 +58,7 @@ func (a *app) addEndpointFlags(cmd *cobra.Command, f *endpointFlags) {
 	fs.BoolVar(&f.enabled, "enabled", true, "enabled: --enabled=false disables the endpoint (and cancels its pending deliveries)")
 	fs.StringVar(&f.signingSecret, "signing-secret", "", "signing_secret: Standard Webhooks secret (whsec_…); never printed back")
 	fs.StringVar(&f.signingSecretFile, "signing-secret-file", "", "signing_secret read from a file (- for standard input)")
+	fs.DurationVar(&f.keepPrevious, "keep-previous-secret", 0, "previous_signing_secret_expire_time, on update: with a new signing secret, the replaced one keeps signing this long too (a rotation, e.g. 72h; at most 720h); alone, moves a running rotation's end (0 ends it now)")
 	_ = cmd.RegisterFlagCompletionFunc("event-type", a.completeEventTypes)
 	_ = cmd.RegisterFlagCompletionFunc("method", cobra.FixedCompletions([]string{"GET", "POST"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("body-format", cobra.FixedCompletions([]string{"json", "form", "xml", "text"}, cobra.ShellCompDirectiveNoFileComp))
@@ -211,6 +213,15 @@ func (a *app) applyEndpointFlags(f *endpointFlags, e *postbackv1.Endpoint) ([]st
 			return nil, err
 		}
 		e.SigningSecret = strings.TrimSpace(string(b))
+	}
+	if set("keep-previous-secret", "previous_signing_secret_expire_time") {
+		if f.keepPrevious < 0 {
+			return nil, usageErrorf("--keep-previous-secret %s: want 0 or more", f.keepPrevious)
+		}
+		e.PreviousSigningSecretExpireTime = nil
+		if f.keepPrevious > 0 {
+			e.PreviousSigningSecretExpireTime = timestamppb.New(time.Now().Add(f.keepPrevious))
+		}
 	}
 	return mask, nil
 }
@@ -418,7 +429,7 @@ secrets keep the stored ones. --header/--secret-header replace all headers.`,
 			var mask []string
 			for _, n := range names {
 				switch n {
-				case "id", "account_id", "create_time", "update_time":
+				case "id", "account_id", "create_time", "update_time", "previous_signing_secret":
 					continue // not changeable; the server checks account_id
 				}
 				if !slices.Contains(mask, n) {
@@ -627,6 +638,9 @@ func (a *app) emitEndpoint(e *postbackv1.Endpoint) error {
 		field(w, "Timeout", dur(e.Timeout))
 		field(w, "Enabled", enabledText(e))
 		field(w, "Signing secret", e.SigningSecret)
+		if e.PreviousSigningSecret != "" {
+			field(w, "Previous signing secret", e.PreviousSigningSecret+" (until "+ts(e.PreviousSigningSecretExpireTime)+")")
+		}
 		field(w, "Created", ts(e.CreateTime))
 		field(w, "Updated", ts(e.UpdateTime))
 	})

@@ -175,6 +175,9 @@ type Endpoint struct {
 	// Unset on create means enabled.
 	Enabled *bool `protobuf:"varint,14,opt,name=enabled,proto3,oneof" json:"enabled,omitempty"`
 	// Write-only. Standard Webhooks signing secret ("whsec_…"); returned masked.
+	// A POST is signed over its body; a GET, which has none, over "GET " and
+	// its full URL (docs/api.md, "Signatures"). To rotate, set a new one with
+	// previous_signing_secret_expire_time: both sign until then.
 	SigningSecret string `protobuf:"bytes,15,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
 	// Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -186,9 +189,22 @@ type Endpoint struct {
 	// default: an eighth of its workers (32 of 256), widened to half of them
 	// while the endpoint answers within 50 ms. A value set here is never
 	// widened, and is held to half the workers. At most 1000.
-	MaxInFlight   int32 `protobuf:"varint,18,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxInFlight int32 `protobuf:"varint,18,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// Output only, masked like signing_secret. The signing secret a rotation
+	// replaced: while previous_signing_secret_expire_time is ahead, every
+	// postback carries a signature with it next to the one with
+	// signing_secret (webhook-signature holds both, space-separated). Set by
+	// UpdateEndpoint only, when signing_secret changes and
+	// previous_signing_secret_expire_time is given; never written directly.
+	PreviousSigningSecret string `protobuf:"bytes,19,opt,name=previous_signing_secret,json=previousSigningSecret,proto3" json:"previous_signing_secret,omitempty"`
+	// Until when previous_signing_secret still signs. On UpdateEndpoint: with
+	// a new signing_secret, a time ahead (at most 30 days) keeps the replaced
+	// secret signing until then; unset or past switches at once. Without a new
+	// signing_secret, it moves the running overlap's end; unset or past ends
+	// it now. Ignored on CreateEndpoint.
+	PreviousSigningSecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=previous_signing_secret_expire_time,json=previousSigningSecretExpireTime,proto3" json:"previous_signing_secret_expire_time,omitempty"`
+	unknownFields                   protoimpl.UnknownFields
+	sizeCache                       protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
@@ -345,6 +361,20 @@ func (x *Endpoint) GetMaxInFlight() int32 {
 		return x.MaxInFlight
 	}
 	return 0
+}
+
+func (x *Endpoint) GetPreviousSigningSecret() string {
+	if x != nil {
+		return x.PreviousSigningSecret
+	}
+	return ""
+}
+
+func (x *Endpoint) GetPreviousSigningSecretExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousSigningSecretExpireTime
+	}
+	return nil
 }
 
 // Header is one request header.
@@ -910,7 +940,7 @@ var File_postback_v1_endpoint_proto protoreflect.FileDescriptor
 
 const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\x83\x06\n" +
+	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\xa5\a\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -935,7 +965,9 @@ const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\"\n" +
-	"\rmax_in_flight\x18\x12 \x01(\x05R\vmaxInFlightB\n" +
+	"\rmax_in_flight\x18\x12 \x01(\x05R\vmaxInFlight\x126\n" +
+	"\x17previous_signing_secret\x18\x13 \x01(\tR\x15previousSigningSecret\x12h\n" +
+	"#previous_signing_secret_expire_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x1fpreviousSigningSecretExpireTimeB\n" +
 	"\n" +
 	"\b_enabled\"J\n" +
 	"\x06Header\x12\x12\n" +
@@ -1036,32 +1068,33 @@ var file_postback_v1_endpoint_proto_depIdxs = []int32{
 	13, // 3: postback.v1.Endpoint.timeout:type_name -> google.protobuf.Duration
 	14, // 4: postback.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
 	14, // 5: postback.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
-	2,  // 6: postback.v1.CreateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	2,  // 7: postback.v1.UpdateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	15, // 8: postback.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 9: postback.v1.ListEndpointsResponse.endpoints:type_name -> postback.v1.Endpoint
-	2,  // 10: postback.v1.PreviewEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	16, // 11: postback.v1.PreviewEndpointRequest.data:type_name -> google.protobuf.Struct
-	3,  // 12: postback.v1.PreviewEndpointResponse.headers:type_name -> postback.v1.Header
-	4,  // 13: postback.v1.EndpointService.CreateEndpoint:input_type -> postback.v1.CreateEndpointRequest
-	5,  // 14: postback.v1.EndpointService.GetEndpoint:input_type -> postback.v1.GetEndpointRequest
-	8,  // 15: postback.v1.EndpointService.ListEndpoints:input_type -> postback.v1.ListEndpointsRequest
-	6,  // 16: postback.v1.EndpointService.UpdateEndpoint:input_type -> postback.v1.UpdateEndpointRequest
-	7,  // 17: postback.v1.EndpointService.DeleteEndpoint:input_type -> postback.v1.DeleteEndpointRequest
-	10, // 18: postback.v1.EndpointService.PreviewEndpoint:input_type -> postback.v1.PreviewEndpointRequest
-	12, // 19: postback.v1.EndpointService.TestEndpoint:input_type -> postback.v1.TestEndpointRequest
-	2,  // 20: postback.v1.EndpointService.CreateEndpoint:output_type -> postback.v1.Endpoint
-	2,  // 21: postback.v1.EndpointService.GetEndpoint:output_type -> postback.v1.Endpoint
-	9,  // 22: postback.v1.EndpointService.ListEndpoints:output_type -> postback.v1.ListEndpointsResponse
-	2,  // 23: postback.v1.EndpointService.UpdateEndpoint:output_type -> postback.v1.Endpoint
-	17, // 24: postback.v1.EndpointService.DeleteEndpoint:output_type -> google.protobuf.Empty
-	11, // 25: postback.v1.EndpointService.PreviewEndpoint:output_type -> postback.v1.PreviewEndpointResponse
-	18, // 26: postback.v1.EndpointService.TestEndpoint:output_type -> postback.v1.Attempt
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	14, // 6: postback.v1.Endpoint.previous_signing_secret_expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 7: postback.v1.CreateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	2,  // 8: postback.v1.UpdateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	15, // 9: postback.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 10: postback.v1.ListEndpointsResponse.endpoints:type_name -> postback.v1.Endpoint
+	2,  // 11: postback.v1.PreviewEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	16, // 12: postback.v1.PreviewEndpointRequest.data:type_name -> google.protobuf.Struct
+	3,  // 13: postback.v1.PreviewEndpointResponse.headers:type_name -> postback.v1.Header
+	4,  // 14: postback.v1.EndpointService.CreateEndpoint:input_type -> postback.v1.CreateEndpointRequest
+	5,  // 15: postback.v1.EndpointService.GetEndpoint:input_type -> postback.v1.GetEndpointRequest
+	8,  // 16: postback.v1.EndpointService.ListEndpoints:input_type -> postback.v1.ListEndpointsRequest
+	6,  // 17: postback.v1.EndpointService.UpdateEndpoint:input_type -> postback.v1.UpdateEndpointRequest
+	7,  // 18: postback.v1.EndpointService.DeleteEndpoint:input_type -> postback.v1.DeleteEndpointRequest
+	10, // 19: postback.v1.EndpointService.PreviewEndpoint:input_type -> postback.v1.PreviewEndpointRequest
+	12, // 20: postback.v1.EndpointService.TestEndpoint:input_type -> postback.v1.TestEndpointRequest
+	2,  // 21: postback.v1.EndpointService.CreateEndpoint:output_type -> postback.v1.Endpoint
+	2,  // 22: postback.v1.EndpointService.GetEndpoint:output_type -> postback.v1.Endpoint
+	9,  // 23: postback.v1.EndpointService.ListEndpoints:output_type -> postback.v1.ListEndpointsResponse
+	2,  // 24: postback.v1.EndpointService.UpdateEndpoint:output_type -> postback.v1.Endpoint
+	17, // 25: postback.v1.EndpointService.DeleteEndpoint:output_type -> google.protobuf.Empty
+	11, // 26: postback.v1.EndpointService.PreviewEndpoint:output_type -> postback.v1.PreviewEndpointResponse
+	18, // 27: postback.v1.EndpointService.TestEndpoint:output_type -> postback.v1.Attempt
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_postback_v1_endpoint_proto_init() }
