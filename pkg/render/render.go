@@ -26,12 +26,18 @@
 // line and column: templates that do not parse, a URL that is not absolute
 // http(s) once the event type's sample is rendered into it, and a JSON body
 // template whose rendered sample is not valid JSON.
+//
+// A rendered request is bounded (Limits, limits.go): RenderWithin stops as
+// soon as its URL, a header value, its headers or its body passes its
+// limit, and WorstCase tells, before any event, the most each part can
+// render.
 package render
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -222,16 +228,21 @@ func Compile(s Spec) (*Endpoint, error) {
 		e.contentType = contentTypes[s.BodyFormat]
 	}
 
+	// The sample renders within the body limit whatever the part: a
+	// template whose sample passes it is refused for its worst case anyway.
 	sample := typ.Sample()
-	if _, err := e.renderURL(sample); err != nil {
+	if _, err := e.renderURL(sample, DefaultMaxBodyBytes); err != nil {
 		var ue *URLError
 		if errors.As(err, &ue) {
 			return nil, &FieldError{Field: "url", Message: "with the sample " + typ.Name + " event: " + ue.Error()}
 		}
-		return nil, &FieldError{Field: "url", Message: err.Error()}
+		return nil, &FieldError{Field: "url", Message: "with the sample " + typ.Name + " event: " + err.Error()}
 	}
 	if e.body != nil && s.BodyFormat == BodyJSON {
-		b := e.body.Append(nil, sample, template.JSON)
+		b, err := e.body.AppendLimited(nil, sample, template.JSON, DefaultMaxBodyBytes)
+		if err != nil {
+			return nil, &FieldError{Field: "body_template", Message: "with the sample " + typ.Name + " event: " + (&LimitError{Field: "body_template", Limit: DefaultMaxBodyBytes}).Error()}
+		}
 		if !json.Valid(b) {
 			var v any
 			msg := "invalid JSON"
@@ -263,36 +274,73 @@ func (e *Endpoint) Spec() Spec {
 func (e *Endpoint) EventType() *event.Type { return e.typ }
 
 // Render renders the request for one event's data (as produced by
-// structpb.Struct.AsMap or encoding/json). The only error is a *URLError.
+// structpb.Struct.AsMap or encoding/json) within DefaultLimits: see
+// RenderWithin.
 func (e *Endpoint) Render(data map[string]any) (Request, error) {
-	u, err := e.renderURL(data)
+	return e.RenderWithin(data, DefaultLimits())
+}
+
+// RenderWithin renders the request for one event's data, each part within
+// its limit in l (zero fields take the defaults). The errors are a
+// *URLError and a *LimitError: a part that passes its limit stops the
+// render as soon as it does, so a render holds about the limits at most,
+// whatever the template and the data.
+func (e *Endpoint) RenderWithin(data map[string]any, l Limits) (Request, error) {
+	l = l.withDefaults()
+	u, err := e.renderURL(data, l.URL)
 	if err != nil {
 		return Request{}, err
 	}
 	req := Request{Method: string(e.spec.Method), URL: u, ContentType: e.contentType}
 	if len(e.headers) > 0 {
 		req.Headers = make([]Header, len(e.headers))
+		total := 0
 		for i, h := range e.headers {
 			v := h.static
 			if h.tpl != nil {
-				v = string(cleanHeaderValue(h.tpl.Append(make([]byte, 0, 64), data, template.Text)))
+				b, err := h.tpl.AppendLimited(make([]byte, 0, 64), data, template.Text, l.HeaderValue)
+				if err != nil {
+					return Request{}, &LimitError{Field: "headers[" + strconv.Itoa(i) + "].value", Header: h.name, Limit: l.HeaderValue}
+				}
+				v = string(cleanHeaderValue(b))
+			} else if len(v) > l.HeaderValue {
+				return Request{}, &LimitError{Field: "headers[" + strconv.Itoa(i) + "].value", Header: h.name, Limit: l.HeaderValue}
+			}
+			if total += len(h.name) + len(v); total > l.Headers {
+				return Request{}, &LimitError{Field: "headers", Limit: l.Headers}
 			}
 			req.Headers[i] = Header{Name: h.name, Value: v, Secret: h.secret}
 		}
 	}
 	switch {
 	case e.body != nil:
-		req.Body = e.body.Append(make([]byte, 0, len(e.body.Source())+256), data, e.bodyFormat)
+		b, err := e.body.AppendLimited(make([]byte, 0, min(len(e.body.Source())+256, l.Body)), data, e.bodyFormat, l.Body)
+		if err != nil {
+			return Request{}, &LimitError{Field: "body_template", Limit: l.Body}
+		}
+		req.Body = b
 	case e.spec.Method == MethodPost:
-		req.Body = AppendEventJSON(make([]byte, 0, 1024), e.typ, data)
+		b, ok := appendEventJSON(make([]byte, 0, min(1024, l.Body)), e.typ, data, l.Body)
+		if !ok {
+			return Request{}, &LimitError{Field: "body_template", Limit: l.Body}
+		}
+		req.Body = b
 	}
 	return req, nil
 }
 
-func (e *Endpoint) renderURL(data map[string]any) (string, error) {
-	b := e.url.Append(make([]byte, 0, len(e.spec.URL)+64), data, template.URL)
+// renderURL renders the URL, default query included, in at most limit
+// bytes (a *LimitError past them), and checks it (a *URLError).
+func (e *Endpoint) renderURL(data map[string]any, limit int) (string, error) {
+	b, err := e.url.AppendLimited(make([]byte, 0, min(len(e.spec.URL)+64, limit)), data, template.URL, limit)
+	if err != nil {
+		return "", &LimitError{Field: "url", Limit: limit}
+	}
 	if e.defaultQuery {
-		b = appendDefaultQuery(b, e.typ, data)
+		var ok bool
+		if b, ok = appendDefaultQuery(b, e.typ, data, limit); !ok {
+			return "", &LimitError{Field: "url", Limit: limit}
+		}
 	}
 	s := string(b)
 	return s, checkURL(s)
@@ -319,13 +367,15 @@ func checkURL(s string) error {
 }
 
 // appendDefaultQuery appends every present top-level data point as a query
-// parameter, in catalogue order, before any #fragment of the URL.
-func appendDefaultQuery(u []byte, t *event.Type, data map[string]any) []byte {
+// parameter, in catalogue order, before any #fragment of the URL; ok is
+// false when the URL would pass end bytes (it stops there).
+func appendDefaultQuery(u []byte, t *event.Type, data map[string]any, end int) (_ []byte, ok bool) {
 	var fragment string
 	if i := bytes.IndexByte(u, '#'); i >= 0 {
 		fragment = string(u[i:])
 		u = u[:i]
 	}
+	end -= len(fragment)
 	sep := byte('?')
 	for _, dp := range t.DataPoints {
 		if dp.Item {
@@ -335,13 +385,18 @@ func appendDefaultQuery(u []byte, t *event.Type, data map[string]any) []byte {
 		if !ok || v == nil {
 			continue
 		}
+		if s, isString := v.(string); isString && len(s)+len(dp.Name)+2 > end-len(u) {
+			return u, false
+		}
 		u = append(u, sep)
 		sep = '&'
 		u = template.AppendValue(u, dp.Name, event.String, template.URL)
 		u = append(u, '=')
-		u = template.AppendValue(u, v, dp.Type, template.URL)
+		if u = template.AppendValue(u, v, dp.Type, template.URL); len(u) > end {
+			return u, false
+		}
 	}
-	return append(u, fragment...)
+	return append(u, fragment...), true
 }
 
 // AppendEventJSON appends the whole event as one JSON object: top-level data
@@ -352,6 +407,14 @@ func appendDefaultQuery(u []byte, t *event.Type, data map[string]any) []byte {
 // catalogue order. Keys data does not know from the catalogue are left out.
 // This is the default POST payload.
 func AppendEventJSON(dst []byte, t *event.Type, data map[string]any) []byte {
+	dst, _ = appendEventJSON(dst, t, data, math.MaxInt)
+	return dst
+}
+
+// appendEventJSON is AppendEventJSON that stops (ok false) once dst passes
+// end bytes.
+func appendEventJSON(dst []byte, t *event.Type, data map[string]any, end int) (_ []byte, ok bool) {
+	ok = true
 	dst = append(dst, '{')
 	first := true
 	key := func(name string) {
@@ -366,33 +429,45 @@ func AppendEventJSON(dst []byte, t *event.Type, data map[string]any) []byte {
 	itemsAt := t.ItemsIndex()
 	top := 0
 	writeItems := func() {
-		v, ok := data[event.ItemsName]
-		if !ok {
+		v, found := data[event.ItemsName]
+		if !found {
 			return
 		}
 		key(event.ItemsName)
-		dst = appendItemsJSON(dst, t, v)
+		dst, ok = appendItemsJSON(dst, t, v, end)
 	}
 	for _, dp := range t.DataPoints {
 		if dp.Item {
 			continue
 		}
 		if top == itemsAt {
-			writeItems()
+			if writeItems(); !ok {
+				return dst, false
+			}
 		}
 		top++
-		if v, ok := data[dp.Name]; ok {
+		if v, found := data[dp.Name]; found {
+			if s, isString := v.(string); isString && len(s) > end-len(dst) {
+				return dst, false
+			}
 			key(dp.Name)
-			dst = template.AppendJSONValue(dst, v, dp.Type)
+			if dst = template.AppendJSONValue(dst, v, dp.Type); len(dst) > end {
+				return dst, false
+			}
 		}
 	}
 	if top == itemsAt {
-		writeItems()
+		if writeItems(); !ok {
+			return dst, false
+		}
 	}
-	return append(dst, '}')
+	dst = append(dst, '}')
+	return dst, len(dst) <= end
 }
 
-func appendItemsJSON(dst []byte, t *event.Type, v any) []byte {
+// appendItemsJSON appends the items collection; ok is false when it stopped
+// because dst passed end bytes.
+func appendItemsJSON(dst []byte, t *event.Type, v any, end int) (_ []byte, ok bool) {
 	var list []any
 	switch v := v.(type) {
 	case []any:
@@ -403,25 +478,29 @@ func appendItemsJSON(dst []byte, t *event.Type, v any) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendItemJSON(dst, t, m)
+			if dst = appendItemJSON(dst, t, m); len(dst) > end {
+				return dst, false
+			}
 		}
-		return append(dst, ']')
+		return append(dst, ']'), true
 	default:
-		return append(dst, "null"...)
+		return append(dst, "null"...), true
 	}
 	dst = append(dst, '[')
 	for i, it := range list {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		m, ok := it.(map[string]any)
-		if !ok {
+		m, isMap := it.(map[string]any)
+		if !isMap {
 			dst = append(dst, "null"...)
 			continue
 		}
-		dst = appendItemJSON(dst, t, m)
+		if dst = appendItemJSON(dst, t, m); len(dst) > end {
+			return dst, false
+		}
 	}
-	return append(dst, ']')
+	return append(dst, ']'), true
 }
 
 func appendItemJSON(dst []byte, t *event.Type, item map[string]any) []byte {

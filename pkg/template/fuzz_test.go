@@ -15,7 +15,8 @@ import (
 // every template that parses, in every format, with the type's sample event
 // (as Go values, as float64s and as json.Numbers from JSON) and with hostile
 // data. It checks that nothing panics, that errors carry a sane position,
-// and that rendering is deterministic.
+// that rendering is deterministic, and that a bounded render is the same
+// text, or stops short of it with an error past its limit.
 func FuzzParseRender(f *testing.F) {
 	full, err := os.ReadFile("testdata/action_lifecycle.json")
 	if err != nil {
@@ -68,6 +69,17 @@ func FuzzParseRender(f *testing.F) {
 				}
 				if lit, ok := tpl.Literal(); ok && string(a) != lit {
 					t.Fatalf("literal template rendered %q, Literal() = %q", a, lit)
+				}
+				// Bounded: the whole within its length, a prefix with a
+				// TooLongError one byte short.
+				if c, err := tpl.AppendLimited(nil, data, fm, len(a)); err != nil || string(c) != string(a) {
+					t.Fatalf("AppendLimited(%d) = %q, %v; want %q", len(a), c, err, a)
+				}
+				if len(a) > 0 {
+					c, err := tpl.AppendLimited(nil, data, fm, len(a)-1)
+					if err == nil || !strings.HasPrefix(string(a), string(c)) {
+						t.Fatalf("AppendLimited(%d) = %q, %v; want a prefix of %q and an error", len(a)-1, c, err, a)
+					}
 				}
 			}
 		}

@@ -30,6 +30,7 @@
 package template
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -102,46 +103,158 @@ func (t *Template) Literal() (string, bool) {
 // Append renders the template for one event's data, appends the result to dst
 // and returns the extended buffer. Values are formatted by catalogue type and
 // escaped for f; null or absent values render empty. It never panics,
-// whatever data holds.
+// whatever data holds. It has no bound: a caller that renders for others
+// uses AppendLimited.
 func (t *Template) Append(dst []byte, data map[string]any, f Format) []byte {
-	return appendSegments(dst, t.segs, data, nil, f)
+	dst, _ = appendSegments(dst, t.segs, data, nil, f, math.MaxInt)
+	return dst
 }
 
-func appendSegments(dst []byte, segs []segment, data, item map[string]any, f Format) []byte {
+// TooLongError is a render that AppendLimited stopped because its output
+// passed the limit.
+type TooLongError struct {
+	Limit int // bytes
+}
+
+func (e *TooLongError) Error() string {
+	return "renders more than " + strconv.Itoa(e.Limit) + " bytes"
+}
+
+// AppendLimited is Append with a bound: once the text it appends passes
+// limit bytes it stops, and returns dst as far as it got with a
+// *TooLongError. It stops as soon as it knows: before a literal or a
+// string value that would pass the limit is copied (escaping never makes
+// a string shorter), after each piece of a few KiB of a string that its
+// escaping makes longer, and after any other value (a number), so a
+// render never holds more than the limit and a few KiB, whatever the
+// template and the data (thousands of joins over a thousand items
+// included), and allocates about twice that in all.
+func (t *Template) AppendLimited(dst []byte, data map[string]any, f Format, limit int) ([]byte, error) {
+	end := math.MaxInt
+	if limit < math.MaxInt-len(dst) {
+		end = len(dst) + max(limit, 0)
+	}
+	dst, ok := appendSegments(dst, t.segs, data, nil, f, end)
+	if !ok {
+		return dst, &TooLongError{Limit: limit}
+	}
+	return dst, nil
+}
+
+// appendSegments appends segs; ok is false when it stopped because dst
+// would have passed end bytes.
+func appendSegments(dst []byte, segs []segment, data, item map[string]any, f Format, end int) (_ []byte, ok bool) {
 	for i := range segs {
 		s := &segs[i]
 		switch s.kind {
 		case segLiteral:
-			dst = append(dst, s.text...)
+			if len(s.text) > end-len(dst) {
+				return dst, false
+			}
+			dst = append(grow(dst, len(s.text), end), s.text...)
 		case segField:
-			if v, ok := data[s.text]; ok {
-				dst = AppendValue(dst, v, s.typ, f)
+			if v, found := data[s.text]; found {
+				if dst, ok = appendValueWithin(dst, v, s.typ, f, end); !ok {
+					return dst, false
+				}
 			}
 		case segItemField:
-			if v, ok := item[s.text]; ok {
-				dst = AppendValue(dst, v, s.typ, f)
+			if v, found := item[s.text]; found {
+				if dst, ok = appendValueWithin(dst, v, s.typ, f, end); !ok {
+					return dst, false
+				}
 			}
 		case segJoin:
 			switch items := data[event.ItemsName].(type) {
 			case []any:
 				for j, it := range items {
 					if j > 0 {
-						dst = append(dst, s.sep...)
+						if len(s.sep) > end-len(dst) {
+							return dst, false
+						}
+						dst = append(grow(dst, len(s.sep), end), s.sep...)
 					}
 					m, _ := it.(map[string]any)
-					dst = appendSegments(dst, s.inner, data, m, f)
+					if dst, ok = appendSegments(dst, s.inner, data, m, f, end); !ok {
+						return dst, false
+					}
 				}
 			case []map[string]any:
 				for j, m := range items {
 					if j > 0 {
-						dst = append(dst, s.sep...)
+						if len(s.sep) > end-len(dst) {
+							return dst, false
+						}
+						dst = append(grow(dst, len(s.sep), end), s.sep...)
 					}
-					dst = appendSegments(dst, s.inner, data, m, f)
+					if dst, ok = appendSegments(dst, s.inner, data, m, f, end); !ok {
+						return dst, false
+					}
 				}
 			}
 		}
 	}
-	return dst
+	return dst, true
+}
+
+// appendValueWithin is AppendValue that refuses (ok false) to let dst pass
+// end bytes: a string longer than the room left is not copied at all.
+func appendValueWithin(dst []byte, v any, typ event.DataPointType, f Format, end int) (_ []byte, ok bool) {
+	if s, isString := v.(string); isString {
+		if len(s) > end-len(dst) {
+			return dst, false
+		}
+		if f != Text && end != math.MaxInt {
+			// Escaping may make it several times longer: a piece at a
+			// time, each cut before the start of a character (escaping
+			// works a character at a time, an invalid byte alone), so a
+			// value stops a few KiB past the limit, not six times it.
+			for len(s) > escapeChunk {
+				cut := escapeChunk
+				for cut > 0 && !utf8.RuneStart(s[cut]) {
+					cut--
+				}
+				if cut == 0 {
+					cut = escapeChunk
+				}
+				dst = appendEscaped(grow(dst, maxEscape*cut, end), s[:cut], f)
+				if len(dst) > end {
+					return dst, false
+				}
+				s = s[cut:]
+			}
+			dst = appendEscaped(grow(dst, maxEscape*len(s), end), s, f)
+			return dst, len(dst) <= end
+		}
+		dst = grow(dst, len(s), end)
+	}
+	dst = AppendValue(dst, v, typ, f)
+	return dst, len(dst) <= end
+}
+
+// escapeChunk is the piece of a long string a bounded render escapes at a
+// time, and maxEscape the most bytes escaping writes for one (a control
+// character in JSON, an apostrophe in XML).
+const (
+	escapeChunk = 4 << 10
+	maxEscape   = 6
+)
+
+// grow makes room for n more bytes in dst, when it has not, for a bounded
+// render (end < math.MaxInt): it doubles the capacity, but not past end
+// and the room of one escaped piece (maxEscape*escapeChunk), so a render
+// that reaches its limit allocates about twice the limit in all, where
+// append's growth (a quarter at a time, for large slices) would allocate
+// five times.
+func grow(dst []byte, n, end int) []byte {
+	if cap(dst)-len(dst) >= n || end >= math.MaxInt-maxEscape*escapeChunk {
+		return dst
+	}
+	c := min(max(2*cap(dst), len(dst)+n), end+maxEscape*escapeChunk)
+	if c < len(dst)+n {
+		c = len(dst) + n
+	}
+	return append(make([]byte, 0, c), dst...)
 }
 
 // Parse compiles src for events of type t. A template that does not parse, or

@@ -48,8 +48,9 @@ func validationViolation(bad *badRequest, prefix string, err error) error {
 
 // validateForSave checks an endpoint about to be stored: its secrets are
 // opened (values kept from the stored endpoint on update are sealed), then
-// the size limits, the signing secret and endpoint.Validate apply to the
-// clear values. No error quotes a secret value.
+// the size limits, the signing secret, endpoint.Validate and the worst case
+// of its templates (checkWorstCase) apply to the clear values. No error
+// quotes a secret value.
 func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
 	opened, err := endpoint.Open(e, s.keyring)
 	if err != nil {
@@ -61,11 +62,14 @@ func (s *Server) validateForSave(e *postbackv1.Endpoint) error {
 	// endpoint.Validate stops at its first fault; the signing secret is
 	// checked apart, and both are told.
 	bad := &badRequest{}
-	if _, err := endpoint.Validate(opened); err != nil {
+	if compiled, err := endpoint.Validate(opened); err != nil {
 		if err := validationViolation(bad, "endpoint.", redactSecretFault(opened, err)); err != nil {
 			return err
 		}
+	} else {
+		s.checkWorstCase(bad, "endpoint.", compiled)
 	}
+	refuseReservedHeaders(bad, opened.Headers) // every one (Validate tells the first)
 	if opened.SigningSecret != "" {
 		if _, err := signature.NewSigner(opened.SigningSecret); err != nil {
 			// signature's errors never carry the secret.
@@ -121,6 +125,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpo
 		return nil, err
 	}
 	e := proto.Clone(req.Endpoint).(*postbackv1.Endpoint)
+	clearPreviousSecret(e) // output only: only a rotation sets it
 	if err := s.validateForSave(e); err != nil {
 		return nil, err
 	}
@@ -219,7 +224,7 @@ var updatable = map[string]bool{
 	"event_type": true, "url": true, "method": true, "headers": true, "body_format": true,
 	"body_template": true, "min_delay_seconds": true, "max_requests_per_second": true,
 	"success_response": true, "error_response": true, "timeout": true, "enabled": true,
-	"signing_secret": true, "max_in_flight": true,
+	"signing_secret": true, "max_in_flight": true, "previous_signing_secret_expire_time": true,
 }
 
 // UpdateEndpoint changes the fields named in update_mask (all writable fields
@@ -290,6 +295,9 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			}
 		}
 	}
+	if err := s.rotateSigningSecret(e, old, in, paths, s.now()); err != nil {
+		return nil, err
+	}
 	if err := s.validateForSave(e); err != nil {
 		return nil, err
 	}
@@ -352,6 +360,9 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpo
 }
 
 // PreviewEndpoint renders the request for given or sample data; sends nothing.
+// It checks the endpoint as a save does (the worst case of its templates
+// included), and renders within the limits of a rendered request: data that
+// passes one is ResourceExhausted naming the field, the render stopped there.
 func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEndpointRequest) (*postbackv1.PreviewEndpointResponse, error) {
 	if req.Endpoint == nil {
 		return nil, invalid("endpoint", "required")
@@ -375,6 +386,10 @@ func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEnd
 		}
 		return nil, bad
 	}
+	bad := &badRequest{}
+	if s.checkWorstCase(bad, "endpoint.", compiled); !bad.empty() {
+		return nil, bad
+	}
 	typ := compiled.EventType()
 	data := typ.Sample()
 	if req.Data != nil && len(req.Data.Fields) > 0 {
@@ -385,9 +400,9 @@ func (s *Server) PreviewEndpoint(ctx context.Context, req *postbackv1.PreviewEnd
 		}
 		data = p.event.Data
 	}
-	r, err := compiled.Render(data)
+	r, err := compiled.RenderWithin(data, s.renderLimits())
 	if err != nil {
-		return nil, invalid("endpoint.url", "%v", err)
+		return nil, renderError("endpoint.", err)
 	}
 	out := &postbackv1.PreviewEndpointResponse{Method: r.Method, Url: r.URL, Body: string(r.Body)}
 	for _, h := range r.Headers {

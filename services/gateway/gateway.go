@@ -28,6 +28,7 @@ import (
 	pkghealth "github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -87,6 +88,9 @@ type Server struct {
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
 	limits     Limits
+	// rendered bounds a rendered request (pkg/render), its body held to
+	// what a queued delivery can carry; zero: render.DefaultLimits.
+	rendered render.Limits
 	// attemptsAge is how long ATTEMPTS keeps a replaced attempt
 	// (stream.Options.AttemptsAge).
 	attemptsAge time.Duration
@@ -113,7 +117,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 		log = slog.Default()
 	}
 	return &Server{js: js, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
-		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), now: time.Now}, nil
+		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), rendered: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), now: time.Now}, nil
 }
 
 // Register adds every postback.v1 service, health and reflection to g.

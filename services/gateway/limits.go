@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/postback-dev/postback/pkg/render"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -122,4 +124,35 @@ func (l Limits) checkEndpoint(prefix string, e *postbackv1.Endpoint) error {
 		return tooBig(prefix+"error_response", n, l.MaxResponseRuleBytes, "bytes")
 	}
 	return nil
+}
+
+// renderLimits bound a rendered request (pkg/render, docs/api.md): the same
+// for the worst case at save, preview and TestEndpoint as for the renderer.
+func (s *Server) renderLimits() render.Limits {
+	if s.rendered == (render.Limits{}) {
+		return render.DefaultLimits()
+	}
+	return s.rendered
+}
+
+// checkWorstCase adds to bad, field names prefixed with prefix, every
+// template of compiled whose worst case for an event at the event limits
+// (MaxEventBytes, MaxItems) passes the limits of a rendered request: a
+// template that multiplies its event (render.CheckWorstCase has the model).
+func (s *Server) checkWorstCase(bad *badRequest, prefix string, compiled *render.Endpoint) {
+	b := render.EventBounds{Bytes: s.limits.MaxEventBytes, Items: s.limits.MaxItems}
+	for _, fe := range compiled.CheckWorstCase(b, s.renderLimits()) {
+		bad.add(prefix+fe.Field, fe.Message)
+	}
+}
+
+// renderError is the status of a request that did not render: a part over
+// its limit is ResourceExhausted naming the field, a URL that is not
+// http(s) InvalidArgument.
+func renderError(prefix string, err error) error {
+	var le *render.LimitError
+	if errors.As(err, &le) {
+		return status.Errorf(codes.ResourceExhausted, "%s%s: with this data, %v", prefix, le.Field, le)
+	}
+	return invalid(prefix+"url", "%v", err)
 }

@@ -33,7 +33,7 @@ func (s *Server) TestEndpoint(ctx context.Context, req *postbackv1.TestEndpointR
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "the endpoint no longer renders: %v", redactSecretFault(opened, err))
 	}
-	r, err := compiled.Render(compiled.EventType().Sample())
+	r, err := compiled.RenderWithin(compiled.EventType().Sample(), s.renderLimits())
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "the sample event does not render: %v", err)
 	}

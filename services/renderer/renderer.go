@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -118,6 +119,10 @@ type renderer struct {
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
 
+	// limits bound each rendered request: render.DefaultLimits, the body
+	// held to what a queued delivery can carry over this connection.
+	limits render.Limits
+
 	mu       sync.Mutex
 	compiled map[string]compiled // by endpoint key; bounded by maxCompiled
 }
@@ -145,7 +150,8 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(logging, js.Conn()), log: log, tracer: stream.NewTracer(nil), compiled: map[string]compiled{}}, nil
+	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(logging, js.Conn()), log: log, tracer: stream.NewTracer(nil),
+		limits: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), compiled: map[string]compiled{}}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -242,10 +248,11 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 		job, body, renderErr := r.job(ep, ev, dlvID)
 		if renderErr != nil {
-			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", renderErr.Error())
+			reason := failureReason(renderErr)
+			r.log.InfoContext(ctx, "delivery failed to render", "delivery_id", dlvID, "endpoint_id", ep.Id, "event_id", ev.ID, "reason", reason)
 			failed := &postbackv1.Delivery{Id: dlvID, AccountId: ev.AccountID, EndpointId: ep.Id, EventId: ev.ID, EventType: ev.Type,
 				CreateTime: timestamppb.New(ev.Time)}
-			_ = delivery.RenderFailed(renderErr.Error()).Apply(failed, time.Now()) // a new delivery: always allowed
+			_ = delivery.RenderFailed(reason).Apply(failed, time.Now()) // a new delivery: always allowed
 			f, err := r.deliveries.CreateAsync(&inflight.Record{Delivery: failed})
 			if err != nil {
 				return 0, err
@@ -326,19 +333,35 @@ func (r *renderer) seen(ctx context.Context, accountID, endpointID, dlvID string
 	}
 }
 
-// jobHeadroom is what a job message needs beyond its encoding (its
-// headers: trace context, dedupe id).
-const jobHeadroom = 4 << 10
+// maxReason bounds the reason of a delivery that failed to render: an
+// error may quote a template or a rendered URL.
+const maxReason = 1 << 10
+
+// failureReason is err's text, at most maxReason bytes (cut at a character).
+func failureReason(err error) string {
+	s := err.Error()
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
 
 // job renders one endpoint's request for the event and encodes it. A
-// request too large for one message fails to render: retrying renders the
-// same bytes.
+// request over the limits of a rendered request (r.limits: the render
+// stops there, so memory stays bounded whatever the template and the
+// event), or too large for one message, fails to render: retrying renders
+// the same bytes, so the delivery is FAILED with the reason and the event
+// acked.
 func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string) (*delivery.Job, []byte, error) {
 	c, err := r.compile(ep)
 	if err != nil {
 		return nil, nil, fmt.Errorf("endpoint configuration no longer renders: %w", err)
 	}
-	req, err := c.endpoint.Render(ev.Data)
+	req, err := c.endpoint.RenderWithin(ev.Data, r.limits)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -356,7 +379,7 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode delivery %s: %w", dlvID, err)
 	}
-	if limit := r.js.Conn().MaxPayload() - jobHeadroom; limit > 0 && int64(len(body)) > limit {
+	if limit := r.js.Conn().MaxPayload() - render.JobHeadroom; limit > 0 && int64(len(body)) > limit {
 		return nil, nil, fmt.Errorf("the rendered request is %d bytes, over the %d bytes a queued delivery may hold", len(body), limit)
 	}
 	return job, body, nil
