@@ -18,14 +18,14 @@ all: build
 build: $(addprefix bin/postback-,$(SERVICES)) bin/postbackctl
 
 bin/postback-%: FORCE
-	@[ -x $@ ] || echo "building $@ (the first build downloads the Go modules and compiles them: a few minutes on a fresh machine, seconds after) ..."
+	@[ -x $@ ] || echo "building $@ (the first build downloads the Go modules and compiles them: about two minutes on a fresh 2-core machine, seconds after) ..."
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./services/$*/cmd/postback-$*
 
 ## postbackctl: the command line of the gRPC API (client/cmd/postbackctl), in bin/
 postbackctl: bin/postbackctl
 
 bin/postbackctl: FORCE
-	@[ -x $@ ] || echo "building $@ (a minute or two on a fresh machine) ..."
+	@[ -x $@ ] || echo "building $@ (the first time after make run has built: about 15 s on 2 cores) ..."
 	go build -trimpath -o $@ ./client/cmd/postbackctl
 
 FORCE:
@@ -64,7 +64,7 @@ proto-check: tools
 tools: $(TOOLS)
 
 $(TOOLS) &: scripts/tools/go.mod scripts/tools/go.sum
-	@echo "building tools (buf, protoc-gen-go, protoc-gen-go-grpc, nats-server) into bin/ ..."
+	@echo "building tools (buf, protoc-gen-go, protoc-gen-go-grpc, nats-server) into bin/: about two minutes the first time on 2 cores ..."
 	cd scripts/tools && GOWORK=off go build -o ../../bin/ github.com/bufbuild/buf/cmd/buf \
 		google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc \
 		github.com/nats-io/nats-server/v2
@@ -90,7 +90,7 @@ deploy-check: bin/deploycheck
 
 # Its own module (helm, k8s.io/api, compose-go stay out of go.work); rebuilt only when its sources change.
 bin/deploycheck: $(wildcard scripts/deploycheck/*.go) scripts/deploycheck/go.mod scripts/deploycheck/go.sum
-	@echo "building bin/deploycheck (helm, k8s.io/api, compose-go: about a minute the first time) ..."
+	@echo "building bin/deploycheck (helm, k8s.io/api, compose-go: about two minutes the first time on 2 cores) ..."
 	cd scripts/deploycheck && GOWORK=off go build -o ../../bin/deploycheck .
 
 ## run-cluster: 3-node NATS JetStream cluster, Redis, gateway, renderer, retry, historian and two senders as local processes (state in .cluster/;
