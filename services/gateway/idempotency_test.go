@@ -21,19 +21,7 @@ import (
 // keyedServer is a gateway on a real JetStream whose keys last window.
 func keyedServer(t *testing.T, window time.Duration) (*Server, jetstream.JetStream) {
 	t.Helper()
-	key, err := secret.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := secret.ParseKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	keyring, store := keyringAndStore(t)
 	js := streamtest.JetStream(t)
 	s, err := NewServer(context.Background(), js, keyring, nil, store, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -171,4 +159,24 @@ func TestAKeyIsFreeAgainAfterItsWindow(t *testing.T) {
 	if got := events(t, js); got != 2 {
 		t.Errorf("EVENTS holds %d events, want 2", got)
 	}
+}
+
+// keyringAndStore are a new keyring and an SQLite history store, closed
+// with t: what every gateway under test needs.
+func keyringAndStore(t *testing.T) (*secret.Keyring, *sqlite.Store) {
+	t.Helper()
+	key, err := secret.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := secret.ParseKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return keyring, store
 }

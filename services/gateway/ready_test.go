@@ -4,14 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/health"
-	"github.com/postback-dev/postback/pkg/history/sqlite"
-	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/stream/streamtest"
 )
@@ -22,19 +19,7 @@ import (
 // taking them.
 func TestTheGatewayIsReadyOnlyWhileItServesGRPC(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	key, err := secret.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring, err := secret.ParseKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "history.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	keyring, store := keyringAndStore(t)
 	grpcReady := func(p *health.Probes) error { return p.Ready(context.Background())["grpc"] }
 
 	t.Run("a gateway that cannot start is not ready", func(t *testing.T) {
