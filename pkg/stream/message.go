@@ -22,10 +22,7 @@ type Event struct {
 }
 
 // Failure is the message on failed.*: a retryable failed attempt handed to
-// the retry service. It stays JSON, with the Job in its JSON form: only
-// failed attempts make one, one each, so its cost is not the pipeline's;
-// the job's binary format (pkg/delivery) is for delivery and retry messages and
-// records.
+// the retry service, written by EncodeFailure (failure.go).
 type Failure struct {
 	Job        delivery.Job `json:"job"`
 	StatusCode int          `json:"status_code"`

@@ -22,7 +22,6 @@ package retry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,7 +116,7 @@ type retrier struct {
 func (r *retrier) handle(ctx context.Context, m jetstream.Msg) {
 	span := trace.SpanFromContext(ctx)
 	var f stream.Failure
-	err := json.Unmarshal(m.Data(), &f)
+	err := stream.DecodeFailure(m.Data(), &f)
 	if err != nil {
 		err = stream.Poison("undecodable failed attempt: %v", err)
 	} else {

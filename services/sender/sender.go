@@ -53,7 +53,6 @@ package sender
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -540,9 +539,9 @@ func (s *sender) settle(ctx context.Context, rec *inflight.Record, job *delivery
 	}
 	f := stream.Failure{Job: *job, StatusCode: int(res.Attempt.StatusCode), Error: res.Reason, End: end}
 	f.Job.Slot = time.Time{}
-	body, err := json.Marshal(&f)
+	body, err := stream.EncodeFailure(&f)
 	if err != nil {
-		return fmt.Errorf("encode failure of %s: %w", job.DeliveryID, err)
+		return err
 	}
 	msgID := stream.FailureID(job.DeliveryID, job.Sent)
 	if _, err := s.tracer.Publish(ctx, s.js, stream.FailedSubject(job.EndpointID), body, msgID,

@@ -202,3 +202,42 @@ func TestFinalFailuresAreNotRetried(t *testing.T) {
 		}
 	})
 }
+
+// A large postback that fails is retried like any other. The failed
+// attempt handed to the retry service carried the job as JSON, its body in
+// base64, a third larger: a body over ~760 KiB made it too large for a
+// 1 MiB message, and the delivery stayed RETRYING with no retry scheduled.
+func TestALargePostbackThatFailsIsRetried(t *testing.T) {
+	h := start(t, "", withSchedule(compressed))
+	rc := newReceiver(t)
+	rc.answer = func(n int, _ *http.Request) (int, string) {
+		if n == 1 {
+			return 503, "not yet"
+		}
+		return 200, "OK"
+	}
+	ctx := context.Background()
+	// 60 KiB of the template's own text and a 240 KiB data point three
+	// times: a 780 KiB body (its worst case, 828 KiB, is within the limit).
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL, Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
+		BodyFormat: postbackv1.BodyFormat_BODY_FORMAT_TEXT, BodyTemplate: strings.Repeat("x", 60<<10) + "{ActionIds}{ActionIds}{ActionIds}",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := structpb.NewStruct(map[string]any{"ActionIds": strings.Repeat("A", 240<<10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	d := settled(t, h, 30*time.Second)
+	got := rc.requests()
+	if d.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED || len(got) != 2 {
+		t.Fatalf("delivery %s after %d requests, want SUCCEEDED after 2 (a 503, then the retry)", d.Status, len(got))
+	}
+	if n := len(got[1].Body); n != 60<<10+3*240<<10 {
+		t.Errorf("the retry's body is %d bytes, want %d", n, 60<<10+3*240<<10)
+	}
+}
