@@ -98,6 +98,7 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 	if p.Config.NATSURL == "" {
 		return errors.New("POSTBACK_NATS_URL is required (postback-standalone embeds a server; this binary does not)")
 	}
+	telemetry.LogErrors(p.Log) // exporter errors as JSON lines, not plain text
 	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: p.Name, Version: p.Version})
 	if err != nil {
 		return err

@@ -115,8 +115,12 @@ func NewDeadLetters(js jetstream.JetStream, consumer string, log *slog.Logger, m
 	if err != nil {
 		return nil, err
 	}
-	return &DeadLetters{js: js, log: log, consumer: consumer, count: count,
-		attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("consumer", consumer)))}, nil
+	d := &DeadLetters{js: js, log: log, consumer: consumer, count: count,
+		attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("consumer", consumer)))}
+	// At 0 from start-up, so the first dead letter after a restart shows
+	// in increase() (docs/operations.md, "Zero series").
+	count.Add(context.Background(), 0, d.attrs)
+	return d, nil
 }
 
 // Move copies m with its reason to the dead-letter stream and terminates

@@ -142,7 +142,36 @@ func NewMetrics(mp metric.MeterProvider) *Metrics {
 	for _, o := range []string{OutcomeSucceeded, OutcomeFailed, OutcomeDead, OutcomeCancelled} {
 		x.outcomes[o] = newLabels(LabelOutcome, o)
 	}
+	x.zero()
 	return x
+}
+
+// zero adds 0 to every counter series that alerts and dashboards use, so
+// /metrics shows them at 0 from start-up: a counter series that first
+// appears at 1 hides its first increment from increase() and rate() (the
+// first dead delivery after a restart would not alert). The label sets are
+// the bounded ones: every final outcome and every status class. Event types
+// are the gateway's (ZeroEventTypes).
+func (m *Metrics) zero() {
+	ctx := context.Background()
+	for _, set := range m.outcomes {
+		m.deliveries.Add(ctx, 0, set.add...)
+	}
+	m.dead.Add(ctx, 0)
+	for _, set := range m.classSets {
+		m.attempts.Add(ctx, 0, set.add...)
+	}
+}
+
+// ZeroEventTypes shows postback.events.published at 0 for each event type
+// (the gateway passes the catalogue's six), for the same reason as zero.
+func (m *Metrics) ZeroEventTypes(types ...string) {
+	if m == nil {
+		return
+	}
+	for _, t := range types {
+		m.eventsPublished.Add(context.Background(), 0, m.typeSet(t).add...)
+	}
 }
 
 // EventPublished counts one accepted event.

@@ -14,13 +14,17 @@ package telemetry
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -56,6 +60,11 @@ type Options struct {
 	// MeterProvider, when set, is used as is: OTEL_METRICS_* are not read and
 	// MetricsHandler serves nothing but the process's Go runtime metrics.
 	MeterProvider metric.MeterProvider
+	// SpanExporter, when set (and TracerProvider is not), receives every
+	// span as it ends, synchronously, and OTEL_TRACES_EXPORTER is not read:
+	// tests pass an in-memory exporter and still get the providers Setup
+	// builds (resources, ForService).
+	SpanExporter sdktrace.SpanExporter
 	// Getenv reads the environment (nil: os.Getenv). The OTLP exporters
 	// themselves always read the process environment.
 	Getenv func(string) string
@@ -72,6 +81,15 @@ type Telemetry struct {
 
 	registry *prometheus.Registry
 	shutdown []func(context.Context) error
+
+	// What ForService needs to build a tracer provider of another
+	// service.name that exports through the same span processor (nil
+	// processor: the providers were given, ForService returns t).
+	options   Options
+	processor sdktrace.SpanProcessor
+	never     bool // no exporter: spans are never sampled
+	mu        sync.Mutex
+	services  map[string]*Telemetry
 }
 
 // Propagator is the W3C trace-context + baggage propagator: what crosses
@@ -106,8 +124,8 @@ func Disabled() *Telemetry {
 //     choice, /metrics serves every instrument ("prometheus" adds nothing:
 //     /metrics is that exporter).
 //   - OTEL_SDK_DISABLED=true: no export at all; /metrics is still served.
-//   - Resource: service.name, service.version, OTEL_SERVICE_NAME,
-//     OTEL_RESOURCE_ATTRIBUTES.
+//   - Resource: service.name, service.version, service.instance.id
+//     (InstanceID), OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES.
 //
 // It also installs the W3C propagator as the global one. It does not install
 // the providers as globals: a main calls Install for that.
@@ -131,12 +149,20 @@ func Setup(ctx context.Context, o Options) (*Telemetry, error) {
 	}()
 
 	disabled, _ := strconv.ParseBool(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")))
+	t.options = o
 	if o.TracerProvider != nil {
 		t.TracerProvider, t.Traces = o.TracerProvider, "custom"
+	} else if o.SpanExporter != nil {
+		t.Traces = "custom"
+		t.processor = sdktrace.NewSimpleSpanProcessor(o.SpanExporter)
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(t.processor))
+		t.TracerProvider = tp
+		t.shutdown = append(t.shutdown, tp.Shutdown)
 	} else {
 		t.Traces = exporterChoice(getenv, "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", disabled)
 		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 		if t.Traces == "none" {
+			t.never = true
 			opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
 		} else {
 			exp, err := autoexport.NewSpanExporter(ctx, autoexport.WithFallbackSpanExporter(
@@ -148,9 +174,11 @@ func Setup(ctx context.Context, o Options) (*Telemetry, error) {
 			}
 			if autoexport.IsNoneSpanExporter(exp) {
 				t.Traces = "none"
+				t.never = true
 				opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
 			} else {
-				opts = append(opts, sdktrace.WithBatcher(exp))
+				t.processor = sdktrace.NewBatchSpanProcessor(exp)
+				opts = append(opts, sdktrace.WithSpanProcessor(t.processor))
 			}
 		}
 		tp := sdktrace.NewTracerProvider(opts...)
@@ -213,7 +241,7 @@ func newResource(ctx context.Context, o Options) (*resource.Resource, error) {
 	if name == "" {
 		name = "postback"
 	}
-	attrs := []resource.Option{resource.WithAttributes(semconv.ServiceName(name))}
+	attrs := []resource.Option{resource.WithAttributes(semconv.ServiceName(name), semconv.ServiceInstanceID(InstanceID))}
 	if o.Version != "" {
 		attrs = append(attrs, resource.WithAttributes(semconv.ServiceVersion(o.Version)))
 	}
@@ -224,6 +252,86 @@ func newResource(ctx context.Context, o Options) (*resource.Resource, error) {
 		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
 	}
 	return r, nil
+}
+
+// InstanceID is this process's service.instance.id (a random UUID made at
+// start-up), on the resource of every tracer and meter provider Setup
+// builds: every target of a standalone shares it, and two replicas of a
+// service never do. OTEL_RESOURCE_ATTRIBUTES may set another.
+var InstanceID = newInstanceID()
+
+func newInstanceID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on the platforms Go supports.
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ForService is t with a tracer provider whose resource names service (its
+// service.name, e.g. "postback-sender"), exporting through the same span
+// processor, sampler and exporter as t's: standalone gives each of its
+// targets its own, so a trace backend shows the gateway's, renderer's,
+// sender's and retry service's spans under their names, as in the
+// multi-process shape. OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES still
+// win. Everything else (meter provider, /metrics) is t's. When t's tracer
+// provider was given in Options, or Setup built none, it returns t.
+// Shutting t down flushes every service's spans; the one returned is not
+// shut down on its own.
+func (t *Telemetry) ForService(ctx context.Context, service string) (*Telemetry, error) {
+	if t.processor == nil && !t.never {
+		return t, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.services[service]; ok {
+		return s, nil
+	}
+	o := t.options
+	o.ServiceName = service
+	res, err := newResource(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if t.never {
+		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
+	} else {
+		opts = append(opts, sdktrace.WithSpanProcessor(sharedProcessor{t.processor}))
+	}
+	s := &Telemetry{TracerProvider: sdktrace.NewTracerProvider(opts...), MeterProvider: t.MeterProvider,
+		Traces: t.Traces, Metrics: t.Metrics, registry: t.registry}
+	if t.services == nil {
+		t.services = map[string]*Telemetry{}
+	}
+	t.services[service] = s
+	return s, nil
+}
+
+// sharedProcessor is the span processor of t's provider lent to another:
+// the owner's provider shuts it down (once), the borrower's does not.
+type sharedProcessor struct{ sdktrace.SpanProcessor }
+
+func (sharedProcessor) Shutdown(context.Context) error { return nil }
+
+// LogErrors sends what the OpenTelemetry SDK reports (an exporter that
+// cannot upload, a collector that refuses a signal: "failed to upload
+// metrics: … Unimplemented") to log as JSON lines at error level, message
+// "telemetry error", instead of plain text on stderr; and the SDK's own
+// diagnostics (otel.SetLogger) to log as well (its info and debug levels
+// map below slog's info). The handler is the process's (global): a main
+// calls it once.
+func LogErrors(log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Error("telemetry error", "component", "opentelemetry", "error", err.Error())
+	}))
+	otel.SetLogger(logr.FromSlogHandler(log.With("component", "opentelemetry").Handler()))
 }
 
 // Install makes t's providers the global ones (otel.GetTracerProvider and

@@ -86,6 +86,14 @@ func checkManifests(docs []document, known map[string]bool, verbose bool) []erro
 			}
 			d.monitors = append(d.monitors, sm)
 			meta = sm.ObjectMeta
+		} else if tm.APIVersion == "monitoring.coreos.com/v1" && tm.Kind == "PrometheusRule" {
+			pr := &prometheusRule{}
+			if err := yaml.UnmarshalStrict(doc.data, pr); err != nil {
+				fail(doc.source, "PrometheusRule: %v", err)
+				continue
+			}
+			errs = append(errs, checkPrometheusRule(doc.source, pr)...)
+			meta = pr.ObjectMeta
 		} else {
 			o, gvk, err := strictDecoder.Decode(doc.data, nil, nil)
 			if err != nil {

@@ -11,8 +11,8 @@
 //     and wrong types fail), plus cross-references and the chart's policy
 //     (probes, non-root, read-only root, no capabilities, selectors that match,
 //     Secret keys that exist, one history store for the gateway and the
-//     historian, its URL only from a Secret); the ServiceMonitor against a
-//     typed subset;
+//     historian, its URL only from a Secret); the ServiceMonitor and the
+//     PrometheusRule against typed subsets;
 //   - compose: docker-compose.yml loaded by compose-go with the compose-spec
 //     schema, plus the shape the issue asks for;
 //   - images: deploy/Dockerfile (one for every service, ARG SERVICE) is
@@ -23,6 +23,11 @@
 //   - services: every services/<name>/cmd/postback-<name> is in standalone's
 //     target table, the Makefile, the chart, run-cluster.sh and compose, and
 //     none of them names another;
+//   - alerts and dashboard: deploy/prometheus/postback-alerts.yaml passes
+//     `promtool check rules` and its `promtool test rules` tests, the chart's
+//     copy is the same file, deploy/grafana/postback.json is a dashboard whose
+//     PromQL parses; both name only the metrics docs/operations.md lists
+//     (prometheus.go);
 //   - docs: every value of values.yaml is in the chart README.
 //
 // It exits non-zero when any check fails and prints every failure.
@@ -77,6 +82,7 @@ func main() {
 		}
 		return
 	}
+	repoRoot = abs
 	r := &report{verbose: *verbose}
 	known, err := knownEnv(abs)
 	if err != nil {
@@ -117,6 +123,8 @@ func main() {
 	r.run("deploy/Dockerfile's builds, static, for every SERVICE", func() []error { return checkImageBuilds(abs) })
 	r.run("every service in every deployment file", func() []error { return checkTargets(abs) })
 	r.run("deploy/otel-collector.yaml", func() []error { return checkCollector(filepath.Join(abs, "deploy", "otel-collector.yaml")) })
+	r.run("alert rules: promtool check rules, promtool test rules, chart copy", func() []error { return checkAlertRules(abs) })
+	r.run("deploy/grafana/postback.json (PromQL parsed by promtool)", func() []error { return checkDashboard(abs) })
 	if r.failures > 0 {
 		fmt.Printf("deploy-check: %d problem(s)\n", r.failures)
 		os.Exit(1)

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/postback-dev/postback/pkg/event"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -20,7 +21,13 @@ import (
 // continues the caller's trace. It also counts postback.events.published,
 // by event type, for each event accepted (duplicates not counted).
 func PublishSpans(tp trace.TracerProvider, mp metric.MeterProvider) grpc.ServerOption {
-	return grpc.ChainUnaryInterceptor(publishSpans(stream.NewTracer(tp), telemetry.NewMetrics(mp)))
+	m := telemetry.NewMetrics(mp)
+	var types []string
+	for _, t := range event.Types() {
+		types = append(types, t.Name)
+	}
+	m.ZeroEventTypes(types...)
+	return grpc.ChainUnaryInterceptor(publishSpans(stream.NewTracer(tp), m))
 }
 
 func publishSpans(tr *stream.Tracer, m *telemetry.Metrics) grpc.UnaryServerInterceptor {

@@ -184,6 +184,10 @@ func (w *writer) metrics(mp metric.MeterProvider) error {
 	if w.failures, err = m.Int64Counter("postback.history.failures", metric.WithDescription("batches the history store refused (retried)")); err != nil {
 		return err
 	}
+	// At 0 from start-up, so the first failure after a restart shows in
+	// increase() (docs/operations.md, "Zero series").
+	w.stored.Add(context.Background(), 0)
+	w.failures.Add(context.Background(), 0)
 	_, err = m.Float64ObservableGauge("postback.history.lag", metric.WithUnit("s"),
 		metric.WithDescription("age of the oldest change in the history writer's last stored batch"),
 		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {

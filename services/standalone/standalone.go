@@ -23,6 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/postback-dev/postback/pkg/auth"
@@ -67,6 +68,10 @@ type Config struct {
 	// from the OTEL_* variables (tests pass in-memory ones).
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// SpanExporter, when set (and TracerProvider is not), receives every
+	// span synchronously through the providers standalone builds itself,
+	// one per target with its service.name (tests pass an in-memory one).
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Addrs are where a running standalone listens.
@@ -92,7 +97,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	log = telemetry.Logger(log)
 	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "postback-standalone", Version: cfg.Version,
-		TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+		TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider, SpanExporter: cfg.SpanExporter})
 	if err != nil {
 		return err
 	}
@@ -210,9 +215,22 @@ func run(ctx context.Context, cfg Config) error {
 	probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, js) })
 	probes.Add("limiter", lim.Ready)
 
+	// Each target traces under its own service.name (postback-gateway, …),
+	// as the separate binaries do; they share one exporter.
+	tels := map[string]*telemetry.Telemetry{}
+	for _, name := range targetNames() {
+		if tels[name], err = tel.ForService(ctx, "postback-"+name); err != nil {
+			return err
+		}
+	}
 	w := &wiring{cfg: cfg, layout: layout, keyring: keyring, sched: sched, limiter: lim, store: store, probes: probes,
-		tokens: tokens, serverTLS: serverTLS, tel: tel, log: log, conns: conns,
-		dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tel.TracerProvider})}
+		tokens: tokens, serverTLS: serverTLS, tel: tels, log: log, conns: conns,
+		dispatchers: map[string]*dispatch.Dispatcher{}}
+	// The sender's requests, and the gateway's TestEndpoint, each under
+	// their service's name.
+	for _, name := range []string{"gateway", "sender"} {
+		w.dispatchers[name] = dispatch.New(dispatch.Options{Allow: allow, Version: cfg.Version, Resolver: cfg.Resolver, TracerProvider: tels[name].TracerProvider})
+	}
 	stopping := ctx // done when the caller asks the process to stop
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -287,20 +305,21 @@ func run(ctx context.Context, cfg Config) error {
 // multi-process shape: one shared connection put every publish and ack of
 // every service through one client lock and one server read loop).
 type wiring struct {
-	cfg        Config
-	layout     stream.Options
-	keyring    *secret.Keyring
-	sched      schedule.Schedule
-	limiter    limiter.Limiter
-	store      history.Store
-	probes     *health.Probes
-	tokens     *auth.Tokens
-	serverTLS  *tls.Config
-	dispatcher *dispatch.Dispatcher
-	tel        *telemetry.Telemetry
-	log        *slog.Logger
-	conns      map[string]*nats.Conn
-	grpcReady  func(net.Addr)
+	cfg       Config
+	layout    stream.Options
+	keyring   *secret.Keyring
+	sched     schedule.Schedule
+	limiter   limiter.Limiter
+	store     history.Store
+	probes    *health.Probes
+	tokens    *auth.Tokens
+	serverTLS *tls.Config
+	// dispatchers and tel are by target name.
+	dispatchers map[string]*dispatch.Dispatcher
+	tel         map[string]*telemetry.Telemetry
+	log         *slog.Logger
+	conns       map[string]*nats.Conn
+	grpcReady   func(net.Addr)
 }
 
 // A target is one service standalone can run (POSTBACK_TARGETS), after
@@ -315,27 +334,27 @@ type target struct {
 var targets = []target{
 	{"gateway", func(ctx context.Context, w *wiring) error {
 		return gateway.Run(ctx, gateway.Config{
-			GRPCAddr: w.cfg.GRPCAddr, NATS: w.conns["gateway"], Layout: w.layout, Keyring: w.keyring, History: w.store, Dispatcher: w.dispatcher,
-			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: append(w.tel.GRPCServerOptions(), gateway.PublishSpans(w.tel.TracerProvider, w.tel.MeterProvider)), Readiness: w.probes,
+			GRPCAddr: w.cfg.GRPCAddr, NATS: w.conns["gateway"], Layout: w.layout, Keyring: w.keyring, History: w.store, Dispatcher: w.dispatchers["gateway"],
+			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: append(w.tel["gateway"].GRPCServerOptions(), gateway.PublishSpans(w.tel["gateway"].TracerProvider, w.tel["gateway"].MeterProvider)), Readiness: w.probes,
 			Logger: w.log.With("service", "gateway"), Ready: w.grpcReady,
 		})
 	}},
 	{"renderer", func(ctx context.Context, w *wiring) error {
 		return renderer.Run(ctx, renderer.Config{NATS: w.conns["renderer"], Layout: w.layout, Logger: w.log.With("service", "renderer"),
-			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+			TracerProvider: w.tel["renderer"].TracerProvider, MeterProvider: w.tel["renderer"].MeterProvider})
 	}},
 	{"sender", func(ctx context.Context, w *wiring) error {
-		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, Limiter: w.limiter, Dispatcher: w.dispatcher,
+		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, Limiter: w.limiter, Dispatcher: w.dispatchers["sender"],
 			Keyring: w.keyring, Workers: w.cfg.SenderWorkers, InFlightPerEndpoint: w.cfg.InFlightPerEndpoint, Logger: w.log.With("service", "sender"),
-			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+			TracerProvider: w.tel["sender"].TracerProvider, MeterProvider: w.tel["sender"].MeterProvider})
 	}},
 	{"retry", func(ctx context.Context, w *wiring) error {
 		return retry.Run(ctx, retry.Config{NATS: w.conns["retry"], Layout: w.layout, Schedule: w.sched, Logger: w.log.With("service", "retry"),
-			TracerProvider: w.tel.TracerProvider, MeterProvider: w.tel.MeterProvider})
+			TracerProvider: w.tel["retry"].TracerProvider, MeterProvider: w.tel["retry"].MeterProvider})
 	}},
 	{"historian", func(ctx context.Context, w *wiring) error {
 		return historian.Run(ctx, historian.Config{NATS: w.conns["historian"], Layout: w.layout, Store: w.store,
-			Logger: w.log.With("service", "historian"), MeterProvider: w.tel.MeterProvider})
+			Logger: w.log.With("service", "historian"), MeterProvider: w.tel["historian"].MeterProvider})
 	}},
 }
 

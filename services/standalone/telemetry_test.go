@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
@@ -55,12 +54,10 @@ func chain(byID map[trace.SpanID]tracetest.SpanStub, s tracetest.SpanStub) []str
 func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	logs := &logBuffer{}
 	h := start(t, "", edits(withLogs(logs), func(c *Config) {
 		c.RetrySchedule = "50ms"
-		c.TracerProvider = tp
+		c.SpanExporter = exp
 	}))
 	rc := newReceiver(t)
 	rc.answer = func(n int, _ *http.Request) (int, string) {
@@ -224,6 +221,35 @@ func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 			t.Errorf("span %q: messaging.operation.type = %q, want %q", s.Name, got, want)
 		}
 	}
+	// Each target's spans carry its own service.name, as the separate
+	// binaries' do, and all the process's service.instance.id.
+	wantService := map[string]string{
+		"postback.v1.EventService/Publish":                                        "postback-gateway",
+		"publish events.{event_type}.{partition}":                                 "postback-gateway",
+		"process events.{event_type}.{partition}":                                 "postback-renderer",
+		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}": "postback-renderer",
+		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}": "postback-sender",
+		"POST": "postback-sender",
+		"publish failed.{partition}.{endpoint_id}":  "postback-sender",
+		"process failed.{partition}.{endpoint_id}":  "postback-retry",
+		"publish schedules.{delivery_id}":           "postback-retry",
+		"process retries.{partition}.{endpoint_id}": "postback-sender",
+	}
+	services := map[string]bool{}
+	for _, s := range inTrace {
+		name, instance := resourceString(s, "service.name"), resourceString(s, "service.instance.id")
+		services[name] = true
+		if want, ok := wantService[s.Name]; ok && name != want {
+			t.Errorf("span %q: service.name %q, want %q", s.Name, name, want)
+		}
+		if instance != telemetry.InstanceID {
+			t.Errorf("span %q: service.instance.id %q, want the process's %q", s.Name, instance, telemetry.InstanceID)
+		}
+	}
+	if len(services) != 4 {
+		t.Errorf("the trace's spans come from services %v, want the gateway, renderer, sender and retry", services)
+	}
+
 	retrySpan := byID[http1.Parent.SpanID()]
 	if got := attrString(retrySpan, telemetry.Retry); got != "1" {
 		t.Errorf("the retry's span says postback.retry = %q, want 1", got)
@@ -293,6 +319,15 @@ func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 	if lines < 3 { // failed, retry scheduled, delivered
 		t.Errorf("%d log lines name the delivery, want at least 3:\n%s", lines, logs.String())
 	}
+}
+
+// resourceString is a resource attribute of the span's provider.
+func resourceString(s tracetest.SpanStub, key attribute.Key) string {
+	if s.Resource == nil {
+		return ""
+	}
+	v, _ := s.Resource.Set().Value(key)
+	return v.Emit()
 }
 
 func names(spans []tracetest.SpanStub) string {
@@ -414,8 +449,8 @@ func TestMetricsCountPublishedEventsDeliveriesAttemptsAndRetries(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, ok := sample(m, "postback_deliveries_total", "outcome", "failed"); ok {
-		t.Errorf("a failed outcome was counted")
+	if v, _ := sample(m, "postback_deliveries_total", "outcome", "failed"); v != 0 {
+		t.Errorf("a failed outcome was counted") // the series is there, at 0
 	}
 	// Queue lag of every consumer, and the gRPC server's own metrics.
 	consumers := []string{"renderer", "sender-retries", "retry"}
@@ -447,5 +482,64 @@ func TestMetricsCountPublishedEventsDeliveriesAttemptsAndRetries(t *testing.T) {
 			t.Fatalf("%s: %v %v", p, resp.Status, err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// A fresh standalone exports, at 0 and before any delivery, every counter
+// series the alert rules use (deploy/prometheus/postback-alerts.yaml): a
+// series that first appears at 1 hides its first increment from
+// increase(), so the first dead delivery after a restart would not alert.
+func TestAFreshStandaloneExportsTheAlertedCountersAtZero(t *testing.T) {
+	t.Parallel()
+	h := start(t, "", nil)
+	m := scrape(t, h)
+	want := []struct {
+		name   string
+		labels []string
+	}{
+		{"postback_deliveries_dead_total", nil},
+		{"postback_deliveries_total", []string{"outcome", "dead"}},
+		{"postback_deliveries_total", []string{"outcome", "failed"}},
+		{"postback_deliveries_total", []string{"outcome", "succeeded"}},
+		{"postback_deliveries_total", []string{"outcome", "cancelled"}},
+		{"postback_history_failures_total", nil},
+		{"postback_history_stored_total", nil},
+	}
+	for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
+		want = append(want, struct {
+			name   string
+			labels []string
+		}{"postback_attempts_total", []string{"status_class", c}})
+	}
+	for _, et := range []string{"action_lifecycle", "action_inquiry", "action_clearing", "tracking_value_request", "job_completed", "publisher_application"} {
+		want = append(want, struct {
+			name   string
+			labels []string
+		}{"postback_events_published_total", []string{"event_type", et}})
+	}
+	for _, c := range []string{"renderer", "sender", "sender-retries", "retry", "history"} {
+		want = append(want, struct {
+			name   string
+			labels []string
+		}{"postback_dead_letters_total", []string{"consumer", c}})
+	}
+	// Each service makes its instruments as it starts, which may be just
+	// after the process says it is ready: look again for a few seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var bad []string
+		for _, w := range want {
+			if v, ok := sample(m, w.name, w.labels...); !ok || v != 0 {
+				bad = append(bad, fmt.Sprintf("%s%v: present %v, value %v; want present at 0", w.name, w.labels, ok, v))
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a fresh standalone's /metrics:\n%s", strings.Join(bad, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+		m = scrape(t, h)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/postback-dev/postback/pkg/process"
+	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/standalone"
 )
 
@@ -35,6 +36,7 @@ func main() {
 	// line on stderr and exit code 2.
 	cfg := process.LoadConfig("postback-standalone")
 	log := cfg.Logger()
+	telemetry.LogErrors(log) // exporter errors as JSON lines, not plain text
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := standalone.Run(ctx, standalone.Config{Config: cfg, Version: version, Logger: log,
