@@ -29,6 +29,7 @@ const (
 	MetricAttemptDuration   = "postback.attempt.duration"
 	MetricFirstAttemptDelay = "postback.first_attempt.latency"
 	MetricLimiterWait       = "postback.limiter.wait"
+	MetricLimiterErrors     = "postback.limiter.errors"
 	MetricRetriesScheduled  = "postback.retries.scheduled"
 )
 
@@ -72,6 +73,7 @@ type Metrics struct {
 	attemptDuration metric.Float64Histogram
 	firstAttempt    metric.Float64Histogram
 	limiterWait     metric.Float64Histogram
+	limiterErrors   metric.Int64Counter
 	retries         metric.Int64Counter
 
 	classSets [len(statusClasses)]labels
@@ -133,6 +135,9 @@ func NewMetrics(mp metric.MeterProvider) *Metrics {
 		metric.WithDescription("Time a request waits for its endpoint's limits (Maximum Requests, Minimum Delay), per reservation."),
 		metric.WithExplicitBucketBoundaries(waitBuckets...))
 	must(err)
+	x.limiterErrors, err = m.Int64Counter(MetricLimiterErrors, metric.WithUnit("{call}"),
+		metric.WithDescription("Limiter calls that failed (Redis unreachable or erroring): the delivery waits and is tried again; nothing is sent unthrottled."))
+	must(err)
 	x.retries, err = m.Int64Counter(MetricRetriesScheduled, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries scheduled, by retry: which step of the schedule (1-15)."))
 	must(err)
@@ -158,6 +163,7 @@ func (m *Metrics) zero() {
 		m.deliveries.Add(ctx, 0, set.add...)
 	}
 	m.dead.Add(ctx, 0)
+	m.limiterErrors.Add(ctx, 0)
 	for _, set := range m.classSets {
 		m.attempts.Add(ctx, 0, set.add...)
 	}
@@ -236,6 +242,14 @@ func (m *Metrics) LimiterWait(ctx context.Context, d time.Duration) {
 		return
 	}
 	m.limiterWait.Record(ctx, max(d, 0).Seconds())
+}
+
+// LimiterError counts a limiter call that failed.
+func (m *Metrics) LimiterError(ctx context.Context) {
+	if m == nil {
+		return
+	}
+	m.limiterErrors.Add(ctx, 1)
 }
 
 // RetryScheduled counts a scheduled retry by its step.

@@ -790,6 +790,9 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 }
 
 func (s *sender) setLimiterHealth(ctx context.Context, ok bool, err error) {
+	if !ok {
+		s.metrics.LimiterError(ctx)
+	}
 	if s.limiterOK.Swap(ok) == ok {
 		return
 	}

@@ -271,6 +271,15 @@ func TestRedisOutageHoldsDeliveriesAndReportsNotReady(t *testing.T) {
 	if code := readyz(); code != 503 {
 		t.Fatalf("/readyz = %d while Redis is down, want 503", code)
 	}
+	limiterErrors := 0.0
+	for series, v := range scrape(t, h) {
+		if strings.HasPrefix(series, "postback_limiter_errors_total") {
+			limiterErrors += v
+		}
+	}
+	if limiterErrors == 0 {
+		t.Error("postback_limiter_errors_total is 0 while Redis is down (the alert PostbackLimiterUnavailable watches it)")
+	}
 	grpcHealth := func() healthpb.HealthCheckResponse_ServingStatus {
 		res, err := healthpb.NewHealthClient(h.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		if err != nil {

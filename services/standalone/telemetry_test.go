@@ -498,6 +498,7 @@ func TestAFreshStandaloneExportsTheAlertedCountersAtZero(t *testing.T) {
 		labels []string
 	}{
 		{"postback_deliveries_dead_total", nil},
+		{"postback_limiter_errors_total", nil},
 		{"postback_deliveries_total", []string{"outcome", "dead"}},
 		{"postback_deliveries_total", []string{"outcome", "failed"}},
 		{"postback_deliveries_total", []string{"outcome", "succeeded"}},
