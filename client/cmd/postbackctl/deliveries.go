@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/postback-dev/postback/client"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -69,24 +71,18 @@ a date (2026-01-02, UTC) or a duration ago (90m, 2h, 7d).`,
 					return err
 				}
 			}
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
 			out := &postbackv1.ListDeliveriesResponse{}
-			for {
-				ctx, cancel := a.call()
+			if err := a.pages(all, req.PageToken, func(ctx context.Context, c *client.Client, token string) (string, error) {
+				req.PageToken = token
 				res, err := c.Deliveries().ListDeliveries(ctx, req)
-				cancel()
 				if err != nil {
-					return err
+					return "", err
 				}
 				out.Deliveries = append(out.Deliveries, res.Deliveries...)
 				out.NextPageToken = res.NextPageToken
-				if !all || res.NextPageToken == "" {
-					break
-				}
-				req.PageToken = res.NextPageToken
+				return res.NextPageToken, nil
+			}); err != nil {
+				return err
 			}
 			return a.emit(out, func(w io.Writer) {
 				row(w, "ID", "STATUS", "ATTEMPTS", "LAST CODE", "ENDPOINT", "EVENT", "CREATED", "REASON")
@@ -131,13 +127,9 @@ func (a *app) deliveriesGet() *cobra.Command {
 		Short: "Show a delivery",
 		Args:  exactArgs(1, "a delivery ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			d, err := c.Deliveries().GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: args[0]})
+			d, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Delivery, error) {
+				return c.Deliveries().GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -170,13 +162,9 @@ func (a *app) deliveriesAttempts() *cobra.Command {
 		Short: "List every attempt of a delivery, oldest first",
 		Args:  exactArgs(1, "a delivery ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			res, err := c.Deliveries().ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: args[0]})
+			res, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.ListAttemptsResponse, error) {
+				return c.Deliveries().ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -201,13 +189,9 @@ func (a *app) deliveriesRetry() *cobra.Command {
 		Short: "Send a delivery again now (any state but in flight or queued for its first send)",
 		Args:  exactArgs(1, "a delivery ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			d, err := c.Deliveries().RetryDelivery(ctx, &postbackv1.RetryDeliveryRequest{Id: args[0]})
+			d, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Delivery, error) {
+				return c.Deliveries().RetryDelivery(ctx, &postbackv1.RetryDeliveryRequest{Id: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -247,13 +231,9 @@ func (a *app) deliveriesReplay() *cobra.Command {
 					return err
 				}
 			}
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			res, err := c.Deliveries().ReplayDeliveries(ctx, req)
+			res, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.ReplayDeliveriesResponse, error) {
+				return c.Deliveries().ReplayDeliveries(ctx, req)
+			})
 			if err != nil {
 				return err
 			}

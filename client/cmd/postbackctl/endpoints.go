@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/postback-dev/postback/client"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -302,13 +304,9 @@ func (a *app) endpointsCreate() *cobra.Command {
 				}
 			}
 			e.Id, e.CreateTime, e.UpdateTime = "", nil, nil
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			out, err := c.Endpoints().CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: e})
+			out, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Endpoint, error) {
+				return c.Endpoints().CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: e})
+			})
 			if err != nil {
 				return err
 			}
@@ -335,13 +333,9 @@ func (a *app) endpointsGet() *cobra.Command {
 }
 
 func (a *app) getEndpoint(id string) (*postbackv1.Endpoint, error) {
-	c, err := a.connect()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := a.call()
-	defer cancel()
-	return c.Endpoints().GetEndpoint(ctx, &postbackv1.GetEndpointRequest{Id: id})
+	return unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Endpoint, error) {
+		return c.Endpoints().GetEndpoint(ctx, &postbackv1.GetEndpointRequest{Id: id})
+	})
 }
 
 func (a *app) endpointsList() *cobra.Command {
@@ -356,25 +350,19 @@ func (a *app) endpointsList() *cobra.Command {
 			if pageSize < 0 {
 				return usageErrorf("--page-size: want 0 (the server's default) to 500, got %d", pageSize)
 			}
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			req := &postbackv1.ListEndpointsRequest{AccountId: account, EventType: eventType, PageSize: pageSize, PageToken: pageToken}
+			req := &postbackv1.ListEndpointsRequest{AccountId: account, EventType: eventType, PageSize: pageSize}
 			out := &postbackv1.ListEndpointsResponse{}
-			for {
-				ctx, cancel := a.call()
+			if err := a.pages(all, pageToken, func(ctx context.Context, c *client.Client, token string) (string, error) {
+				req.PageToken = token
 				res, err := c.Endpoints().ListEndpoints(ctx, req)
-				cancel()
 				if err != nil {
-					return err
+					return "", err
 				}
 				out.Endpoints = append(out.Endpoints, res.Endpoints...)
 				out.NextPageToken = res.NextPageToken
-				if !all || res.NextPageToken == "" {
-					break
-				}
-				req.PageToken = res.NextPageToken
+				return res.NextPageToken, nil
+			}); err != nil {
+				return err
 			}
 			return a.emit(out, func(w io.Writer) {
 				row(w, "ID", "ACCOUNT", "EVENT TYPE", "METHOD", "ENABLED", "URL")
@@ -439,14 +427,10 @@ secrets keep the stored ones. --header/--secret-header replace all headers.`,
 			if len(mask) == 0 {
 				return usageErrorf("nothing to update: give the fields to change as flags (--url, --enabled=false, …) or in -f")
 			}
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			out, err := c.Endpoints().UpdateEndpoint(ctx, &postbackv1.UpdateEndpointRequest{
-				Endpoint: e, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+			out, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Endpoint, error) {
+				return c.Endpoints().UpdateEndpoint(ctx, &postbackv1.UpdateEndpointRequest{
+					Endpoint: e, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask}})
+			})
 			if err != nil {
 				return err
 			}
@@ -463,13 +447,9 @@ func (a *app) endpointsDelete() *cobra.Command {
 		Short: "Delete an endpoint (its pending deliveries are cancelled)",
 		Args:  exactArgs(1, "an endpoint ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			out, err := c.Endpoints().DeleteEndpoint(ctx, &postbackv1.DeleteEndpointRequest{Id: args[0]})
+			out, err := unary(a, func(ctx context.Context, c *client.Client) (*emptypb.Empty, error) {
+				return c.Endpoints().DeleteEndpoint(ctx, &postbackv1.DeleteEndpointRequest{Id: args[0]})
+			})
 			if err != nil {
 				return err
 			}
@@ -517,13 +497,9 @@ one the file and the flags describe.`,
 					return err
 				}
 			}
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			out, err := c.Endpoints().PreviewEndpoint(ctx, req)
+			out, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.PreviewEndpointResponse, error) {
+				return c.Endpoints().PreviewEndpoint(ctx, req)
+			})
 			if err != nil {
 				return err
 			}
@@ -556,13 +532,9 @@ func (a *app) endpointsTest() *cobra.Command {
 attempt. Exits 1 when the attempt failed (outcome FAILURE).`,
 		Args: exactArgs(1, "an endpoint ID"),
 		RunE: a.runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.connect()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.call()
-			defer cancel()
-			at, err := c.Endpoints().TestEndpoint(ctx, &postbackv1.TestEndpointRequest{Id: args[0]})
+			at, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.Attempt, error) {
+				return c.Endpoints().TestEndpoint(ctx, &postbackv1.TestEndpointRequest{Id: args[0]})
+			})
 			if err != nil {
 				return err
 			}

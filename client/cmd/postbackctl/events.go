@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/postback-dev/postback/client"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -133,13 +135,9 @@ func (a *app) publishOne(cmd *cobra.Command, f *publishFlags) error {
 	if strings.TrimSpace(req.EventType) == "" {
 		return usageErrorf("--type is required (or event_type in the event document)")
 	}
-	c, err := a.connect()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := a.call()
-	defer cancel()
-	res, err := c.Publish(ctx, req)
+	res, err := unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.PublishResponse, error) {
+		return c.Publish(ctx, req)
+	})
 	if err != nil {
 		return err
 	}

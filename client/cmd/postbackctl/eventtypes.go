@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/postback-dev/postback/client"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -64,13 +65,9 @@ func (a *app) eventTypesCommand() *cobra.Command {
 }
 
 func (a *app) listEventTypes() (*postbackv1.ListEventTypesResponse, error) {
-	c, err := a.connect()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := a.call()
-	defer cancel()
-	return c.EventTypes().ListEventTypes(ctx, &postbackv1.ListEventTypesRequest{})
+	return unary(a, func(ctx context.Context, c *client.Client) (*postbackv1.ListEventTypesResponse, error) {
+		return c.EventTypes().ListEventTypes(ctx, &postbackv1.ListEventTypesRequest{})
+	})
 }
 
 // completeEventTypes completes event type names from the server (nothing

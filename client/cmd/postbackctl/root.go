@@ -434,6 +434,32 @@ func (a *app) call() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(a.ctx, a.rpcTimeout)
 }
 
+// unary makes one API call on the connection (made on first use), within
+// --rpc-timeout.
+func unary[T any](a *app, call func(ctx context.Context, c *client.Client) (T, error)) (T, error) {
+	c, err := a.connect()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	ctx, cancel := a.call()
+	defer cancel()
+	return call(ctx, c)
+}
+
+// pages calls list for the page at token, and with all for every page
+// after it until the last, each call within --rpc-timeout. list returns the
+// next page's token ("" after the last page).
+func (a *app) pages(all bool, token string, list func(ctx context.Context, c *client.Client, token string) (next string, err error)) error {
+	for {
+		next, err := unary(a, func(ctx context.Context, c *client.Client) (string, error) { return list(ctx, c, token) })
+		if err != nil || !all || next == "" {
+			return err
+		}
+		token = next
+	}
+}
+
 // flagChanged reports whether any of the flags was given.
 func flagChanged(fs *pflag.FlagSet, names ...string) bool {
 	for _, n := range names {
