@@ -203,8 +203,26 @@ type Endpoint struct {
 	// signing_secret, it moves the running overlap's end; unset or past ends
 	// it now. Ignored on CreateEndpoint.
 	PreviousSigningSecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=previous_signing_secret_expire_time,json=previousSigningSecretExpireTime,proto3" json:"previous_signing_secret_expire_time,omitempty"`
-	unknownFields                   protoimpl.UnknownFields
-	sizeCache                       protoimpl.SizeCache
+	// Turns off adaptive pacing for this endpoint. By default the sender
+	// listens to the receiver within the brand's Minimum Delay and Maximum
+	// Requests (never above them): a 429 or 503 halves the endpoint's rate
+	// and its Retry-After (bounded by the retry schedule) holds the next
+	// requests back; successes raise the rate back gradually (docs/api.md,
+	// "Adaptive pacing"). Set true to send at the brand's limits regardless.
+	AdaptivePacingDisabled bool `protobuf:"varint,21,opt,name=adaptive_pacing_disabled,json=adaptivePacingDisabled,proto3" json:"adaptive_pacing_disabled,omitempty"`
+	// Output only, ignored on create and update: how the endpoint's
+	// postbacks have fared lately (docs/api.md, "Endpoint health").
+	Health *EndpointHealth `protobuf:"bytes,40,opt,name=health,proto3" json:"health,omitempty"`
+	// Auto-disable: turn the endpoint off after a long run of failed
+	// attempts, holding its deliveries until it is enabled again. Unset takes
+	// the account's default (AccountSettings.auto_disable), and with none
+	// the endpoint is never disabled automatically.
+	AutoDisable *AutoDisable `protobuf:"bytes,41,opt,name=auto_disable,json=autoDisable,proto3" json:"auto_disable,omitempty"`
+	// Output only. The latest times the endpoint was disabled or enabled,
+	// oldest first (at most 10), each with who and why.
+	EnabledChanges []*EnabledChange `protobuf:"bytes,42,rep,name=enabled_changes,json=enabledChanges,proto3" json:"enabled_changes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
@@ -377,6 +395,350 @@ func (x *Endpoint) GetPreviousSigningSecretExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Endpoint) GetAdaptivePacingDisabled() bool {
+	if x != nil {
+		return x.AdaptivePacingDisabled
+	}
+	return false
+}
+
+func (x *Endpoint) GetHealth() *EndpointHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Endpoint) GetAutoDisable() *AutoDisable {
+	if x != nil {
+		return x.AutoDisable
+	}
+	return nil
+}
+
+func (x *Endpoint) GetEnabledChanges() []*EnabledChange {
+	if x != nil {
+		return x.EnabledChanges
+	}
+	return nil
+}
+
+// EndpointHealth is how an endpoint's postbacks have fared, judged by each
+// attempt's outcome (a retry counts as an attempt of its own).
+type EndpointHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Failed attempts since the last successful one.
+	ConsecutiveFailures int32 `protobuf:"varint,1,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// The first failed attempt of the current run of failures (unset when
+	// the last attempt succeeded).
+	FailingSince *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=failing_since,json=failingSince,proto3" json:"failing_since,omitempty"`
+	// When the last successful attempt started.
+	LastSuccessTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_success_time,json=lastSuccessTime,proto3" json:"last_success_time,omitempty"`
+	// When the last failed attempt started.
+	LastFailureTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_failure_time,json=lastFailureTime,proto3" json:"last_failure_time,omitempty"`
+	// Why the last failed attempt failed (its status or error).
+	LastFailureReason string `protobuf:"bytes,5,opt,name=last_failure_reason,json=lastFailureReason,proto3" json:"last_failure_reason,omitempty"`
+	// Deliveries created in the last hour, by how they stand now.
+	LastHour *HealthCounts `protobuf:"bytes,6,opt,name=last_hour,json=lastHour,proto3" json:"last_hour,omitempty"`
+	// Deliveries created in the last 24 hours, by how they stand now.
+	LastDay       *HealthCounts `protobuf:"bytes,7,opt,name=last_day,json=lastDay,proto3" json:"last_day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointHealth) Reset() {
+	*x = EndpointHealth{}
+	mi := &file_postback_v1_endpoint_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointHealth) ProtoMessage() {}
+
+func (x *EndpointHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_endpoint_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointHealth.ProtoReflect.Descriptor instead.
+func (*EndpointHealth) Descriptor() ([]byte, []int) {
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EndpointHealth) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *EndpointHealth) GetFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailingSince
+	}
+	return nil
+}
+
+func (x *EndpointHealth) GetLastSuccessTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessTime
+	}
+	return nil
+}
+
+func (x *EndpointHealth) GetLastFailureTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureTime
+	}
+	return nil
+}
+
+func (x *EndpointHealth) GetLastFailureReason() string {
+	if x != nil {
+		return x.LastFailureReason
+	}
+	return ""
+}
+
+func (x *EndpointHealth) GetLastHour() *HealthCounts {
+	if x != nil {
+		return x.LastHour
+	}
+	return nil
+}
+
+func (x *EndpointHealth) GetLastDay() *HealthCounts {
+	if x != nil {
+		return x.LastDay
+	}
+	return nil
+}
+
+// HealthCounts counts an endpoint's deliveries created in a window.
+type HealthCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Delivered (SUCCEEDED).
+	Succeeded int64 `protobuf:"varint,1,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// Whose last attempt failed: RETRYING, FAILED or DEAD.
+	Failed        int64 `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCounts) Reset() {
+	*x = HealthCounts{}
+	mi := &file_postback_v1_endpoint_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCounts) ProtoMessage() {}
+
+func (x *HealthCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_endpoint_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCounts.ProtoReflect.Descriptor instead.
+func (*HealthCounts) Descriptor() ([]byte, []int) {
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HealthCounts) GetSucceeded() int64 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *HealthCounts) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+// AutoDisable disables an endpoint after at least after_failures failed
+// attempts in a row spanning at least after_duration (both must hold).
+// Its waiting deliveries are then held (CANCELLED with the held reason),
+// and enabling the endpoint again sends them.
+type AutoDisable struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether auto-disable is on.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// Failed attempts in a row; 0 = 20.
+	AfterFailures int32 `protobuf:"varint,2,opt,name=after_failures,json=afterFailures,proto3" json:"after_failures,omitempty"`
+	// How long the run of failures must have lasted; unset = 24 h.
+	AfterDuration *durationpb.Duration `protobuf:"bytes,3,opt,name=after_duration,json=afterDuration,proto3" json:"after_duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoDisable) Reset() {
+	*x = AutoDisable{}
+	mi := &file_postback_v1_endpoint_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoDisable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoDisable) ProtoMessage() {}
+
+func (x *AutoDisable) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_endpoint_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoDisable.ProtoReflect.Descriptor instead.
+func (*AutoDisable) Descriptor() ([]byte, []int) {
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AutoDisable) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AutoDisable) GetAfterFailures() int32 {
+	if x != nil {
+		return x.AfterFailures
+	}
+	return 0
+}
+
+func (x *AutoDisable) GetAfterDuration() *durationpb.Duration {
+	if x != nil {
+		return x.AfterDuration
+	}
+	return nil
+}
+
+// EnabledChange records one disabling or enabling of an endpoint.
+type EnabledChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint's enabled flag after the change.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// When.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Who: "postback (auto-disable)", or the caller ("operator", "account
+	// acme (token t1)").
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why: the auto-disable's reason, or UpdateEndpointRequest.reason.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Whether deliveries were held while disabled (auto-disable).
+	Held bool `protobuf:"varint,5,opt,name=held,proto3" json:"held,omitempty"`
+	// On an enable: how many held deliveries were sent again.
+	Replayed      int32 `protobuf:"varint,6,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnabledChange) Reset() {
+	*x = EnabledChange{}
+	mi := &file_postback_v1_endpoint_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnabledChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnabledChange) ProtoMessage() {}
+
+func (x *EnabledChange) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_endpoint_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnabledChange.ProtoReflect.Descriptor instead.
+func (*EnabledChange) Descriptor() ([]byte, []int) {
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EnabledChange) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *EnabledChange) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *EnabledChange) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *EnabledChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EnabledChange) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *EnabledChange) GetReplayed() int32 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
 // Header is one request header.
 type Header struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -392,7 +754,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[1]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +766,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[1]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +779,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{1}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Header) GetName() string {
@@ -452,7 +814,7 @@ type CreateEndpointRequest struct {
 
 func (x *CreateEndpointRequest) Reset() {
 	*x = CreateEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[2]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +826,7 @@ func (x *CreateEndpointRequest) String() string {
 func (*CreateEndpointRequest) ProtoMessage() {}
 
 func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[2]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +839,7 @@ func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*CreateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{2}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateEndpointRequest) GetEndpoint() *Endpoint {
@@ -498,7 +860,7 @@ type GetEndpointRequest struct {
 
 func (x *GetEndpointRequest) Reset() {
 	*x = GetEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[3]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +872,7 @@ func (x *GetEndpointRequest) String() string {
 func (*GetEndpointRequest) ProtoMessage() {}
 
 func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[3]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +885,7 @@ func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointRequest.ProtoReflect.Descriptor instead.
 func (*GetEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{3}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEndpointRequest) GetId() string {
@@ -539,14 +901,17 @@ type UpdateEndpointRequest struct {
 	// The endpoint with id set and the new values.
 	Endpoint *Endpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Fields to change (e.g. "url", "enabled"); empty = every writable field.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Why the endpoint is disabled or enabled, recorded with the change
+	// (Endpoint.enabled_changes); at most 1 KiB.
+	Reason        string `protobuf:"bytes,40,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateEndpointRequest) Reset() {
 	*x = UpdateEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[4]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +923,7 @@ func (x *UpdateEndpointRequest) String() string {
 func (*UpdateEndpointRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[4]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +936,7 @@ func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{4}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateEndpointRequest) GetEndpoint() *Endpoint {
@@ -588,6 +953,13 @@ func (x *UpdateEndpointRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 	return nil
 }
 
+func (x *UpdateEndpointRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // DeleteEndpointRequest names an endpoint.
 type DeleteEndpointRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -599,7 +971,7 @@ type DeleteEndpointRequest struct {
 
 func (x *DeleteEndpointRequest) Reset() {
 	*x = DeleteEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[5]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +983,7 @@ func (x *DeleteEndpointRequest) String() string {
 func (*DeleteEndpointRequest) ProtoMessage() {}
 
 func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[5]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +996,7 @@ func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{5}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteEndpointRequest) GetId() string {
@@ -651,7 +1023,7 @@ type ListEndpointsRequest struct {
 
 func (x *ListEndpointsRequest) Reset() {
 	*x = ListEndpointsRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[6]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +1035,7 @@ func (x *ListEndpointsRequest) String() string {
 func (*ListEndpointsRequest) ProtoMessage() {}
 
 func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[6]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +1048,7 @@ func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{6}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEndpointsRequest) GetAccountId() string {
@@ -720,7 +1092,7 @@ type ListEndpointsResponse struct {
 
 func (x *ListEndpointsResponse) Reset() {
 	*x = ListEndpointsResponse{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[7]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +1104,7 @@ func (x *ListEndpointsResponse) String() string {
 func (*ListEndpointsResponse) ProtoMessage() {}
 
 func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[7]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +1117,7 @@ func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{7}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
@@ -775,7 +1147,7 @@ type PreviewEndpointRequest struct {
 
 func (x *PreviewEndpointRequest) Reset() {
 	*x = PreviewEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[8]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1159,7 @@ func (x *PreviewEndpointRequest) String() string {
 func (*PreviewEndpointRequest) ProtoMessage() {}
 
 func (x *PreviewEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[8]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1172,7 @@ func (x *PreviewEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewEndpointRequest.ProtoReflect.Descriptor instead.
 func (*PreviewEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{8}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PreviewEndpointRequest) GetEndpoint() *Endpoint {
@@ -834,7 +1206,7 @@ type PreviewEndpointResponse struct {
 
 func (x *PreviewEndpointResponse) Reset() {
 	*x = PreviewEndpointResponse{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[9]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1218,7 @@ func (x *PreviewEndpointResponse) String() string {
 func (*PreviewEndpointResponse) ProtoMessage() {}
 
 func (x *PreviewEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[9]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1231,7 @@ func (x *PreviewEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewEndpointResponse.ProtoReflect.Descriptor instead.
 func (*PreviewEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{9}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PreviewEndpointResponse) GetMethod() string {
@@ -901,7 +1273,7 @@ type TestEndpointRequest struct {
 
 func (x *TestEndpointRequest) Reset() {
 	*x = TestEndpointRequest{}
-	mi := &file_postback_v1_endpoint_proto_msgTypes[10]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1285,7 @@ func (x *TestEndpointRequest) String() string {
 func (*TestEndpointRequest) ProtoMessage() {}
 
 func (x *TestEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_postback_v1_endpoint_proto_msgTypes[10]
+	mi := &file_postback_v1_endpoint_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1298,7 @@ func (x *TestEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestEndpointRequest.ProtoReflect.Descriptor instead.
 func (*TestEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{10}
+	return file_postback_v1_endpoint_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TestEndpointRequest) GetId() string {
@@ -940,7 +1312,7 @@ var File_postback_v1_endpoint_proto protoreflect.FileDescriptor
 
 const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\xa5\a\n" +
+	"\x1apostback/v1/endpoint.proto\x12\vpostback.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1apostback/v1/delivery.proto\"\x96\t\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -967,9 +1339,35 @@ const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"updateTime\x12\"\n" +
 	"\rmax_in_flight\x18\x12 \x01(\x05R\vmaxInFlight\x126\n" +
 	"\x17previous_signing_secret\x18\x13 \x01(\tR\x15previousSigningSecret\x12h\n" +
-	"#previous_signing_secret_expire_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x1fpreviousSigningSecretExpireTimeB\n" +
+	"#previous_signing_secret_expire_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x1fpreviousSigningSecretExpireTime\x128\n" +
+	"\x18adaptive_pacing_disabled\x18\x15 \x01(\bR\x16adaptivePacingDisabled\x123\n" +
+	"\x06health\x18( \x01(\v2\x1b.postback.v1.EndpointHealthR\x06health\x12;\n" +
+	"\fauto_disable\x18) \x01(\v2\x18.postback.v1.AutoDisableR\vautoDisable\x12C\n" +
+	"\x0fenabled_changes\x18* \x03(\v2\x1a.postback.v1.EnabledChangeR\x0eenabledChangesB\n" +
 	"\n" +
-	"\b_enabled\"J\n" +
+	"\b_enabled\"\xb2\x03\n" +
+	"\x0eEndpointHealth\x121\n" +
+	"\x14consecutive_failures\x18\x01 \x01(\x05R\x13consecutiveFailures\x12?\n" +
+	"\rfailing_since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ffailingSince\x12F\n" +
+	"\x11last_success_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12F\n" +
+	"\x11last_failure_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastFailureTime\x12.\n" +
+	"\x13last_failure_reason\x18\x05 \x01(\tR\x11lastFailureReason\x126\n" +
+	"\tlast_hour\x18\x06 \x01(\v2\x19.postback.v1.HealthCountsR\blastHour\x124\n" +
+	"\blast_day\x18\a \x01(\v2\x19.postback.v1.HealthCountsR\alastDay\"D\n" +
+	"\fHealthCounts\x12\x1c\n" +
+	"\tsucceeded\x18\x01 \x01(\x03R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\x03R\x06failed\"\x90\x01\n" +
+	"\vAutoDisable\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
+	"\x0eafter_failures\x18\x02 \x01(\x05R\rafterFailures\x12@\n" +
+	"\x0eafter_duration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rafterDuration\"\xb7\x01\n" +
+	"\rEnabledChange\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04held\x18\x05 \x01(\bR\x04held\x12\x1a\n" +
+	"\breplayed\x18\x06 \x01(\x05R\breplayed\"J\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
@@ -977,11 +1375,12 @@ const file_postback_v1_endpoint_proto_rawDesc = "" +
 	"\x15CreateEndpointRequest\x121\n" +
 	"\bendpoint\x18\x01 \x01(\v2\x15.postback.v1.EndpointR\bendpoint\"$\n" +
 	"\x12GetEndpointRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x87\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9f\x01\n" +
 	"\x15UpdateEndpointRequest\x121\n" +
 	"\bendpoint\x18\x01 \x01(\v2\x15.postback.v1.EndpointR\bendpoint\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"'\n" +
+	"updateMask\x12\x16\n" +
+	"\x06reason\x18( \x01(\tR\x06reason\"'\n" +
 	"\x15DeleteEndpointRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x90\x01\n" +
 	"\x14ListEndpointsRequest\x12\x1d\n" +
@@ -1039,62 +1438,76 @@ func file_postback_v1_endpoint_proto_rawDescGZIP() []byte {
 }
 
 var file_postback_v1_endpoint_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_postback_v1_endpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_postback_v1_endpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_postback_v1_endpoint_proto_goTypes = []any{
 	(HttpMethod)(0),                 // 0: postback.v1.HttpMethod
 	(BodyFormat)(0),                 // 1: postback.v1.BodyFormat
 	(*Endpoint)(nil),                // 2: postback.v1.Endpoint
-	(*Header)(nil),                  // 3: postback.v1.Header
-	(*CreateEndpointRequest)(nil),   // 4: postback.v1.CreateEndpointRequest
-	(*GetEndpointRequest)(nil),      // 5: postback.v1.GetEndpointRequest
-	(*UpdateEndpointRequest)(nil),   // 6: postback.v1.UpdateEndpointRequest
-	(*DeleteEndpointRequest)(nil),   // 7: postback.v1.DeleteEndpointRequest
-	(*ListEndpointsRequest)(nil),    // 8: postback.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),   // 9: postback.v1.ListEndpointsResponse
-	(*PreviewEndpointRequest)(nil),  // 10: postback.v1.PreviewEndpointRequest
-	(*PreviewEndpointResponse)(nil), // 11: postback.v1.PreviewEndpointResponse
-	(*TestEndpointRequest)(nil),     // 12: postback.v1.TestEndpointRequest
-	(*durationpb.Duration)(nil),     // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),   // 15: google.protobuf.FieldMask
-	(*structpb.Struct)(nil),         // 16: google.protobuf.Struct
-	(*emptypb.Empty)(nil),           // 17: google.protobuf.Empty
-	(*Attempt)(nil),                 // 18: postback.v1.Attempt
+	(*EndpointHealth)(nil),          // 3: postback.v1.EndpointHealth
+	(*HealthCounts)(nil),            // 4: postback.v1.HealthCounts
+	(*AutoDisable)(nil),             // 5: postback.v1.AutoDisable
+	(*EnabledChange)(nil),           // 6: postback.v1.EnabledChange
+	(*Header)(nil),                  // 7: postback.v1.Header
+	(*CreateEndpointRequest)(nil),   // 8: postback.v1.CreateEndpointRequest
+	(*GetEndpointRequest)(nil),      // 9: postback.v1.GetEndpointRequest
+	(*UpdateEndpointRequest)(nil),   // 10: postback.v1.UpdateEndpointRequest
+	(*DeleteEndpointRequest)(nil),   // 11: postback.v1.DeleteEndpointRequest
+	(*ListEndpointsRequest)(nil),    // 12: postback.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),   // 13: postback.v1.ListEndpointsResponse
+	(*PreviewEndpointRequest)(nil),  // 14: postback.v1.PreviewEndpointRequest
+	(*PreviewEndpointResponse)(nil), // 15: postback.v1.PreviewEndpointResponse
+	(*TestEndpointRequest)(nil),     // 16: postback.v1.TestEndpointRequest
+	(*durationpb.Duration)(nil),     // 17: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 19: google.protobuf.FieldMask
+	(*structpb.Struct)(nil),         // 20: google.protobuf.Struct
+	(*emptypb.Empty)(nil),           // 21: google.protobuf.Empty
+	(*Attempt)(nil),                 // 22: postback.v1.Attempt
 }
 var file_postback_v1_endpoint_proto_depIdxs = []int32{
 	0,  // 0: postback.v1.Endpoint.method:type_name -> postback.v1.HttpMethod
-	3,  // 1: postback.v1.Endpoint.headers:type_name -> postback.v1.Header
+	7,  // 1: postback.v1.Endpoint.headers:type_name -> postback.v1.Header
 	1,  // 2: postback.v1.Endpoint.body_format:type_name -> postback.v1.BodyFormat
-	13, // 3: postback.v1.Endpoint.timeout:type_name -> google.protobuf.Duration
-	14, // 4: postback.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
-	14, // 5: postback.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
-	14, // 6: postback.v1.Endpoint.previous_signing_secret_expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 7: postback.v1.CreateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	2,  // 8: postback.v1.UpdateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	15, // 9: postback.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	2,  // 10: postback.v1.ListEndpointsResponse.endpoints:type_name -> postback.v1.Endpoint
-	2,  // 11: postback.v1.PreviewEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
-	16, // 12: postback.v1.PreviewEndpointRequest.data:type_name -> google.protobuf.Struct
-	3,  // 13: postback.v1.PreviewEndpointResponse.headers:type_name -> postback.v1.Header
-	4,  // 14: postback.v1.EndpointService.CreateEndpoint:input_type -> postback.v1.CreateEndpointRequest
-	5,  // 15: postback.v1.EndpointService.GetEndpoint:input_type -> postback.v1.GetEndpointRequest
-	8,  // 16: postback.v1.EndpointService.ListEndpoints:input_type -> postback.v1.ListEndpointsRequest
-	6,  // 17: postback.v1.EndpointService.UpdateEndpoint:input_type -> postback.v1.UpdateEndpointRequest
-	7,  // 18: postback.v1.EndpointService.DeleteEndpoint:input_type -> postback.v1.DeleteEndpointRequest
-	10, // 19: postback.v1.EndpointService.PreviewEndpoint:input_type -> postback.v1.PreviewEndpointRequest
-	12, // 20: postback.v1.EndpointService.TestEndpoint:input_type -> postback.v1.TestEndpointRequest
-	2,  // 21: postback.v1.EndpointService.CreateEndpoint:output_type -> postback.v1.Endpoint
-	2,  // 22: postback.v1.EndpointService.GetEndpoint:output_type -> postback.v1.Endpoint
-	9,  // 23: postback.v1.EndpointService.ListEndpoints:output_type -> postback.v1.ListEndpointsResponse
-	2,  // 24: postback.v1.EndpointService.UpdateEndpoint:output_type -> postback.v1.Endpoint
-	17, // 25: postback.v1.EndpointService.DeleteEndpoint:output_type -> google.protobuf.Empty
-	11, // 26: postback.v1.EndpointService.PreviewEndpoint:output_type -> postback.v1.PreviewEndpointResponse
-	18, // 27: postback.v1.EndpointService.TestEndpoint:output_type -> postback.v1.Attempt
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 3: postback.v1.Endpoint.timeout:type_name -> google.protobuf.Duration
+	18, // 4: postback.v1.Endpoint.create_time:type_name -> google.protobuf.Timestamp
+	18, // 5: postback.v1.Endpoint.update_time:type_name -> google.protobuf.Timestamp
+	18, // 6: postback.v1.Endpoint.previous_signing_secret_expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 7: postback.v1.Endpoint.health:type_name -> postback.v1.EndpointHealth
+	5,  // 8: postback.v1.Endpoint.auto_disable:type_name -> postback.v1.AutoDisable
+	6,  // 9: postback.v1.Endpoint.enabled_changes:type_name -> postback.v1.EnabledChange
+	18, // 10: postback.v1.EndpointHealth.failing_since:type_name -> google.protobuf.Timestamp
+	18, // 11: postback.v1.EndpointHealth.last_success_time:type_name -> google.protobuf.Timestamp
+	18, // 12: postback.v1.EndpointHealth.last_failure_time:type_name -> google.protobuf.Timestamp
+	4,  // 13: postback.v1.EndpointHealth.last_hour:type_name -> postback.v1.HealthCounts
+	4,  // 14: postback.v1.EndpointHealth.last_day:type_name -> postback.v1.HealthCounts
+	17, // 15: postback.v1.AutoDisable.after_duration:type_name -> google.protobuf.Duration
+	18, // 16: postback.v1.EnabledChange.time:type_name -> google.protobuf.Timestamp
+	2,  // 17: postback.v1.CreateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	2,  // 18: postback.v1.UpdateEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	19, // 19: postback.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 20: postback.v1.ListEndpointsResponse.endpoints:type_name -> postback.v1.Endpoint
+	2,  // 21: postback.v1.PreviewEndpointRequest.endpoint:type_name -> postback.v1.Endpoint
+	20, // 22: postback.v1.PreviewEndpointRequest.data:type_name -> google.protobuf.Struct
+	7,  // 23: postback.v1.PreviewEndpointResponse.headers:type_name -> postback.v1.Header
+	8,  // 24: postback.v1.EndpointService.CreateEndpoint:input_type -> postback.v1.CreateEndpointRequest
+	9,  // 25: postback.v1.EndpointService.GetEndpoint:input_type -> postback.v1.GetEndpointRequest
+	12, // 26: postback.v1.EndpointService.ListEndpoints:input_type -> postback.v1.ListEndpointsRequest
+	10, // 27: postback.v1.EndpointService.UpdateEndpoint:input_type -> postback.v1.UpdateEndpointRequest
+	11, // 28: postback.v1.EndpointService.DeleteEndpoint:input_type -> postback.v1.DeleteEndpointRequest
+	14, // 29: postback.v1.EndpointService.PreviewEndpoint:input_type -> postback.v1.PreviewEndpointRequest
+	16, // 30: postback.v1.EndpointService.TestEndpoint:input_type -> postback.v1.TestEndpointRequest
+	2,  // 31: postback.v1.EndpointService.CreateEndpoint:output_type -> postback.v1.Endpoint
+	2,  // 32: postback.v1.EndpointService.GetEndpoint:output_type -> postback.v1.Endpoint
+	13, // 33: postback.v1.EndpointService.ListEndpoints:output_type -> postback.v1.ListEndpointsResponse
+	2,  // 34: postback.v1.EndpointService.UpdateEndpoint:output_type -> postback.v1.Endpoint
+	21, // 35: postback.v1.EndpointService.DeleteEndpoint:output_type -> google.protobuf.Empty
+	15, // 36: postback.v1.EndpointService.PreviewEndpoint:output_type -> postback.v1.PreviewEndpointResponse
+	22, // 37: postback.v1.EndpointService.TestEndpoint:output_type -> postback.v1.Attempt
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_postback_v1_endpoint_proto_init() }
@@ -1110,7 +1523,7 @@ func file_postback_v1_endpoint_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_postback_v1_endpoint_proto_rawDesc), len(file_postback_v1_endpoint_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,7 +28,7 @@ const (
 //
 // EventTypeService describes the events Postback knows and their data points.
 type EventTypeServiceClient interface {
-	// ListEventTypes returns the six event types with every data point.
+	// ListEventTypes returns the event types (the seed's six and operational_event) with every data point.
 	ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error)
 }
 
@@ -56,7 +56,7 @@ func (c *eventTypeServiceClient) ListEventTypes(ctx context.Context, in *ListEve
 //
 // EventTypeService describes the events Postback knows and their data points.
 type EventTypeServiceServer interface {
-	// ListEventTypes returns the six event types with every data point.
+	// ListEventTypes returns the event types (the seed's six and operational_event) with every data point.
 	ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error)
 	mustEmbedUnimplementedEventTypeServiceServer()
 }
