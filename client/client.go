@@ -77,6 +77,7 @@ type Client struct {
 	endpoints  postbackv1.EndpointServiceClient
 	deliveries postbackv1.DeliveryServiceClient
 	eventTypes postbackv1.EventTypeServiceClient
+	operations postbackv1.OperationsServiceClient
 	retry      retryPolicy
 }
 
@@ -141,6 +142,7 @@ func New(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		endpoints:  postbackv1.NewEndpointServiceClient(conn),
 		deliveries: postbackv1.NewDeliveryServiceClient(conn),
 		eventTypes: postbackv1.NewEventTypeServiceClient(conn),
+		operations: postbackv1.NewOperationsServiceClient(conn),
 		retry:      cfg.retry,
 	}, nil
 }
@@ -187,3 +189,7 @@ func (c *Client) Deliveries() postbackv1.DeliveryServiceClient { return c.delive
 
 // EventTypes is the EventTypeService stub.
 func (c *Client) EventTypes() postbackv1.EventTypeServiceClient { return c.eventTypes }
+
+// Operations is the OperationsService stub: the operational events stream
+// (WatchOperationalEvents) and account settings.
+func (c *Client) Operations() postbackv1.OperationsServiceClient { return c.operations }

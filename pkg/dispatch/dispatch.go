@@ -114,6 +114,9 @@ type Result struct {
 	Final bool
 	// Reason explains a failure to a person.
 	Reason string
+	// RetryAfter is the Retry-After of a failed 429 or 503 answer (0:
+	// none), unbounded (retryafter.go); the sender paces the endpoint by it.
+	RetryAfter time.Duration
 	// errorType classes a failure for the span's error.type.
 	errorType string
 }
@@ -282,6 +285,7 @@ func (d *Dispatcher) send(ctx context.Context, ep *postbackv1.Endpoint, job *del
 		}
 		r := fail(false, verdict.Reason)
 		r.Attempt.Duration = at.Duration
+		r.RetryAfter = retryAfterOf(resp, d.now())
 		return r
 	}
 	at.Outcome = postbackv1.AttemptOutcome_ATTEMPT_OUTCOME_SUCCESS

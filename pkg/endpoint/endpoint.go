@@ -123,11 +123,13 @@ func Validate(e *postbackv1.Endpoint) (*render.Endpoint, error) {
 	return compiled, nil
 }
 
-// Limits are the endpoint's Minimum Delay and Maximum Requests.
+// Limits are the endpoint's Minimum Delay and Maximum Requests, and whether
+// it opted out of adaptive pacing (limiter/pacing.go).
 func Limits(e *postbackv1.Endpoint) limiter.Limits {
 	return limiter.Limits{
 		MinDelay: time.Duration(e.MinDelaySeconds * float64(time.Second)),
 		Rate:     e.MaxRequestsPerSecond,
+		Unpaced:  e.AdaptivePacingDisabled,
 	}
 }
 

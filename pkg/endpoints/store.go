@@ -138,3 +138,38 @@ func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
 	}
 	return keys, nil
 }
+
+// Modify reads the endpoint stored under key, lets fn change it, and
+// writes it back with compare-and-set, reading again and calling fn again
+// when another writer changed it meanwhile. fn returns false to write
+// nothing. It returns the endpoint as written (or as read, unchanged).
+func (s *Store) Modify(ctx context.Context, key string, fn func(*postbackv1.Endpoint) bool) (*postbackv1.Endpoint, error) {
+	for try := 0; ; try++ {
+		entry, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read endpoint %s: %w", key, err)
+		}
+		e := &postbackv1.Endpoint{}
+		if err := proto.Unmarshal(entry.Value(), e); err != nil {
+			return nil, fmt.Errorf("decode endpoint %s: %w", key, err)
+		}
+		if !fn(e) {
+			return e, nil
+		}
+		b, err := proto.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode endpoint %s: %w", e.Id, err)
+		}
+		_, err = s.kv.Update(ctx, key, b, entry.Revision())
+		if err == nil {
+			return e, nil
+		}
+		var apiErr *jetstream.APIError
+		if try >= 10 || !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+			return nil, fmt.Errorf("store endpoint %s: %w", e.Id, err)
+		}
+	}
+}

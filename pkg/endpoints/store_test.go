@@ -97,3 +97,38 @@ func TestAnEndpointMovedToAnotherTypeIsFoundUnderItsNewKey(t *testing.T) {
 		t.Fatalf("List = %v, %v; want only the moved endpoint", all, err)
 	}
 }
+
+func TestModifyAppliesEveryChangeOfConcurrentWriters(t *testing.T) {
+	js := streamtest.JetStream(t)
+	ctx := context.Background()
+	eps, err := OpenStore(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &postbackv1.Endpoint{Id: "ep_m", AccountId: "acc", EventType: "action_clearing", Url: "http://x"}
+	if err := eps.Put(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := eps.Modify(ctx, Key(e), func(cur *postbackv1.Endpoint) bool {
+				cur.MaxInFlight++
+				return true
+			})
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := eps.Get(ctx, "ep_m")
+	if err != nil || got.MaxInFlight != 8 {
+		t.Fatalf("after 8 concurrent increments: %v, %v; want max_in_flight 8", got.GetMaxInFlight(), err)
+	}
+	if _, err := eps.Modify(ctx, KeyOf("acc", "action_clearing", "ep_none"), func(*postbackv1.Endpoint) bool { return true }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Modify of a missing endpoint: %v, want ErrNotFound", err)
+	}
+}

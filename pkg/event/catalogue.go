@@ -177,9 +177,14 @@ var (
 	byName map[string]*Type
 )
 
-// Types returns the six event types in a stable order: action_lifecycle,
-// action_inquiry, action_clearing, tracking_value_request, job_completed,
-// publisher_application.
+// OperationalEvent is the event type of operational events sent to an
+// account's own endpoints (Postback publishes them; see pkg/opsevents).
+const OperationalEvent = "operational_event"
+
+// Types returns the event types in a stable order: the seed's six
+// (action_lifecycle, action_inquiry, action_clearing,
+// tracking_value_request, job_completed, publisher_application), then
+// operational_event.
 func Types() []*Type {
 	out := make([]*Type, len(types))
 	copy(out, types)
@@ -250,6 +255,9 @@ func init() {
 		build("publisher_application",
 			"A partner submits an application to a program.",
 			publisherApplicationRows, nil, nil),
+		build(OperationalEvent,
+			"Postback's own: an endpoint of the account is failing, was disabled or recovered, or a delivery went dead.",
+			operationalEventRows, nil, nil),
 	}
 	byName = make(map[string]*Type, len(types))
 	for _, t := range types {

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-func TestTypesAreTheSixInStableOrder(t *testing.T) {
-	want := []string{"action_lifecycle", "action_inquiry", "action_clearing", "tracking_value_request", "job_completed", "publisher_application"}
+func TestTypesAreTheSeedsSixThenOperationalEventsInStableOrder(t *testing.T) {
+	want := []string{"action_lifecycle", "action_inquiry", "action_clearing", "tracking_value_request", "job_completed", "publisher_application", "operational_event"}
 	var got []string
 	for _, typ := range Types() {
 		got = append(got, typ.Name)

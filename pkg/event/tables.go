@@ -185,3 +185,18 @@ var publisherApplicationRows = []row{
 	{"MarketplaceApproved", Boolean, true, "Boolean indicating marketplace status"},
 	{"ReceivedPayout", Boolean, true, "Boolean indicating if they have received a payout"},
 }
+
+// operational_event is Postback's own: an operational event (pkg/opsevents)
+// sent to an account's endpoints of this type, through the same pipeline
+// as every postback (docs/operations.md, "Operational events").
+var operationalEventRows = []row{
+	{"OperationalEventId", String, "endpoint.disabled:ep_01J…:1775635200000000", "The operational event's id (the same on every copy of it)"},
+	{"Type", String, "endpoint.disabled", "endpoint.failing, endpoint.disabled, endpoint.recovered or delivery.dead"},
+	{"EndpointId", String, "ep_01JABCDEFGHJKMNPQRSTVWXYZ", "The endpoint it is about"},
+	{"DeliveryId", String, "", "The delivery it is about (delivery.dead)"},
+	{"OccurredAt", DateTime, "2026-04-09T08:30:00Z", "When it happened"},
+	{"Reason", String, "20 failed attempts in a row over 24h0m0s; last: status 503 is not 2xx", "Why, for a person"},
+	{"ConsecutiveFailures", Integer, int64(20), "The endpoint's failed attempts in a row then (endpoint events)"},
+	{"FailingSince", DateTime, "2026-04-08T08:30:00Z", "The first failed attempt of the run (endpoint events)"},
+	{"LastFailureReason", String, "status 503 is not 2xx", "Why the endpoint's last attempt failed (endpoint events)"},
+}

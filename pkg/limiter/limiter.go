@@ -32,6 +32,10 @@
 //     endpoint's last start it is moved to now, since nothing started after
 //     it; otherwise the new start comes a gap after the last one.
 //
+// Pacing (pacing.go): the receiver's answers, fed back through Observe, may
+// lengthen the gap below the brand's limits (429/503, Retry-After, rising
+// latency) and shorten it back to them on successes; never beyond them.
+//
 // Implementations: limiter/local (in-process, for standalone mode and tests) and
 // limiter/redis (one atomic Lua script per booking, shared by all replicas).
 // limiter/limitertest is the conformance suite both pass. Next and NextStart
@@ -54,6 +58,9 @@ type Limits struct {
 	// Rate is Maximum Requests per second: starts at least 1/Rate apart;
 	// 0 means unlimited.
 	Rate float64
+	// Unpaced: the endpoint opted out of pacing (pacing.go); its pacing
+	// state, if any is left, is ignored.
+	Unpaced bool
 }
 
 // MinRate is the smallest non-zero Rate accepted: one request per 1,000,000
@@ -115,6 +122,14 @@ type Limiter interface {
 	// request at the returned At (waiting the little that is left), never
 	// earlier. Unlimited limits return now, ok, and touch no state.
 	Start(ctx context.Context, endpoint string, l Limits, missed time.Time, maxWait time.Duration) (r Reservation, ok bool, err error)
+	// Observe stores what one attempt told about the receiver (pacing.go):
+	// a refusal halves the endpoint's rate and a Retry-After holds its next
+	// starts back; successes raise the rate back towards the brand's.
+	// Reserve and Start then use the paced gap when it is longer than the
+	// brand's, never a shorter one. Unlimited or Unpaced limits touch no
+	// state. An error means the feedback was not stored: the caller goes on
+	// (pacing fails open to the brand's limits).
+	Observe(ctx context.Context, endpoint string, l Limits, f Feedback) (Pacing, error)
 	// Ready returns nil when the backing store answers.
 	Ready(ctx context.Context) error
 }
@@ -157,14 +172,7 @@ type State struct {
 // The Lua scripts in limiter/redis are the same arithmetic; keep them in
 // step (its tests check that they agree slot for slot).
 func Next(st State, now int64, l Limits, tick time.Duration) (at int64, next State, horizon int64) {
-	gap := l.Gap(tick)
-	at = now
-	if st.Has {
-		at = max(at, st.Last+gap)
-	}
-	next = st
-	next.Has, next.Last = true, at
-	return at, next, next.horizon(gap)
+	return NextPaced(st, Pace{}, now, l, tick)
 }
 
 // NextStart computes the start of one request whose slot has come, booked at
@@ -173,17 +181,7 @@ func Next(st State, now int64, l Limits, tick time.Duration) (at int64, next Sta
 // late for; 0 for none). If it is more than maxWait ticks away, ok is false
 // and the state is unchanged.
 func NextStart(st State, now int64, l Limits, tick time.Duration, missed, maxWait int64) (at int64, ok bool, next State, horizon int64) {
-	gap := l.Gap(tick)
-	at = now
-	if st.Started && (missed == 0 || st.LastStart != missed) {
-		at = max(at, st.LastStart+gap)
-	}
-	if at-now > maxWait {
-		return at, false, st, st.horizon(gap)
-	}
-	next = st
-	next.Started, next.LastStart = true, at
-	return at, true, next, next.horizon(gap)
+	return NextStartPaced(st, Pace{}, now, l, tick, missed, maxWait)
 }
 
 // horizon is the instant after which st no longer constrains anything.

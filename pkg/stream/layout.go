@@ -93,6 +93,24 @@
 //	            deadletter.go): limits retention, MaxAge = Options.Retention,
 //	            discard old. A poison message never loops.
 //
+//	OPERATIONS  operations.<account_id>.<type>     e.g. operations.acme.endpoint.disabled
+//	            Operational events (pkg/opsevents): endpoint.failing,
+//	            endpoint.disabled, endpoint.recovered, delivery.dead, one
+//	            message each, published by the history writer as it sees
+//	            them happen. Limits retention, MaxAge 7 days, discard old,
+//	            dedupe 2m (each event's id is its Nats-Msg-Id, so a writer
+//	            that publishes one twice after a crash stores it once).
+//	            Read by operators with core or JetStream subscriptions and
+//	            by OperationsService.WatchOperationalEvents, through
+//	            ephemeral ordered consumers: nothing here is work.
+//
+//	KV postback-endpoint-health   <endpoint_id>
+//	            Each endpoint's run of failed attempts, last success and
+//	            last failure (pkg/endpointhealth), kept by the history
+//	            writer with compare-and-set; read by the gateway (the
+//	            Endpoint's health block) and /metrics.
+//	KV postback-accounts    <account_id>
+//	            Each account's settings (the auto-disable default).
 //	KV postback-endpoints   ep.<account_id>.<event_type>.<endpoint_id>
 //	            Endpoint configuration, keyed so the renderer finds "this
 //	            account's endpoints for this event type" by prefix.
@@ -138,6 +156,12 @@ const (
 
 	EndpointsBucket  = "postback-endpoints"
 	DeliveriesBucket = "postback-deliveries"
+
+	OperationsStream = "OPERATIONS"
+	HealthBucket     = "postback-endpoint-health"
+	AccountsBucket   = "postback-accounts"
+	// OperationsAge is how long OPERATIONS keeps an event.
+	OperationsAge = 7 * 24 * time.Hour
 
 	// Durable consumer names.
 	RendererConsumer     = "renderer"
@@ -233,6 +257,12 @@ func RetrySubject(endpointID string) string {
 // ScheduleSubject holds the one pending schedule of a delivery.
 func ScheduleSubject(deliveryID string) string { return "schedules." + deliveryID }
 
+// OperationsSubject is where an account's operational event of a type
+// ("endpoint.disabled") is published: operations.<account>.<type>.
+func OperationsSubject(accountID, eventType string) string {
+	return "operations." + accountID + "." + eventType
+}
+
 // AttemptSubject holds a delivery's attempts.
 func AttemptSubject(accountID, deliveryID string) string {
 	return "attempts." + accountID + "." + deliveryID
@@ -317,6 +347,12 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			MaxMsgs: maxHistory, Storage: storage, Replicas: o.Replicas,
 		},
 		{
+			Name: OperationsStream, Subjects: []string{"operations.>"},
+			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+			MaxAge: OperationsAge, Duplicates: deliveryDedupeWindow,
+			Storage: storage, Replicas: o.Replicas,
+		},
+		{
 			Name: AttemptsStream, Subjects: []string{"attempts.>"},
 			Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
 			MaxAge: o.AttemptsAge, Duplicates: min(deliveryDedupeWindow, o.AttemptsAge),
@@ -334,6 +370,8 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 		// pkg/inflight history.go); the markers left when records expire live a second.
 		{Bucket: DeliveriesBucket, Description: "delivery state", History: 1, TTL: o.Retention, LimitMarkerTTL: time.Second,
 			Storage: storage, Replicas: o.Replicas},
+		{Bucket: HealthBucket, Description: "endpoint health", History: 1, Storage: storage, Replicas: o.Replicas},
+		{Bucket: AccountsBucket, Description: "account settings", History: 1, Storage: storage, Replicas: o.Replicas},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {

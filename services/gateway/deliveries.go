@@ -292,35 +292,8 @@ func (s *Server) ReplayDeliveries(ctx context.Context, req *postbackv1.ReplayDel
 	return &postbackv1.ReplayDeliveriesResponse{Count: int32(count)}, nil
 }
 
-// cancelPending cancels an endpoint's pending and retrying deliveries: their
-// schedules are purged and their records say why. A job already queued for
-// the sender is dropped there, since its record is CANCELLED.
+// cancelPending cancels an endpoint's pending and retrying deliveries with
+// reason (inflight.Deliveries.CancelWaiting).
 func (s *Server) cancelPending(ctx context.Context, ep *postbackv1.Endpoint, reason string) (int, error) {
-	var pending []*inflight.Record
-	if err := s.deliveries.EachOfEndpoint(ctx, ep.AccountId, ep.Id, func(r *inflight.Record) bool {
-		d := r.Delivery
-		if d.Status == delivery.Pending || d.Status == delivery.Retrying {
-			pending = append(pending, r)
-		}
-		return true
-	}); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, r := range pending {
-		if err := stream.CancelSchedule(ctx, s.js, r.Delivery.Id); err != nil {
-			return n, err
-		}
-		if err := delivery.Cancel(reason).Apply(r.Delivery, s.now()); err != nil {
-			continue // moved on since it was listed
-		}
-		if err := s.deliveries.Update(ctx, r); err != nil {
-			if errors.Is(err, inflight.ErrConflict) {
-				continue // in flight or moved on; the sender and retry service check the endpoint too
-			}
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return s.deliveries.CancelWaiting(ctx, s.js, ep.AccountId, ep.Id, reason, s.now())
 }

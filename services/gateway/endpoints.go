@@ -126,6 +126,12 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpo
 	}
 	e := proto.Clone(req.Endpoint).(*postbackv1.Endpoint)
 	clearPreviousSecret(e) // output only: only a rotation sets it
+	clearOutputOnly(e)
+	ad := &badRequest{}
+	checkAutoDisable(ad, "endpoint.auto_disable.", e.AutoDisable)
+	if err := ad.err(); err != nil {
+		return nil, err
+	}
 	if err := s.validateForSave(e); err != nil {
 		return nil, err
 	}
@@ -143,7 +149,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpo
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
 	s.log.Info("endpoint created", "endpoint_id", e.Id, "account_id", e.AccountId, "event_type", e.EventType, "caller", caller(ctx))
-	return endpoint.Masked(e, s.keyring), nil
+	return s.withHealth(ctx, endpoint.Masked(e, s.keyring)), nil
 }
 
 // load reads an endpoint the caller may see or answers NotFound: another
@@ -168,7 +174,7 @@ func (s *Server) GetEndpoint(ctx context.Context, req *postbackv1.GetEndpointReq
 	if err != nil {
 		return nil, err
 	}
-	return endpoint.Masked(e, s.keyring), nil
+	return s.withHealth(ctx, endpoint.Masked(e, s.keyring)), nil
 }
 
 // ListEndpoints returns a page of endpoints ordered by id.
@@ -202,7 +208,7 @@ func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpoint
 			out.NextPageToken = out.Endpoints[size-1].Id
 			break
 		}
-		out.Endpoints = append(out.Endpoints, endpoint.Masked(e, s.keyring))
+		out.Endpoints = append(out.Endpoints, s.withHealth(ctx, endpoint.Masked(e, s.keyring)))
 	}
 	return out, nil
 }
@@ -225,6 +231,8 @@ var updatable = map[string]bool{
 	"body_template": true, "min_delay_seconds": true, "max_requests_per_second": true,
 	"success_response": true, "error_response": true, "timeout": true, "enabled": true,
 	"signing_secret": true, "max_in_flight": true, "previous_signing_secret_expire_time": true,
+	"adaptive_pacing_disabled": true,
+	"auto_disable":             true,
 }
 
 // UpdateEndpoint changes the fields named in update_mask (all writable fields
@@ -242,6 +250,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 		bad.add("endpoint.account_id", "cannot change")
 	}
 	bad.addErr(refuseSealed(req.Endpoint.Headers, req.Endpoint.SigningSecret))
+	checkReason(bad, req.Reason)
 	paths := req.GetUpdateMask().GetPaths()
 	for i, p := range paths {
 		if !updatable[p] {
@@ -284,6 +293,11 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			e.Timeout = in.Timeout
 		case "max_in_flight":
 			e.MaxInFlight = in.MaxInFlight
+		case "auto_disable":
+			e.AutoDisable = in.AutoDisable
+			checkAutoDisable(bad, "endpoint.auto_disable.", in.AutoDisable)
+		case "adaptive_pacing_disabled":
+			e.AdaptivePacingDisabled = in.AdaptivePacingDisabled
 		case "enabled":
 			e.Enabled = in.Enabled
 			if e.Enabled == nil {
@@ -295,6 +309,10 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			}
 		}
 	}
+	if err := bad.err(); err != nil {
+		return nil, err
+	}
+	s.recordEnabled(ctx, old, e, req.Reason)
 	if err := s.rotateSigningSecret(e, old, in, paths, s.now()); err != nil {
 		return nil, err
 	}
@@ -318,8 +336,13 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 			return nil, status.Errorf(codes.Unavailable, "endpoint disabled, but cancelling its pending deliveries failed after %d: %v", n, err)
 		}
 	}
+	if !endpoint.Enabled(old) && endpoint.Enabled(e) {
+		if err := s.finishEnable(ctx, old, e); err != nil {
+			return nil, err
+		}
+	}
 	s.log.Info("endpoint updated", "endpoint_id", e.Id, "account_id", e.AccountId, "fields", strings.Join(paths, ","), "caller", caller(ctx))
-	return endpoint.Masked(e, s.keyring), nil
+	return s.withHealth(ctx, endpoint.Masked(e, s.keyring)), nil
 }
 
 // keepMaskedSecrets keeps the stored (sealed) value of a secret header whose
@@ -354,6 +377,11 @@ func (s *Server) DeleteEndpoint(ctx context.Context, req *postbackv1.DeleteEndpo
 	}
 	if n, err := s.cancelPending(ctx, e, endpoint.ReasonDeleted); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "endpoint deleted, but cancelling its pending deliveries failed after %d: %v", n, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, healthReadTimeout)
+	defer cancel()
+	if err := s.health.Delete(hctx, e.Id); err != nil {
+		s.log.Warn("endpoint health not dropped", "endpoint_id", e.Id, "error", err)
 	}
 	s.log.Info("endpoint deleted", "endpoint_id", e.Id, "account_id", e.AccountId, "caller", caller(ctx))
 	return &emptypb.Empty{}, nil

@@ -22,8 +22,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/postback-dev/postback/pkg/accounts"
 	"github.com/postback-dev/postback/pkg/auth"
 	"github.com/postback-dev/postback/pkg/dispatch"
+	"github.com/postback-dev/postback/pkg/endpointhealth"
 	"github.com/postback-dev/postback/pkg/endpoints"
 	pkghealth "github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/history"
@@ -77,6 +79,7 @@ type Server struct {
 	postbackv1.UnimplementedEventTypeServiceServer
 	postbackv1.UnimplementedEndpointServiceServer
 	postbackv1.UnimplementedDeliveryServiceServer
+	postbackv1.UnimplementedOperationsServiceServer
 
 	js         jetstream.JetStream
 	endpoints  *endpoints.Store
@@ -84,6 +87,8 @@ type Server struct {
 	keyed      *keyedLog // publishes events with idempotency keys (idempotency.go)
 	attempts   *inflight.Attempts
 	history    history.Store
+	health     *endpointhealth.Store // endpoint health (health.go)
+	accounts   *accounts.Store       // account settings (operations.go)
 	keyring    *secret.Keyring
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
@@ -113,10 +118,18 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if err != nil {
 		return nil, err
 	}
+	hs, err := endpointhealth.OpenStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := accounts.OpenStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
+	return &Server{js: js, health: hs, accounts: acc, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), rendered: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), now: time.Now}, nil
 }
 
@@ -126,6 +139,7 @@ func (s *Server) Register(g *grpc.Server, hs *health.Server) {
 	postbackv1.RegisterEventTypeServiceServer(g, s)
 	postbackv1.RegisterEndpointServiceServer(g, s)
 	postbackv1.RegisterDeliveryServiceServer(g, s)
+	postbackv1.RegisterOperationsServiceServer(g, s)
 	healthpb.RegisterHealthServer(g, hs)
 	reflection.Register(g)
 }

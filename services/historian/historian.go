@@ -33,6 +33,11 @@
 //     refuses for what it holds (history.ErrRefused: a value a column
 //     cannot take) is found by storing the batch in halves and set aside in
 //     the dead letters; the rest of its batch is stored.
+//   - Endpoint health (health.go): once a batch is stored, it is handed
+//     (without waiting) to the health keeper, whose goroutine updates each
+//     endpoint's health from its attempts, publishes operational events and
+//     may auto-disable an endpoint. It never holds up the history: a
+//     failure there is logged and the keeper goes on.
 //   - Its lag (the age of the oldest change in the batch it just stored) and
 //     the changes still waiting are metrics (postback.history.lag,
 //     postback.history.pending) with an alert in docs/operations.md.
@@ -138,6 +143,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := w.metrics(cfg.MeterProvider); err != nil {
 		return fmt.Errorf("historian: %w", err)
 	}
+	if w.health, err = newHealthKeeper(ctx, js, log); err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
+	go w.health.run(ctx)
+	if err := watchHealthMetrics(ctx, w.health.health, cfg.Store, cfg.MeterProvider, log); err != nil {
+		return fmt.Errorf("historian: %w", err)
+	}
 	go w.expire(ctx)
 	go stream.Keep(ctx, js, stream.HistoryStream)
 	log.Info("history writer consuming", "batch", cfg.Batch, "retention", cfg.Layout.Retention)
@@ -158,10 +170,11 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 type writer struct {
-	cfg  Config
-	log  *slog.Logger
-	c    jetstream.Consumer
-	dead *stream.DeadLetters
+	cfg    Config
+	log    *slog.Logger
+	c      jetstream.Consumer
+	dead   *stream.DeadLetters
+	health *healthKeeper // endpoint health, auto-disable, operational events (health.go)
 
 	held  []heldChange    // fetched, not yet stored, in the order they came
 	moved map[string]bool // deliveries with a held change past PENDING: stored at once, their PENDING ones with it
@@ -312,6 +325,9 @@ func (w *writer) flush(ctx context.Context, all bool) error {
 			return err
 		}
 		rest = rest[n:]
+	}
+	if w.health != nil {
+		w.health.hand(entries)
 	}
 	var oldest time.Time
 	var length uint64

@@ -235,8 +235,8 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		}
 	}()
 	for _, ep := range eps {
-		if !endpoint.Enabled(ep) {
-			continue
+		if !endpoint.Enabled(ep) && !endpoint.Holding(ep) {
+			continue // an auto-disabled endpoint's deliveries are rendered and held (the sender holds them)
 		}
 		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
 		if redelivered {

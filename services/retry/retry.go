@@ -184,7 +184,7 @@ func (r *retrier) process(ctx context.Context, f *stream.Failure) error {
 	case err != nil:
 		return err
 	case !endpoint.Enabled(ep):
-		return r.settle(ctx, rec, delivery.Cancel(endpoint.ReasonDisabled), now, telemetry.OutcomeCancelled, log)
+		return r.settle(ctx, rec, delivery.Cancel(endpoint.DisabledReason(ep)), now, telemetry.OutcomeCancelled, log) // held when auto-disabled
 	}
 	job, at, ok := Next(r.schedule, f)
 	if !ok {

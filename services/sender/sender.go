@@ -15,6 +15,11 @@
 // If the limiter is unreachable the message is nak'ed with a delay: nothing
 // is sent unthrottled and nothing is lost; Ready reports the outage.
 //
+// Pacing (pacing.go): each answer's word on the receiver's load (429/503,
+// Retry-After, rising latency) goes back to the limiter, which then spaces
+// the endpoint's requests wider than its limits, never closer, until the
+// receiver copes again; unless the endpoint opted out.
+//
 // Sharing the workers (share.go): each endpoint may have only so many
 // requests in flight at once (its max_in_flight, by default an eighth of
 // the workers); a job of a full endpoint waits briefly for a place when the
@@ -97,6 +102,10 @@ type Config struct {
 	// MaxInlineWait is the longest limiter wait held in a worker (default
 	// 500ms; it must exceed earlyFire).
 	MaxInlineWait time.Duration
+	// MaxRetryAfter bounds the Retry-After a receiver's 429 or 503 may hold
+	// its endpoint back for (pacing.go; default: the seed schedule's longest
+	// step).
+	MaxRetryAfter time.Duration
 	// Health, when set, receives the sender's readiness (limiter reachable).
 	Health func(ready bool, reason string)
 	// TracerProvider and MeterProvider receive the sender's spans and
@@ -175,6 +184,7 @@ type sender struct {
 	clock      clockSync
 	opened     openedCache
 	shares     *shares
+	pacer      *pacer
 }
 
 // openedCache keeps endpoints with their secrets opened, by id and version
@@ -266,7 +276,8 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 		cfg.InFlightPerEndpoint = max(1, cfg.Workers/8)
 	}
 	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: inflight.NewAttempts(js), cfg: cfg, log: log,
-		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares()}
+		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares(),
+		pacer: newPacer(cfg.Limiter, cfg.MaxRetryAfter, cfg.MeterProvider, log)}
 	s.limiterOK.Store(true)
 	return s, nil
 }
@@ -371,7 +382,7 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 		return err
 	}
 	if !endpoint.Enabled(ep) {
-		return s.cancel(ctx, rec, job, endpoint.ReasonDisabled, log)
+		return s.cancel(ctx, rec, job, endpoint.DisabledReason(ep), log) // held when auto-disabled
 	}
 	// A place among the endpoint's requests in flight first (share.go): a
 	// job deferred for want of one keeps the limiter's slots for others.
@@ -430,6 +441,7 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 	pl.done(res.Attempt.GetDuration().AsDuration())
 	pl = place{} // given back: the deferred done does nothing
 	s.metrics.Attempt(ctx, int(res.Attempt.StatusCode), res.Attempt.GetDuration().AsDuration())
+	s.pacer.observe(ctx, ep.Id, lim, res) // pacing.go: what the answer says about the receiver's load
 	// The request went out: recording it is retried here, never by sending
 	// again. (A crash still resends: at least once.)
 	end := time.Now()

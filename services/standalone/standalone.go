@@ -346,6 +346,7 @@ var targets = []target{
 	{"sender", func(ctx context.Context, w *wiring) error {
 		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, Limiter: w.limiter, Dispatcher: w.dispatchers["sender"],
 			Keyring: w.keyring, Workers: w.cfg.SenderWorkers, InFlightPerEndpoint: w.cfg.InFlightPerEndpoint, Logger: w.log.With("service", "sender"),
+			MaxRetryAfter:  sender.LongestStep(w.sched), // a Retry-After holds an endpoint back no longer than the schedule waits
 			TracerProvider: w.tel["sender"].TracerProvider, MeterProvider: w.tel["sender"].MeterProvider})
 	}},
 	{"retry", func(ctx context.Context, w *wiring) error {

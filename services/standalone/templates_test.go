@@ -186,7 +186,7 @@ func TestEventTypesListEveryDataPointAndPublishChecksTypes(t *testing.T) {
 			points[et.Name][dp.Name] = dp
 		}
 	}
-	if strings.Join(names, ",") != "action_lifecycle,action_inquiry,action_clearing,tracking_value_request,job_completed,publisher_application" {
+	if strings.Join(names, ",") != "action_lifecycle,action_inquiry,action_clearing,tracking_value_request,job_completed,publisher_application,operational_event" {
 		t.Fatalf("event types = %v", names)
 	}
 	for _, c := range []struct {

@@ -78,7 +78,7 @@ func TestEventTypes(t *testing.T) {
 	for _, et := range res.EventTypes {
 		names = append(names, et.Name)
 	}
-	want := "action_lifecycle action_inquiry action_clearing tracking_value_request job_completed publisher_application"
+	want := "action_lifecycle action_inquiry action_clearing tracking_value_request job_completed publisher_application operational_event"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("event types %q, want %q", got, want)
 	}

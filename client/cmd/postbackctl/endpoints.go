@@ -32,6 +32,7 @@ type endpointFlags struct {
 	headers, secretHeaders                     []string
 	maxRPS                                     float64
 	maxInFlight                                int32
+	noAdaptivePacing                           bool
 	timeout, keepPrevious                      time.Duration
 	enabled                                    bool
 	// The command's flags, to tell which were given.
@@ -54,6 +55,7 @@ func (a *app) addEndpointFlags(cmd *cobra.Command, f *endpointFlags) {
 	fs.StringVar(&f.minDelay, "min-delay", "", "min_delay_seconds: least time between two request starts, seconds (0.5) or a duration (500ms)")
 	fs.Float64Var(&f.maxRPS, "max-rps", 0, "max_requests_per_second: 0 = no limit")
 	fs.Int32Var(&f.maxInFlight, "max-in-flight", 0, "max_in_flight: requests in flight at once per sender (0: the sender's default)")
+	fs.BoolVar(&f.noAdaptivePacing, "no-adaptive-pacing", false, "adaptive_pacing_disabled: send at the endpoint's limits even when its server answers 429/503 (--no-adaptive-pacing=false turns pacing back on)")
 	fs.StringVar(&f.successResponse, "success-response", "", `success_response: a status ("200"), a class ("2xx") or text in the body`)
 	fs.StringVar(&f.errorResponse, "error-response", "", `error_response: a status ("500"), a class ("5xx") or text ("ERROR")`)
 	fs.DurationVar(&f.timeout, "timeout", 0, "timeout: per-request timeout (unset: 10s; at most 60s)")
@@ -190,6 +192,9 @@ func (a *app) applyEndpointFlags(f *endpointFlags, e *postbackv1.Endpoint) ([]st
 	}
 	if set("max-in-flight", "max_in_flight") {
 		e.MaxInFlight = f.maxInFlight
+	}
+	if set("no-adaptive-pacing", "adaptive_pacing_disabled") {
+		e.AdaptivePacingDisabled = f.noAdaptivePacing
 	}
 	if set("success-response", "success_response") {
 		e.SuccessResponse = f.successResponse
@@ -417,7 +422,7 @@ secrets keep the stored ones. --header/--secret-header replace all headers.`,
 			var mask []string
 			for _, n := range names {
 				switch n {
-				case "id", "account_id", "create_time", "update_time", "previous_signing_secret":
+				case "id", "account_id", "create_time", "update_time", "previous_signing_secret", "health", "enabled_changes":
 					continue // not changeable; the server checks account_id
 				}
 				if !slices.Contains(mask, n) {
@@ -605,6 +610,7 @@ func (a *app) emitEndpoint(e *postbackv1.Endpoint) error {
 		field(w, "Min delay", fmt.Sprintf("%gs", e.MinDelaySeconds))
 		field(w, "Max requests/s", e.MaxRequestsPerSecond)
 		field(w, "Max in flight", e.MaxInFlight)
+		field(w, "Adaptive pacing", map[bool]string{false: "on", true: "off"}[e.AdaptivePacingDisabled])
 		field(w, "Success response", e.SuccessResponse)
 		field(w, "Error response", e.ErrorResponse)
 		field(w, "Timeout", dur(e.Timeout))

@@ -12,7 +12,11 @@
 //   - earliness: each slot is exactly the one limiter.Next gives for the
 //     reservation's own Now (1 ms tolerance for the implementations' tick),
 //     and, for fixed limits, the human schedule ("one at once then every 2 s")
-//     measured from the first reservation.
+//     measured from the first reservation;
+//   - pacing (pacing.go): a refusal halves the rate, successes raise it
+//     back additively, never above the brand's limits, a Retry-After holds
+//     the next starts back, Unpaced limits ignore it all, and limiters over
+//     one store share it.
 //
 // Each subtest uses its own endpoint name, so a suite may share one backing
 // store (one Redis server) across subtests and runs.
@@ -282,6 +286,8 @@ func Run(t *testing.T, newLimiter func(t *testing.T) limiter.Limiter) {
 			t.Fatalf("first limited start after unlimited ones waits %v", r.Wait())
 		}
 	})
+
+	runPacing(t, newLimiter)
 
 	t.Run("concurrent reservations from three goroutines keep the limits", func(t *testing.T) {
 		l := newLimiter(t)

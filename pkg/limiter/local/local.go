@@ -23,6 +23,12 @@
 // at most about twice the endpoints still within their grace, never every
 // endpoint ever seen. With no calls, nothing grows and nothing runs.
 //
+// Pacing (limiter/pacing.go): each endpoint's Pace, in nanoseconds, in a
+// second map under the same mutex, read by Reserve and Start (unless the
+// limits are Unpaced) and written by Observe; an entry is dropped by the
+// same sweep once its keep instant (PaceMemory after the last feedback) has
+// passed.
+//
 // Only one process sees this state: several replicas each with a local limiter
 // would each allow the full rate. Use limiter/redis for more than one replica.
 package local
@@ -52,6 +58,11 @@ const minGrace = time.Second
 // sweepFloor keeps tiny maps from being swept on every call.
 const sweepFloor = 64
 
+type paceEntry struct {
+	pace limiter.Pace
+	keep int64 // unix ns after which the entry may be dropped
+}
+
 type entry struct {
 	state  limiter.State
 	expire int64 // unix ns after which the entry may be dropped
@@ -64,6 +75,7 @@ type Limiter struct {
 
 	mu         sync.Mutex
 	entries    map[string]entry
+	paces      map[string]paceEntry
 	sinceSweep int // Reserve calls since the last sweep
 	keptSweep  int // entries the last sweep kept
 }
@@ -75,7 +87,7 @@ func New(clock Clock) *Limiter {
 	if clock == nil {
 		clock = SystemClock
 	}
-	return &Limiter{clock: clock, entries: make(map[string]entry)}
+	return &Limiter{clock: clock, entries: make(map[string]entry), paces: make(map[string]paceEntry)}
 }
 
 // NewSince is New for a process that may have been restarted: every
@@ -104,7 +116,7 @@ func (l *Limiter) Reserve(ctx context.Context, endpoint string, lim limiter.Limi
 	defer l.mu.Unlock()
 	// Read the clock under the lock so Now follows booking order.
 	nowNS := l.clock.Now().UnixNano()
-	at, next, horizon := limiter.Next(l.state(endpoint), nowNS, lim, time.Nanosecond)
+	at, next, horizon := limiter.NextPaced(l.state(endpoint), l.pace(endpoint, lim, nowNS), nowNS, lim, time.Nanosecond)
 	l.store(endpoint, next, horizon, lim, nowNS)
 	// Both instants are wall-clock only (no monotonic reading), so At.Sub
 	// between reservations measures exactly the computed spacing.
@@ -130,7 +142,7 @@ func (l *Limiter) Start(ctx context.Context, endpoint string, lim limiter.Limits
 	if !missed.IsZero() {
 		missedNS = missed.UnixNano()
 	}
-	at, ok, next, horizon := limiter.NextStart(l.state(endpoint), nowNS, lim, time.Nanosecond, missedNS, int64(maxWait))
+	at, ok, next, horizon := limiter.NextStartPaced(l.state(endpoint), l.pace(endpoint, lim, nowNS), nowNS, lim, time.Nanosecond, missedNS, int64(maxWait))
 	if ok {
 		l.store(endpoint, next, horizon, lim, nowNS)
 	}
@@ -147,6 +159,46 @@ func (l *Limiter) state(endpoint string) limiter.State {
 		return limiter.State{Has: true, Last: l.since, Started: true, LastStart: l.since}
 	}
 	return limiter.State{}
+}
+
+// pace is endpoint's pacing for lim (none when Unpaced or forgotten).
+// Caller holds l.mu.
+func (l *Limiter) pace(endpoint string, lim limiter.Limits, now int64) limiter.Pace {
+	if lim.Unpaced {
+		return limiter.Pace{}
+	}
+	if e, ok := l.paces[endpoint]; ok && e.keep >= now {
+		return e.pace
+	}
+	return limiter.Pace{}
+}
+
+// Observe implements limiter.Limiter: the endpoint's pacing after one
+// feedback (limiter.Observe). Unlimited limits are not paced.
+func (l *Limiter) Observe(ctx context.Context, endpoint string, lim limiter.Limits, f limiter.Feedback) (limiter.Pacing, error) {
+	if err := ctx.Err(); err != nil {
+		return limiter.Pacing{}, fmt.Errorf("observe endpoint %s: %w", endpoint, err)
+	}
+	if err := lim.Validate(); err != nil {
+		return limiter.Pacing{}, fmt.Errorf("observe endpoint %s: %w: %w", endpoint, limiter.ErrInvalidLimits, err)
+	}
+	if lim.Unlimited() || lim.Unpaced {
+		return limiter.Pacing{Now: l.clock.Now().Round(0)}, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	nowNS := l.clock.Now().UnixNano()
+	next, cut, keep := limiter.Observe(l.pace(endpoint, lim, nowNS), nowNS, lim, f, time.Nanosecond)
+	if next == (limiter.Pace{}) {
+		delete(l.paces, endpoint)
+	} else {
+		l.paces[endpoint] = paceEntry{pace: next, keep: keep}
+	}
+	p := limiter.Pacing{Rate: next.Rate(time.Nanosecond), Decreased: cut, Now: time.Unix(0, nowNS)}
+	if next.NotBefore > nowNS {
+		p.NotBefore = time.Unix(0, next.NotBefore)
+	}
+	return p, nil
 }
 
 // store keeps endpoint's new state until its horizon plus grace and runs
@@ -171,8 +223,13 @@ func (l *Limiter) sweep(now int64) {
 			delete(l.entries, k)
 		}
 	}
+	for k, e := range l.paces {
+		if e.keep < now {
+			delete(l.paces, k)
+		}
+	}
 	l.sinceSweep = 0
-	l.keptSweep = len(l.entries)
+	l.keptSweep = len(l.entries) + len(l.paces)
 }
 
 // Ready implements limiter.Limiter: the in-process store always answers.
@@ -183,4 +240,11 @@ func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.entries)
+}
+
+// Paced is the number of endpoints with pacing state held (for tests).
+func (l *Limiter) Paced() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.paces)
 }

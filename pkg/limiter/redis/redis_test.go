@@ -38,6 +38,7 @@ func TestThreeReplicasShareOneSchedule(t *testing.T) {
 	replicas := []limiter.Limiter{New(newClient(t, srv)), New(newClient(t, srv)), New(newClient(t, srv))}
 	limitertest.RunReplicas(t, replicas)
 	t.Run("starts", func(t *testing.T) { limitertest.RunStartReplicas(t, replicas) })
+	t.Run("pacing", func(t *testing.T) { limitertest.RunPacingReplicas(t, replicas[0], replicas[1]) })
 }
 
 func TestKeyHasHashTagAndExpires(t *testing.T) {
@@ -267,5 +268,89 @@ func TestInvalidLimitsMakeNoCall(t *testing.T) {
 	_, err := New(c).Reserve(context.Background(), "ep", limiter.Limits{Rate: -1})
 	if !errors.Is(err, limiter.ErrInvalidLimits) {
 		t.Fatalf("error = %v, want ErrInvalidLimits", err)
+	}
+}
+
+// The observe script and limiter.Observe must agree step for step
+// (microseconds), and the pacing key shares the limit key's slot and
+// expires PaceMemory after its last feedback.
+func TestObserveScriptMatchesObserve(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	l := New(c)
+	ctx := context.Background()
+	const ep = "ep_pace_model"
+	if keySlot(PaceKey(ep)) != keySlot(Key(ep)) {
+		t.Fatal("the pacing key is not in the limit key's Cluster slot")
+	}
+	lim := limiter.Limits{Rate: 7, MinDelay: 10 * time.Millisecond}
+	seq := []limiter.Feedback{
+		{OK: true, Latency: 12 * time.Millisecond},
+		{Refused: true},
+		{Refused: true, RetryAfter: 1500 * time.Millisecond},
+		{OK: true, Latency: 13 * time.Millisecond},
+		{OK: true, Latency: 900 * time.Millisecond},
+		{OK: true, Latency: 900 * time.Millisecond},
+		{OK: true, Latency: 900 * time.Millisecond},
+		{OK: true, Latency: 11 * time.Millisecond},
+		{OK: true, Latency: 11 * time.Millisecond},
+		{OK: false, Latency: 11 * time.Millisecond},
+	}
+	var model limiter.Pace
+	for i, f := range seq {
+		p, err := l.Observe(ctx, ep, lim, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cut bool
+		model, cut, _ = limiter.Observe(model, p.Now.UnixMicro(), lim, f, time.Microsecond)
+		if got, want := p.Rate, model.Rate(time.Microsecond); got != want || p.Decreased != cut {
+			t.Fatalf("feedback %d (%+v): script rate %v cut %v, limiter.Observe %v cut %v", i, f, got, p.Decreased, want, cut)
+		}
+		if model.NotBefore > p.Now.UnixMicro() && p.NotBefore.UnixMicro() != model.NotBefore {
+			t.Fatalf("feedback %d: script not-before %v, limiter.Observe %v", i, p.NotBefore.UnixMicro(), model.NotBefore)
+		}
+	}
+	ttl, err := c.PTTL(ctx, PaceKey(ep)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > limiter.PaceMemory+2*time.Second {
+		t.Fatalf("pacing key PTTL = %v, want about PaceMemory so idle endpoints forget", ttl)
+	}
+	// Unpaced endpoints and unlimited ones write no pacing key.
+	for _, lim := range []limiter.Limits{{Rate: 5, Unpaced: true}, {}} {
+		if _, err := l.Observe(ctx, "ep_never_paced", lim, limiter.Feedback{Refused: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.Exists(ctx, PaceKey("ep_never_paced")).Val(); n != 0 {
+		t.Fatal("feedback for an unpaced or unlimited endpoint wrote a pacing key")
+	}
+}
+
+func TestUnreadablePacingCountsAsNone(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newClient(t, srv)
+	l := New(c)
+	ctx := context.Background()
+	const ep = "ep_pace_garbage"
+	if err := c.HSet(ctx, PaceKey(ep), "gap", "not a number", "nb", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lim := limiter.Limits{Rate: 10}
+	a, err := l.Reserve(ctx, ep, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Reserve(ctx, ep, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap := b.At.Sub(a.At); gap != 100*time.Millisecond {
+		t.Fatalf("slots %v apart with unreadable pacing, want the brand's 100ms", gap)
+	}
+	if _, err := l.Observe(ctx, ep, lim, limiter.Feedback{Refused: true}); err != nil {
+		t.Fatalf("observe over unreadable pacing: %v", err)
 	}
 }

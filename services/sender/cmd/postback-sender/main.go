@@ -32,10 +32,15 @@ func main() {
 		}
 		defer closeLimiter()
 		p.Probes.Add("limiter", lim.Ready)
+		sched, err := p.Config.Schedule()
+		if err != nil {
+			return err
+		}
 		tp := p.Telemetry.TracerProvider
 		return sender.Run(ctx, sender.Config{NATS: p.NATS, Layout: layout, Limiter: lim,
 			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tp}),
 			Keyring:    keyring, Workers: p.Config.SenderWorkers, InFlightPerEndpoint: p.Config.InFlightPerEndpoint,
-			Logger: p.Log, TracerProvider: tp, MeterProvider: p.Telemetry.MeterProvider})
+			MaxRetryAfter: sender.LongestStep(sched), // a Retry-After holds an endpoint back no longer than the schedule waits
+			Logger:        p.Log, TracerProvider: tp, MeterProvider: p.Telemetry.MeterProvider})
 	})
 }

@@ -16,7 +16,10 @@
 // endpoint of its own; then whether every slow delivery arrives once and
 // every endless one waits for its retry) and poison (a steady 200/s while
 // junk is published straight onto the work subjects of every consumer; then
-// whether each junk message became a dead letter). The bursts run
+// whether each junk message became a dead letter) and receiver pacing
+// (2,000 deliveries to an endpoint allowing 200/s whose server answers 429
+// above 50/s, with adaptive pacing off and on, in a deployment of its own
+// with the seed's retry schedule scaled down; pacingrx.go). The bursts run
 // BENCH_REPEAT (-repeat) times each, reported with the minimum, median and
 // maximum over the runs. Loopback only; bounded in count and time; it stops
 // every process it started. Run it with `make bench`; `make bench-profile`
@@ -120,6 +123,9 @@ func budget(o options) time.Duration {
 	shapes := time.Duration(len(strings.Split(o.shapes, ",")))
 	steady := time.Duration(o.steadySeconds) * time.Second
 	perShape := 2*(steady+30*time.Second) + 3*time.Minute + time.Duration(o.repeat-1)*2*time.Minute
+	if selected, _ := pacingSelected(o.scenarios); selected {
+		perShape += 2*pacingLimit + time.Minute // receiver-pacing: two arms
+	}
 	return 10*time.Minute + shapes*perShape
 }
 
@@ -131,7 +137,9 @@ type Report struct {
 	Raw     RawResult           `json:"raw_reference"`
 	Bare    BareResult          `json:"bare_pipeline"`
 	Shapes  map[string][]Result `json:"shapes"`
-	Elapsed string              `json:"elapsed"`
+	// Pacing is the receiver-pacing scenario, in each shape (pacingrx.go).
+	Pacing  []PacingResult `json:"receiver_pacing,omitempty"`
+	Elapsed string         `json:"elapsed"`
 }
 
 // Machine describes where it ran.
@@ -159,7 +167,8 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	report := Report{Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), Shapes: map[string][]Result{}}
-	for run := 1; run <= referenceRuns; run++ {
+	pacing, pacingAlone := pacingSelected(o.scenarios)
+	for run := 1; run <= referenceRuns && !pacingAlone; run++ {
 		progress("raw reference %d/%d: %d requests over keep-alive, 64 at a time", run, referenceRuns, o.events)
 		r := b.raw(ctx, o.events)
 		progress("raw reference %d/%d: %.0f requests/s", run, referenceRuns, r.PerSecond)
@@ -167,7 +176,7 @@ func run(ctx context.Context, o options) error {
 			report.Raw = r
 		}
 	}
-	for run := 1; run <= referenceRuns; run++ {
+	for run := 1; run <= referenceRuns && !pacingAlone; run++ {
 		progress("bare pipeline reference %d/%d: %d events, in-process publisher → JetStream (file) → renderer → sender", run, referenceRuns, o.events)
 		r, err := b.bare(ctx, filepath.Join(work, fmt.Sprintf("bare-%d", run)), fmt.Sprintf("bare-%d", run), o.events)
 		if err != nil {
@@ -178,10 +187,15 @@ func run(ctx context.Context, o options) error {
 			report.Bare = r
 		}
 	}
-	report.Bare.RatioToRaw = report.Bare.DeliveredPerSec / report.Raw.PerSecond
-	progress("references (fastest of %d runs each): raw %.0f requests/s, bare pipeline %.0f delivered/s (%.2f of raw)",
-		referenceRuns, report.Raw.PerSecond, report.Bare.DeliveredPerSec, report.Bare.RatioToRaw)
+	if !pacingAlone {
+		report.Bare.RatioToRaw = report.Bare.DeliveredPerSec / report.Raw.PerSecond
+		progress("references (fastest of %d runs each): raw %.0f requests/s, bare pipeline %.0f delivered/s (%.2f of raw)",
+			referenceRuns, report.Raw.PerSecond, report.Bare.DeliveredPerSec, report.Bare.RatioToRaw)
+	}
 	for _, shape := range strings.Split(o.shapes, ",") {
+		if pacingAlone {
+			break
+		}
 		var d *deployment
 		switch strings.TrimSpace(shape) {
 		case "standalone":
@@ -204,13 +218,23 @@ func run(ctx context.Context, o options) error {
 		}
 		report.Shapes[d.shape] = results
 	}
+	for _, shape := range strings.Split(o.shapes, ",") {
+		if !pacing {
+			break
+		}
+		r, err := b.receiverPacing(ctx, o, strings.TrimSpace(shape), work)
+		if err != nil {
+			return fmt.Errorf("receiver-pacing: %s: %w", shape, err)
+		}
+		report.Pacing = append(report.Pacing, r)
+	}
 	report.Elapsed = time.Since(began).Round(time.Second).String()
 	js, _ := json.MarshalIndent(report, "", "  ")
 	if err := os.WriteFile(o.out, js, 0o644); err != nil {
 		return err
 	}
 	printReport(os.Stdout, report)
-	if o.markdown != "" {
+	if o.markdown != "" && !pacingAlone { // receiver-pacing alone has no row of figures
 		if err := appendMarkdown(o.markdown, report); err != nil {
 			return err
 		}

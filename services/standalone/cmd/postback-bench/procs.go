@@ -178,10 +178,11 @@ func commonEnv() []string {
 
 // startStandalone runs bin/postback-standalone: embedded NATS, in-process
 // limiter; with pprof, /debug/pprof/ on its HTTP address.
-func startStandalone(ctx context.Context, bin, work string, pprof bool) (*deployment, error) {
+func startStandalone(ctx context.Context, bin, work string, pprof bool, extraEnv ...string) (*deployment, error) {
 	grpcAddr, httpAddr := freeAddr(), freeAddr()
 	env := append(commonEnv(), "POSTBACK_GRPC_ADDR="+grpcAddr, "POSTBACK_HTTP_ADDR="+httpAddr,
 		"POSTBACK_DATA_DIR="+filepath.Join(work, "standalone-data"))
+	env = append(env, extraEnv...)
 	if pprof {
 		env = append(env, "POSTBACK_PPROF=true")
 	}
@@ -244,7 +245,7 @@ func embeddedNATSURL(ctx context.Context, logPath string) (string, error) {
 // separate processes; with pprof, the services serve /debug/pprof/ on their
 // HTTP addresses and nats-server on a profiling port of its own (Redis is
 // not profiled).
-func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (*deployment, error) {
+func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool, extraEnv ...string) (*deployment, error) {
 	d := &deployment{shape: "multi-process"}
 	natsAddr := freeAddr()
 	d.natsURL = "nats://" + natsAddr
@@ -286,6 +287,7 @@ func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool) (
 	// ./data, it was the checkout's, and every run's history piled up in it.
 	env := append(commonEnv(), "POSTBACK_NATS_URL=nats://"+natsAddr, "POSTBACK_REDIS_URL=redis://"+redisAddr,
 		"POSTBACK_SECRET_KEY="+secretKey(), "POSTBACK_DATA_DIR="+filepath.Join(work, "cluster-data"))
+	env = append(env, extraEnv...)
 	if pprof {
 		env = append(env, "POSTBACK_PPROF=true")
 	}

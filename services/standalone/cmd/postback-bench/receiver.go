@@ -16,6 +16,7 @@ const (
 	answerOK      = "r"       // 200 at once
 	answerSlow    = "slow"    // 200 after slowAnswer, until told to answer at once
 	answerEndless = "endless" // 200, then a body that never ends, until told to answer at once
+	answerLimited = "limited" // 200 up to limitedRate a second, else 429 (pacingrx.go)
 )
 
 const (
@@ -160,7 +161,10 @@ type receiver struct {
 	// endless answers are to be given at once (answerAtOnce): per scenario
 	// and so per shape, so one shape's switch never reaches the next's.
 	atOnce map[string]chan struct{}
-	srv    *http.Server
+	// limited holds, per scenario, the accepted requests of the last
+	// second of a rate-limited receiver (pacingrx.go).
+	limited map[string]*rateWindow
+	srv     *http.Server
 }
 
 func startReceiver() (*receiver, error) {
@@ -168,7 +172,7 @@ func startReceiver() (*receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &receiver{addr: l.Addr().String(), tallys: map[string]*tally{}, atOnce: map[string]chan struct{}{}}
+	r := &receiver{addr: l.Addr().String(), tallys: map[string]*tally{}, atOnce: map[string]chan struct{}{}, limited: map[string]*rateWindow{}}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = r.srv.Serve(l) }()
 	return r, nil
@@ -231,6 +235,8 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.answerSlowly(w, req, t, scenario, id, sent, now)
 	case answerEndless:
 		r.answerEndlessly(w, req, t, scenario, id, sent, now)
+	case answerLimited:
+		r.answerLimitedly(w, t, scenario, id, sent, now)
 	default:
 		t.add(id, sent, now)
 		w.WriteHeader(http.StatusOK)

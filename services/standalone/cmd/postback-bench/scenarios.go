@@ -648,8 +648,11 @@ func (b *bench) takenIn(ctx context.Context, account, lastEvent string, limit ti
 
 func printReport(w io.Writer, r Report) {
 	fmt.Fprintf(w, "\nPostback bench %s (commit %s, %d cores, %s GB, %s)\n", r.Date, r.Commit, r.Machine.Cores, r.Machine.MemoryGB, r.Elapsed)
-	fmt.Fprintf(w, "raw net/http reference: %.0f requests/s\n", r.Raw.PerSecond)
-	fmt.Fprintf(w, "bare pipeline reference: %.0f delivered/s (%.2f of raw)\n", r.Bare.DeliveredPerSec, r.Bare.RatioToRaw)
+	if r.Raw.PerSecond > 0 { // not measured when receiver-pacing runs alone
+		fmt.Fprintf(w, "raw net/http reference: %.0f requests/s\n", r.Raw.PerSecond)
+		fmt.Fprintf(w, "bare pipeline reference: %.0f delivered/s (%.2f of raw)\n", r.Bare.DeliveredPerSec, r.Bare.RatioToRaw)
+	}
+	printPacing(w, r.Pacing)
 	for _, shape := range []string{"standalone", "multi-process"} {
 		results, ok := r.Shapes[shape]
 		if !ok {
