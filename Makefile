@@ -39,6 +39,7 @@ run: bin/postback-standalone
 ## wall-clock time, and the client's and postbackctl's tests run standalones of their own.
 test: lint
 	./scripts/ensure-redis.sh
+	./scripts/ensure-chromium.sh
 	go test $(GO_TEST_FLAGS) $(filter-out %/services/standalone/...,$(MODULES))
 	go test $(GO_TEST_FLAGS) $(filter %/services/standalone/...,$(MODULES))
 

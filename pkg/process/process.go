@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,6 +42,8 @@ type Process struct {
 	// Probes already check NATS and the streams; a service adds its own
 	// (the sender its limiter) before it runs.
 	Probes *health.Probes
+	// Mux is the HTTP listener's mux (POSTBACK_HTTP_ADDR): the gateway mounts its console on it.
+	Mux *http.ServeMux
 }
 
 // Main runs fn inside a set-up process until SIGINT or SIGTERM. It exits 2
@@ -122,6 +125,7 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 	p.Probes.Add("nats", health.NATS(p.NATS))
 	p.Probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, p.JetStream) })
 	mux := tel.Mux()
+	p.Mux = mux
 	if p.Config.PProf {
 		health.MountPProf(mux)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,8 @@ type Config struct {
 	// Readiness, when set, drives grpc.health.v1: NOT_SERVING while any of
 	// its checks (NATS, streams, Redis) fails.
 	Readiness *pkghealth.Probes
+	// HTTPMux, when set, gets the brand console under /console/ (console_mount.go).
+	HTTPMux *http.ServeMux
 }
 
 // Server implements the postback.v1 services.
@@ -184,6 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Layout.AttemptsAge > 0 {
 		srv.attemptsAge = cfg.Layout.AttemptsAge
+	}
+	if cfg.HTTPMux != nil {
+		if err := mountConsole(cfg.HTTPMux, srv, cfg.Auth, log); err != nil {
+			return err
+		}
 	}
 	lis := cfg.Listener
 	if lis == nil {

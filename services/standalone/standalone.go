@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -268,6 +269,7 @@ func run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	mux := tel.Mux()
+	w.httpMux = mux // the gateway target mounts the brand console on it
 	if cfg.PProf {
 		health.MountPProf(mux)
 	}
@@ -320,6 +322,7 @@ type wiring struct {
 	log         *slog.Logger
 	conns       map[string]*nats.Conn
 	grpcReady   func(net.Addr)
+	httpMux     *http.ServeMux // the HTTP listener's mux: the gateway mounts /console/ on it
 }
 
 // A target is one service standalone can run (POSTBACK_TARGETS), after
@@ -336,7 +339,7 @@ var targets = []target{
 		return gateway.Run(ctx, gateway.Config{
 			GRPCAddr: w.cfg.GRPCAddr, NATS: w.conns["gateway"], Layout: w.layout, Keyring: w.keyring, History: w.store, Dispatcher: w.dispatchers["gateway"],
 			Auth: auth.New(w.tokens, w.log.With("service", "gateway")), TLS: w.serverTLS, ServerOptions: append(w.tel["gateway"].GRPCServerOptions(), gateway.PublishSpans(w.tel["gateway"].TracerProvider, w.tel["gateway"].MeterProvider)), Readiness: w.probes,
-			Logger: w.log.With("service", "gateway"), Ready: w.grpcReady,
+			Logger: w.log.With("service", "gateway"), Ready: w.grpcReady, HTTPMux: w.httpMux,
 		})
 	}},
 	{"renderer", func(ctx context.Context, w *wiring) error {

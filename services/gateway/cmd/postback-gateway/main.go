@@ -72,7 +72,7 @@ func run(ctx context.Context, p *process.Process) error {
 	return gateway.Run(ctx, gateway.Config{
 		GRPCAddr: cfg.GRPCAddr, NATS: p.NATS, Layout: layout, Keyring: keyring, History: store, Auth: authn, TLS: serverTLS,
 		Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tel.TracerProvider}),
-		Logger:     p.Log, ServerOptions: append(tel.GRPCServerOptions(), gateway.PublishSpans(tel.TracerProvider, tel.MeterProvider)), Readiness: p.Probes,
+		Logger:     p.Log, ServerOptions: append(tel.GRPCServerOptions(), gateway.PublishSpans(tel.TracerProvider, tel.MeterProvider)), Readiness: p.Probes, HTTPMux: p.Mux,
 		Ready: func(a net.Addr) { p.Log.Info("postback-gateway ready", "grpc_addr", a.String(), "version", version) },
 	})
 }
