@@ -161,38 +161,72 @@ func Version(e *postbackv1.Endpoint) int64 {
 	return e.GetUpdateTime().AsTime().UnixNano()
 }
 
-// Seal encrypts secret header values and the signing secrets in place, so the
-// stored endpoint holds no secret in clear. Values already sealed are kept.
-func Seal(e *postbackv1.Endpoint, k *secret.Keyring) error {
+// Binding is what an endpoint's sealed secrets are bound to: its account, id
+// and URL template. A secret sealed for an endpoint opens only while these
+// are unchanged, so someone who can write the stored configuration without
+// the key (a stolen broker password) cannot point the URL elsewhere and
+// have the sender send the secrets there: they no longer open, and the
+// delivery fails instead. The gateway, which holds the key, seals them again
+// whenever it saves a change.
+func Binding(e *postbackv1.Endpoint) string {
+	return e.GetAccountId() + "\x00" + e.GetId() + "\x00" + e.GetUrl()
+}
+
+// Seal encrypts secret header values and the signing secrets in place, bound
+// to e (Binding), so the stored endpoint holds no secret in clear. A value
+// already sealed (kept from the stored endpoint old, nil on create) is opened
+// with old's binding, or e's, and sealed again for e.
+func Seal(e, old *postbackv1.Endpoint, k *secret.Keyring) error {
+	bind := Binding(e)
+	seal := func(v, field string) (string, error) {
+		if v == "" {
+			return "", nil
+		}
+		if secret.IsSealed(v) {
+			clear, err := OpenValue(e, v, k)
+			if err != nil && old != nil {
+				clear, err = OpenValue(old, v, k)
+			}
+			if err != nil {
+				return "", fmt.Errorf("seal %s: the stored value does not open: %w", field, err)
+			}
+			v = clear
+		}
+		sealed, err := k.SealBound(v, bind)
+		if err != nil {
+			return "", fmt.Errorf("seal %s: %w", field, err)
+		}
+		return sealed, nil
+	}
 	for i, h := range e.Headers {
-		if !h.Secret || h.Value == "" || secret.IsSealed(h.Value) {
+		if !h.Secret {
 			continue
 		}
-		v, err := k.Seal(h.Value)
+		v, err := seal(h.Value, fmt.Sprintf("headers[%d]", i))
 		if err != nil {
-			return fmt.Errorf("seal headers[%d]: %w", i, err)
+			return err
 		}
 		h.Value = v
 	}
-	if e.SigningSecret != "" && !secret.IsSealed(e.SigningSecret) {
-		v, err := k.Seal(e.SigningSecret)
-		if err != nil {
-			return fmt.Errorf("seal signing_secret: %w", err)
-		}
-		e.SigningSecret = v
+	var err error
+	if e.SigningSecret, err = seal(e.SigningSecret, "signing_secret"); err != nil {
+		return err
 	}
-	if e.PreviousSigningSecret != "" && !secret.IsSealed(e.PreviousSigningSecret) {
-		v, err := k.Seal(e.PreviousSigningSecret)
-		if err != nil {
-			return fmt.Errorf("seal previous_signing_secret: %w", err)
-		}
-		e.PreviousSigningSecret = v
+	if e.PreviousSigningSecret, err = seal(e.PreviousSigningSecret, "previous_signing_secret"); err != nil {
+		return err
 	}
 	return nil
 }
 
+// OpenValue opens one of e's sealed values with e's binding (a value sealed
+// before bindings opens whatever the binding).
+func OpenValue(e *postbackv1.Endpoint, sealed string, k *secret.Keyring) (string, error) {
+	return k.OpenBound(sealed, Binding(e))
+}
+
 // ErrSealed is returned by Open when a sealed value cannot be opened (an
-// unknown key id or a tampered value).
+// unknown key id, a tampered value, or an endpoint whose account, id or URL
+// changed since its secrets were sealed).
 var ErrSealed = errors.New("cannot open sealed secret")
 
 // Open returns a copy of a stored endpoint with its secrets in clear, for
@@ -203,21 +237,21 @@ func Open(e *postbackv1.Endpoint, k *secret.Keyring) (*postbackv1.Endpoint, erro
 		if !secret.IsSealed(h.Value) {
 			continue
 		}
-		v, err := k.Open(h.Value)
+		v, err := OpenValue(e, h.Value, k)
 		if err != nil {
 			return nil, fmt.Errorf("headers[%d] of endpoint %s: %w: %v", i, e.Id, ErrSealed, err)
 		}
 		h.Value = v
 	}
 	if secret.IsSealed(out.SigningSecret) {
-		v, err := k.Open(out.SigningSecret)
+		v, err := OpenValue(e, out.SigningSecret, k)
 		if err != nil {
 			return nil, fmt.Errorf("signing_secret of endpoint %s: %w: %v", e.Id, ErrSealed, err)
 		}
 		out.SigningSecret = v
 	}
 	if secret.IsSealed(out.PreviousSigningSecret) {
-		v, err := k.Open(out.PreviousSigningSecret)
+		v, err := OpenValue(e, out.PreviousSigningSecret, k)
 		if err != nil {
 			return nil, fmt.Errorf("previous_signing_secret of endpoint %s: %w: %v", e.Id, ErrSealed, err)
 		}
@@ -236,7 +270,7 @@ func Masked(e *postbackv1.Endpoint, k *secret.Keyring) *postbackv1.Endpoint {
 			return ""
 		}
 		if secret.IsSealed(v) && k != nil {
-			if clear, err := k.Open(v); err == nil {
+			if clear, err := OpenValue(e, v, k); err == nil {
 				return secret.Mask(clear)
 			}
 			return "••••••••"

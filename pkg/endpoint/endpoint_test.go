@@ -67,7 +67,7 @@ func TestThePreviousSigningSecretIsSealedOpenedAndMaskedLikeTheSigningSecret(t *
 	e.SigningSecret, e.PreviousSigningSecret = current, previous
 	e.PreviousSigningSecretExpireTime = timestamppb.New(time.Unix(1_700_000_000, 0))
 	clear := proto.Clone(e).(*postbackv1.Endpoint)
-	if err := Seal(e, k); err != nil {
+	if err := Seal(e, nil, k); err != nil {
 		t.Fatal(err)
 	}
 	if !secret.IsSealed(e.SigningSecret) || !secret.IsSealed(e.PreviousSigningSecret) {
@@ -125,4 +125,46 @@ func TestSigningSecretsDuringAndAfterARotation(t *testing.T) {
 	if got := SigningSecrets(e, expire.Add(-time.Hour)); got != nil {
 		t.Fatalf("the previous secret alone signs: %v", got)
 	}
+}
+
+// Secrets are bound to the endpoint's account, id and URL: someone who
+// rewrites the stored URL without the key gets secrets that no longer open
+// (the sender fails the delivery), while the gateway's own update seals
+// them again for the new URL.
+func TestSealedSecretsOpenOnlyForTheEndpointTheyWereSealedFor(t *testing.T) {
+	k := testKeyring(t)
+	e := valid()
+	e.Id, e.AccountId = "ep_1", "brand-a"
+	e.Headers = []*postbackv1.Header{{Name: "Authorization", Value: "Bearer s3cr3t", Secret: true}}
+	e.SigningSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	if err := Seal(e, nil, k); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		alter func(*postbackv1.Endpoint)
+	}{
+		{"the URL rewritten in storage", func(x *postbackv1.Endpoint) { x.Url = "https://attacker.example/steal" }},
+		{"moved to another endpoint", func(x *postbackv1.Endpoint) { x.Id = "ep_2" }},
+		{"moved to another account", func(x *postbackv1.Endpoint) { x.AccountId = "brand-b" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tampered := proto.Clone(e).(*postbackv1.Endpoint)
+			tc.alter(tampered)
+			if _, err := Open(tampered, k); !errors.Is(err, ErrSealed) {
+				t.Fatalf("Open = %v, want ErrSealed", err)
+			}
+		})
+	}
+	t.Run("the gateway's update seals them again for the new URL", func(t *testing.T) {
+		updated := proto.Clone(e).(*postbackv1.Endpoint)
+		updated.Url = "https://brand.example/new-hook"
+		if err := Seal(updated, e, k); err != nil {
+			t.Fatal(err)
+		}
+		opened, err := Open(updated, k)
+		if err != nil || opened.Headers[0].Value != "Bearer s3cr3t" || opened.SigningSecret != "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" {
+			t.Fatalf("Open after the update = %v, %v", opened, err)
+		}
+	})
 }

@@ -12,6 +12,10 @@
 // Sealed form. "enc:v1:<kid>:<base64(nonce|ciphertext)>": AES-256-GCM with a random
 // 12-byte nonce; the GCM tag authenticates the ciphertext and, as additional data, the
 // "enc:v1:<kid>" prefix, so neither the value nor its key id can be altered unnoticed.
+// "enc:v2:…" (SealBound) also authenticates a binding, the context the value belongs to
+// (for an endpoint's secrets: its account, id and URL): it opens only with that same
+// binding (OpenBound), so a sealed value moved elsewhere, or left in place while its
+// context was changed by someone without the key, does not open. v1 values still open.
 // The kid in the clear tells Open which key to use. A random nonce is safe for far
 // more values than one key will ever seal (the GCM limit is about 2^32 per key).
 //
@@ -36,8 +40,10 @@ import (
 const (
 	// KeySize is the size of every key in bytes (AES-256).
 	KeySize = 32
-	// sealedPrefix starts every sealed value; the version names the format above.
+	// sealedPrefix starts every unbound sealed value, boundPrefix every bound one;
+	// the version names the format above.
 	sealedPrefix = "enc:v1:"
+	boundPrefix  = "enc:v2:"
 	// defaultKID names a bare key and a generated one.
 	defaultKID = "k1"
 	nonceSize  = 12
@@ -253,15 +259,48 @@ func (k *Keyring) Seal(plaintext string) (string, error) {
 	return header + ":" + base64.StdEncoding.EncodeToString(out), nil
 }
 
+// SealBound encrypts plaintext with the active key, bound to binding:
+// "enc:v2:<kid>:<base64(nonce|ciphertext)>", opened only by OpenBound with the
+// same binding.
+func (k *Keyring) SealBound(plaintext, binding string) (string, error) {
+	if k == nil || k.active == "" {
+		return "", fmt.Errorf("%w: no keyring", ErrBadKeyring)
+	}
+	nonce := make([]byte, nonceSize, nonceSize+len(plaintext)+16)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("secret: generating a nonce: %w", err)
+	}
+	header := boundPrefix + k.active
+	out := k.aeads[k.active].Seal(nonce, nonce, []byte(plaintext), []byte(header+"\x00"+binding))
+	return header + ":" + base64.StdEncoding.EncodeToString(out), nil
+}
+
+// OpenBound decrypts a value made by SealBound with the same binding, or by Seal
+// (unbound, written before bindings: binding is not checked). The errors are
+// Open's; a value opened with another binding is ErrTampered.
+func (k *Keyring) OpenBound(sealed, binding string) (string, error) {
+	if strings.HasPrefix(sealed, boundPrefix) {
+		return k.open(sealed, boundPrefix, "\x00"+binding)
+	}
+	return k.Open(sealed)
+}
+
 // Open decrypts a value made by Seal with any key of the keyring. It fails with
 // ErrNotSealed for a value not in the sealed form, ErrUnknownKey when the kid is not
 // in the keyring, and ErrTampered when the value does not authenticate. The errors
-// never include the value.
+// never include the value. A bound value (SealBound) opens only with OpenBound.
 func (k *Keyring) Open(sealed string) (string, error) {
+	if strings.HasPrefix(sealed, boundPrefix) {
+		return "", fmt.Errorf("%w: the value is bound to its context: open it with OpenBound", ErrTampered)
+	}
+	return k.open(sealed, sealedPrefix, "")
+}
+
+func (k *Keyring) open(sealed, prefix, binding string) (string, error) {
 	if k == nil {
 		return "", fmt.Errorf("%w: no keyring", ErrBadKeyring)
 	}
-	kid, b64, ok := split(sealed)
+	kid, b64, ok := splitPrefix(sealed, prefix)
 	if !ok {
 		return "", ErrNotSealed
 	}
@@ -276,16 +315,23 @@ func (k *Keyring) Open(sealed string) (string, error) {
 	if err != nil || len(raw) < nonceSize+aead.Overhead() {
 		return "", ErrTampered
 	}
-	plain, err := aead.Open(nil, raw[:nonceSize], raw[nonceSize:], []byte(sealedPrefix+kid))
+	plain, err := aead.Open(nil, raw[:nonceSize], raw[nonceSize:], []byte(prefix+kid+binding))
 	if err != nil {
 		return "", ErrTampered
 	}
 	return string(plain), nil
 }
 
-// split takes a sealed value apart into its kid and base64 payload.
+// split takes a sealed value (either form) apart into its kid and base64 payload.
 func split(s string) (kid, b64 string, ok bool) {
-	rest, found := strings.CutPrefix(s, sealedPrefix)
+	if strings.HasPrefix(s, boundPrefix) {
+		return splitPrefix(s, boundPrefix)
+	}
+	return splitPrefix(s, sealedPrefix)
+}
+
+func splitPrefix(s, prefix string) (kid, b64 string, ok bool) {
+	rest, found := strings.CutPrefix(s, prefix)
 	if !found {
 		return "", "", false
 	}
@@ -296,7 +342,7 @@ func split(s string) (kid, b64 string, ok bool) {
 	return kid, b64, true
 }
 
-// IsSealed reports whether s has the sealed form ("enc:v1:<kid>:<payload>"). It
+// IsSealed reports whether s has a sealed form ("enc:v1:" or "enc:v2:<kid>:<payload>"). It
 // says what a stored value is; it does not prove the value opens. Do not use it to
 // decide whether user input needs sealing: seal every secret value unconditionally.
 func IsSealed(s string) bool {

@@ -134,7 +134,7 @@ func TestOpenFailures(t *testing.T) {
 		{"right kid, wrong key", sameKIDOtherKey, sealed, ErrTampered},
 		{"kid with odd characters", k, sealedPrefix + "k1 ☃:" + b64, ErrTampered},
 		{"plaintext given to Open", k, plain, ErrNotSealed},
-		{"other version", k, "enc:v2:k1:" + b64, ErrNotSealed},
+		{"other version", k, "enc:v9:k1:" + b64, ErrNotSealed},
 		{"empty", k, "", ErrNotSealed},
 		{"no payload", k, "enc:v1:k1:", ErrNotSealed},
 	}
@@ -162,7 +162,7 @@ func TestIsSealed(t *testing.T) {
 		"enc:v1:k1:":          false,
 		"enc:v1::AAAA":        false,
 		"enc:v1:k1":           false,
-		"enc:v2:k1:AAAA":      false,
+		"enc:v9:k1:AAAA":      false,
 		"Bearer abc":          false,
 		"":                    false,
 	}
@@ -397,5 +397,40 @@ func TestNilAndZeroKeyring(t *testing.T) {
 	var z Keyring
 	if _, err := z.Seal("x"); !errors.Is(err, ErrBadKeyring) {
 		t.Errorf("zero Seal: %v", err)
+	}
+}
+
+func TestABoundValueOpensOnlyWithItsBinding(t *testing.T) {
+	k := mustKeyring(t, "k1:"+keyOf(1))
+	sealed, err := k.SealBound("Bearer s3cr3t", "acct\x00ep_1\x00https://brand.example/hook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsSealed(sealed) || !strings.HasPrefix(sealed, "enc:v2:") {
+		t.Fatalf("sealed form %q", sealed)
+	}
+	if got, err := k.OpenBound(sealed, "acct\x00ep_1\x00https://brand.example/hook"); err != nil || got != "Bearer s3cr3t" {
+		t.Fatalf("OpenBound with its binding = %q, %v", got, err)
+	}
+	for _, tc := range []struct{ name, binding string }{
+		{"another URL", "acct\x00ep_1\x00https://attacker.example/hook"},
+		{"another endpoint", "acct\x00ep_2\x00https://brand.example/hook"},
+		{"another account", "other\x00ep_1\x00https://brand.example/hook"},
+		{"no binding", ""},
+	} {
+		if _, err := k.OpenBound(sealed, tc.binding); !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: err = %v, want ErrTampered", tc.name, err)
+		}
+	}
+	if _, err := k.Open(sealed); !errors.Is(err, ErrTampered) {
+		t.Errorf("Open of a bound value: err = %v, want ErrTampered", err)
+	}
+	// A value sealed before bindings still opens, whatever the binding.
+	old, err := k.Seal("legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.OpenBound(old, "anything"); err != nil || got != "legacy" {
+		t.Fatalf("OpenBound of an unbound value = %q, %v", got, err)
 	}
 }

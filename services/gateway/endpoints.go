@@ -142,7 +142,7 @@ func (s *Server) CreateEndpoint(ctx context.Context, req *postbackv1.CreateEndpo
 	if e.Enabled == nil {
 		e.Enabled = proto.Bool(true)
 	}
-	if err := endpoint.Seal(e, s.keyring); err != nil {
+	if err := endpoint.Seal(e, nil, s.keyring); err != nil {
 		return nil, status.Errorf(codes.Internal, "seal secrets: %v", err)
 	}
 	if err := s.endpoints.Put(ctx, e); err != nil {
@@ -276,7 +276,7 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 		case "method":
 			e.Method = in.Method
 		case "headers":
-			e.Headers = keepMaskedSecrets(in.Headers, old.Headers, s.keyring)
+			e.Headers = keepMaskedSecrets(in.Headers, old, s.keyring)
 		case "body_format":
 			e.BodyFormat = in.BodyFormat
 		case "body_template":
@@ -316,13 +316,15 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 	if err := s.rotateSigningSecret(e, old, in, paths, s.now()); err != nil {
 		return nil, err
 	}
+	// Sealed first: values kept from the stored endpoint are bound to it
+	// (its URL may be changing), and are sealed again for e.
+	if err := endpoint.Seal(e, old, s.keyring); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "endpoint secrets cannot be opened with the current keyring")
+	}
 	if err := s.validateForSave(e); err != nil {
 		return nil, err
 	}
 	e.UpdateTime = timestamppb.New(s.now())
-	if err := endpoint.Seal(e, s.keyring); err != nil {
-		return nil, status.Errorf(codes.Internal, "seal secrets: %v", err)
-	}
 	if err := s.endpoints.Put(ctx, e); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "%v", err)
 	}
@@ -348,14 +350,15 @@ func (s *Server) UpdateEndpoint(ctx context.Context, req *postbackv1.UpdateEndpo
 // keepMaskedSecrets keeps the stored (sealed) value of a secret header whose
 // new value is exactly its masked form, so a client can send back what Get
 // returned without re-entering the secret.
-func keepMaskedSecrets(in, old []*postbackv1.Header, k *secret.Keyring) []*postbackv1.Header {
+func keepMaskedSecrets(in []*postbackv1.Header, oldEp *postbackv1.Endpoint, k *secret.Keyring) []*postbackv1.Header {
+	old := oldEp.GetHeaders()
 	out := make([]*postbackv1.Header, 0, len(in))
 	for _, h := range in {
 		h = proto.Clone(h).(*postbackv1.Header)
 		if h.Secret {
 			for _, o := range old {
 				if o.Secret && strings.EqualFold(o.Name, h.Name) {
-					if clear, err := k.Open(o.Value); err == nil && secret.Mask(clear) == h.Value {
+					if clear, err := endpoint.OpenValue(oldEp, o.Value, k); err == nil && secret.Mask(clear) == h.Value {
 						h.Value = o.Value
 					}
 				}

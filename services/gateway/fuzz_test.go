@@ -171,7 +171,7 @@ func FuzzEndpointSave(f *testing.F) {
 				}
 				noLeak("validateForSave", err.Error())
 			} else {
-				if err := endpoint.Seal(saved, s.keyring); err != nil {
+				if err := endpoint.Seal(saved, nil, s.keyring); err != nil {
 					t.Fatalf("Seal: %v", err)
 				}
 				stored, _ := proto.Marshal(saved)

@@ -64,7 +64,7 @@ func (s *Server) rotateSigningSecret(e, old, in *postbackv1.Endpoint, paths []st
 	}
 	// The same secret sent again in clear is no change.
 	if e.SigningSecret != old.SigningSecret && old.SigningSecret != "" {
-		if clear, err := s.keyring.Open(old.SigningSecret); err == nil && clear == e.SigningSecret {
+		if clear, err := endpoint.OpenValue(old, old.SigningSecret, s.keyring); err == nil && clear == e.SigningSecret {
 			e.SigningSecret = old.SigningSecret
 		}
 	}

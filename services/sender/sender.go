@@ -191,7 +191,10 @@ type sender struct {
 // (endpoint.Version: every change sets it), so a request does not copy its
 // endpoint and decrypt its sealed values again (a copy cost ~3% of the
 // sender's CPU). The opened values are what every request of the endpoint
-// uses anyway; the keyring that opens them is in memory too. Bounded: it is
+// uses anyway; the keyring that opens them is in memory too. An entry serves
+// only the endpoint's account, id and URL it was opened for (a URL changed in
+// storage without a new version must not find secrets opened for the old
+// one: they are bound to it, endpoint.Binding). Bounded: it is
 // cleared when it reaches maxOpened endpoints.
 type openedCache struct {
 	mu sync.Mutex
@@ -200,6 +203,7 @@ type openedCache struct {
 
 type openedEndpoint struct {
 	version int64
+	binding string // endpoint.Binding: the secrets opened for this account, id and URL only
 	ep      *postbackv1.Endpoint
 }
 
@@ -212,7 +216,7 @@ func (c *openedCache) open(ep *postbackv1.Endpoint, k *secret.Keyring) (*postbac
 	c.mu.Lock()
 	o, ok := c.m[ep.Id]
 	c.mu.Unlock()
-	if ok && v != 0 && o.version == v {
+	if ok && v != 0 && o.version == v && o.binding == endpoint.Binding(ep) {
 		return o.ep, nil
 	}
 	opened, err := endpoint.Open(ep, k)
@@ -223,7 +227,7 @@ func (c *openedCache) open(ep *postbackv1.Endpoint, k *secret.Keyring) (*postbac
 	if c.m == nil || len(c.m) >= maxOpened {
 		c.m = map[string]openedEndpoint{}
 	}
-	c.m[ep.Id] = openedEndpoint{version: v, ep: opened}
+	c.m[ep.Id] = openedEndpoint{version: v, binding: endpoint.Binding(ep), ep: opened}
 	c.mu.Unlock()
 	return opened, nil
 }

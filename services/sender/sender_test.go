@@ -104,7 +104,7 @@ func TestAnEndpointIsOpenedOncePerVersion(t *testing.T) {
 	at := func(sec int64) *postbackv1.Endpoint {
 		ep := &postbackv1.Endpoint{Id: "ep_1", UpdateTime: timestamppb.New(time.Unix(sec, 0)),
 			Headers: []*postbackv1.Header{{Name: "X-Key", Value: "v1", Secret: true}}}
-		if err := endpoint.Seal(ep, k); err != nil {
+		if err := endpoint.Seal(ep, nil, k); err != nil {
 			t.Fatal(err)
 		}
 		return ep

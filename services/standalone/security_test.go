@@ -495,7 +495,7 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 	if err := proto.Unmarshal(entry.Value(), stored); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(stored.Headers[0].Value, "enc:v1:") || !strings.HasPrefix(stored.SigningSecret, "enc:v1:") {
+	if !strings.HasPrefix(stored.Headers[0].Value, "enc:v2:") || !strings.HasPrefix(stored.SigningSecret, "enc:v2:") {
 		t.Errorf("stored secrets are not sealed: header %q, signing %q", stored.Headers[0].Value, stored.SigningSecret)
 	}
 	if stored.Headers[1].Value != "b-{CampaignId}" {
@@ -503,7 +503,7 @@ func TestSecretsAppearNowhereButAtTheReceiver(t *testing.T) {
 	}
 	sealedSeen := map[string]bool{} // proof that a scan reads the stored bytes
 	containsSecret := func(where string, b []byte) {
-		if bytes.Contains(b, []byte("enc:v1:")) {
+		if bytes.Contains(b, []byte("enc:v2:")) {
 			sealedSeen[strings.Fields(where)[0]] = true
 		}
 		for _, s := range secrets {

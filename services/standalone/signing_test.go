@@ -105,7 +105,7 @@ func TestSignedPostbacksVerifyAtTheReceiverThroughARotation(t *testing.T) {
 	if err := proto.Unmarshal(entry.Value(), stored); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(stored.PreviousSigningSecret, "enc:v1:") || strings.Contains(string(entry.Value()), strings.TrimPrefix(oldSecret, "whsec_")) {
+	if !strings.HasPrefix(stored.PreviousSigningSecret, "enc:v2:") || strings.Contains(string(entry.Value()), strings.TrimPrefix(oldSecret, "whsec_")) {
 		t.Fatalf("the previous secret is not sealed at rest")
 	}
 	// The sender sees the change as soon as its endpoint cache does.
