@@ -17,8 +17,9 @@
 #
 # Everything lives in $CLUSTER_DIR (default .cluster/, git-ignored): NATS and
 # Redis data, one log per process (logs/), the PIDs (pids: name pid binary),
-# the addresses (cluster.env, sourceable), the generated secret key and API
-# token (kept across runs, so a restarted cluster reads its own data). The
+# the addresses (cluster.env, sourceable), the generated secret key, job key,
+# NATS passwords (nats-passwords: one user per service, deploy/nats/auth.conf)
+# and API token (kept across runs, so a restarted cluster reads its own data). The
 # script returns once the gateway's /readyz answers and its gRPC port accepts;
 # the processes keep running until `make stop-cluster`, which ends exactly the
 # PIDs listed in pids.
@@ -169,6 +170,25 @@ wait_for() {
 http_ok() { curl -sf -o /dev/null --max-time 2 "$1"; }
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# --- NATS users: one per service, passwords generated once, kept with the data -
+# The nodes include deploy/nats/auth.conf (generated from pkg/broker users.go:
+# each service's user may publish only what it writes), which reads every
+# password from the server's environment.
+NATS_USERS="postback gateway renderer sender retry historian"
+umask 077
+[ -s "$DIR/nats-passwords" ] || for u in $NATS_USERS; do
+	printf '%s:%s\n' "$u" "$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')"
+done >"$DIR/nats-passwords"
+umask 022
+nats_password() { awk -F: -v u="$1" '$1 == u {print $2}' "$DIR/nats-passwords"; }
+NATS_ENV=() # for the nats-server processes only: a service gets its own password, in its URL
+for u in $NATS_USERS; do
+	pw=$(nats_password "$u")
+	[ -n "$pw" ] || die "$DIR/nats-passwords has no password for $u (CLUSTER_FRESH=1 makes new ones)"
+	NATS_ENV+=("POSTBACK_NATS_${u^^}_PASSWORD=$pw")
+done
+cp "$ROOT/deploy/nats/auth.conf" "$DIR/auth.conf"
+
 # --- NATS: three JetStream nodes, one cluster ---------------------------------
 for i in 1 2 3; do
 	mkdir -p "$DIR/nats-$i"
@@ -194,10 +214,24 @@ cluster {
   listen: 127.0.0.1:${!c}
   routes: [$routes]
 }
+include "auth.conf"
 EOF
-	start "nats-$i" "$BIN/nats-server" -c "$DIR/nats-$i.conf"
+	(
+		for kv in "${NATS_ENV[@]}"; do export "${kv?}"; done
+		start "nats-$i" "$BIN/nats-server" -c "$DIR/nats-$i.conf"
+	)
+	started=1 # (start ran in the subshell)
 done
 NATS_URL="nats://127.0.0.1:$NATS_PORT_1,nats://127.0.0.1:$NATS_PORT_2,nats://127.0.0.1:$NATS_PORT_3"
+# nats_url USER: the server list with USER's credentials on each URL.
+nats_url() {
+	local pw out="" p
+	pw=$(nats_password "$1")
+	for p in "$NATS_PORT_1" "$NATS_PORT_2" "$NATS_PORT_3"; do
+		out="${out:+$out,}nats://$1:$pw@127.0.0.1:$p"
+	done
+	echo "$out"
+}
 
 # --- Redis ------------------------------------------------------------------
 mkdir -p "$DIR/redis"
@@ -234,9 +268,11 @@ say "NATS cluster formed ($NATS_URL, meta leader $leader), Redis on 127.0.0.1:$R
 # --- secrets: generated once, kept with the data -------------------------------
 umask 077
 [ -s "$DIR/secret.key" ] || printf 'k1:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$DIR/secret.key"
+[ -s "$DIR/job.key" ] || printf 'j1:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$DIR/job.key"
 [ -s "$DIR/token" ] || printf '%s\n' "$(head -c 24 /dev/urandom | base64 -w0 | tr '+/' '-_')" >"$DIR/token"
 umask 022
 SECRET_KEY=$(cat "$DIR/secret.key")
+JOB_KEY=$(cat "$DIR/job.key")
 TOKEN=$(cat "$DIR/token")
 
 # --- the services -------------------------------------------------------------
@@ -247,10 +283,11 @@ service() {
 	shift 3
 	mkdir -p "$DIR/data-$name"
 	(
-		export POSTBACK_NATS_URL="$NATS_URL" \
+		export POSTBACK_NATS_URL="$(nats_url "${name%-[0-9]}")" \
 			POSTBACK_REDIS_URL="$REDIS_URL" \
 			POSTBACK_STREAM_REPLICAS="$REPLICAS" \
 			POSTBACK_SECRET_KEY="$SECRET_KEY" \
+			POSTBACK_JOB_KEY="$JOB_KEY" \
 			POSTBACK_TOKENS="$TOKEN=*" \
 			POSTBACK_ALLOW_CIDRS="$ALLOW" \
 			POSTBACK_DATA_DIR="$DIR/data-$name" \
@@ -340,6 +377,7 @@ HISTORIAN_HTTP=127.0.0.1:$HISTORIAN_HTTP_PORT
 SENDER_1_HTTP=127.0.0.1:$SENDER_1_HTTP_PORT
 SENDER_2_HTTP=127.0.0.1:$SENDER_2_HTTP_PORT
 NATS_URL=$NATS_URL
+NATS_ADMIN_URL=$(nats_url postback)
 NATS_1_MONITOR=http://127.0.0.1:$NATS_MON_1
 NATS_2_MONITOR=http://127.0.0.1:$NATS_MON_2
 NATS_3_MONITOR=http://127.0.0.1:$NATS_MON_3
@@ -353,7 +391,7 @@ say "ready in $DIR"
 echo
 printf '  %-10s %s\n' "gRPC" "127.0.0.1:$GATEWAY_GRPC_PORT  (authorization: Bearer \$(cat $DIR/token))"
 printf '  %-10s %s\n' "health" "http://127.0.0.1:$GATEWAY_HTTP_PORT/readyz"
-printf '  %-10s %s\n' "NATS" "$NATS_URL  (R$REPLICAS)"
+printf '  %-10s %s\n' "NATS" "$NATS_URL  (R$REPLICAS; users and passwords in $DIR/nats-passwords)"
 printf '  %-10s %s\n' "Redis" "$REDIS_URL"
 printf '  %-10s %s\n' "history" "$HISTORY_DESC"
 echo

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -31,6 +32,10 @@ import (
 // KeyFile is the keyring standalone generates in the data dir when
 // POSTBACK_SECRET_KEY is unset.
 const KeyFile = "secret.key"
+
+// JobKeyFile is the job keyring standalone generates in the data dir when
+// POSTBACK_JOB_KEY is unset.
+const JobKeyFile = "job.key"
 
 // Logger is a JSON slog logger at the configured level; a line logged with a
 // context inside a span carries trace_id and span_id.
@@ -63,6 +68,38 @@ func (c Config) Keyring(generate bool) (*secret.Keyring, error) {
 		return nil, fmt.Errorf("secret key file: %w", err)
 	}
 	return k, nil
+}
+
+// JobKeyring parses POSTBACK_JOB_KEY; when it is unset and generate is true
+// (standalone), it loads or creates DataDir/job.key (mode 0600).
+func (c Config) JobKeyring(generate bool) (*secret.Keyring, error) {
+	if c.JobKey != "" {
+		k, err := secret.ParseKeyring(c.JobKey)
+		if err != nil {
+			return nil, fmt.Errorf("POSTBACK_JOB_KEY: %w", err)
+		}
+		return k, nil
+	}
+	if !generate {
+		return nil, errors.New("POSTBACK_JOB_KEY is required (kid:base64 of 32 random bytes, e.g. j1:$(head -c 32 /dev/urandom | base64))")
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
+	}
+	k, err := secret.LoadOrCreate(filepath.Join(c.DataDir, JobKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("job key file: %w", err)
+	}
+	return k, nil
+}
+
+// NATSOptions are the connection options the configuration adds to
+// stream.ClientOptions: the CA bundle for TLS (POSTBACK_NATS_CA).
+func (c Config) NATSOptions() []nats.Option {
+	if c.NATSCA == "" {
+		return nil
+	}
+	return []nats.Option{nats.RootCAs(c.NATSCA)}
 }
 
 // Allow parses POSTBACK_ALLOW_CIDRS.

@@ -26,11 +26,13 @@ type Config struct {
 	GRPCAddr      string // POSTBACK_GRPC_ADDR: gRPC listener
 	HTTPAddr      string // POSTBACK_HTTP_ADDR: health, /metrics
 	NATSURL       string // POSTBACK_NATS_URL: empty = embedded server (standalone)
+	NATSCA        string // POSTBACK_NATS_CA: PEM CA bundle trusted for tls:// NATS servers (empty: the system's)
 	DataDir       string // POSTBACK_DATA_DIR: embedded JetStream storage, generated key
 	RedisURL      string // POSTBACK_REDIS_URL: empty = in-process limiter
 	RetrySchedule string // POSTBACK_RETRY_SCHEDULE: comma-separated Go durations
 	AllowCIDRs    string // POSTBACK_ALLOW_CIDRS: destinations opened past the network guard
 	SecretKey     string // POSTBACK_SECRET_KEY: keyring for secrets at rest
+	JobKey        string // POSTBACK_JOB_KEY: keyring that authenticates delivery jobs (renderer → sender)
 	Tokens        string // POSTBACK_TOKENS: token=account pairs, or a file path
 	Replicas      int    // POSTBACK_STREAM_REPLICAS: stream and bucket replicas
 	Retention     string // POSTBACK_RETENTION: delivery history retention (Go duration)
@@ -103,6 +105,8 @@ func settings(c *Config) []setting {
 			want: "nats://host:port (or tls://, ws://, wss://, or host:port), several comma-separated, or empty for standalone's embedded server", check: checkNATSURL},
 		{env: "POSTBACK_DATA_DIR", flag: "data-dir", usage: "data directory for embedded JetStream", str: &c.DataDir,
 			want: "the path of a directory (created when missing)", check: checkDataDir},
+		{env: "POSTBACK_NATS_CA", flag: "nats-ca", usage: "PEM CA bundle trusted for the NATS servers' TLS certificates (empty: the system's roots)", str: &c.NATSCA,
+			want: "the path of a readable PEM file of CA certificates, with POSTBACK_NATS_URL set", check: checkCAFile},
 		{env: "POSTBACK_REDIS_URL", flag: "redis-url", usage: "Redis URL for limits: redis://, redis+cluster:// or redis+sentinel:// (empty: in-process limiter)", str: &c.RedisURL, secret: true,
 			want: "redis://[user:password@]host:port[/db], redis+cluster://host:port?addr=host2:port2, redis+sentinel://host:port?master_name=NAME (rediss… for TLS), or empty for the in-process limiter", check: checkRedisURL},
 		{env: "POSTBACK_RETRY_SCHEDULE", flag: "retry-schedule", usage: "comma-separated retry delays (empty: the 15-step default)", str: &c.RetrySchedule,
@@ -111,6 +115,8 @@ func settings(c *Config) []setting {
 			want: "comma-separated IP addresses or CIDRs, like 10.0.0.0/8,192.168.1.5, or empty", check: checkAllow},
 		{env: "POSTBACK_SECRET_KEY", flag: "secret-key", usage: "keyring for secrets at rest (kid:base64key,…)", str: &c.SecretKey, secret: true,
 			want: "comma-separated kid:base64key entries, each key 32 random bytes in base64 (e.g. k1:$(head -c 32 /dev/urandom | base64))", check: checkSecretKey},
+		{env: "POSTBACK_JOB_KEY", flag: "job-key", usage: "keyring that authenticates delivery jobs between renderer and sender (kid:base64key,…)", str: &c.JobKey, secret: true,
+			want: "comma-separated kid:base64key entries, each key 32 random bytes in base64 (e.g. j1:$(head -c 32 /dev/urandom | base64)), not the POSTBACK_SECRET_KEY", check: checkSecretKey},
 		{env: "POSTBACK_TOKENS", flag: "tokens", usage: "API tokens: token=account pairs or a file path", str: &c.Tokens, secret: true,
 			want: "comma-separated token=account pairs (a token 16-256 printable characters without spaces, commas or =; an account 1-64 of A-Z a-z 0-9 _ -, or * for an operator), or file:/path/to/a/file of them", check: checkTokens},
 		{env: "POSTBACK_STREAM_REPLICAS", flag: "stream-replicas", usage: "replicas of streams and buckets (3 in production)", num: &c.Replicas, min: 1, max: MaxReplicas,
@@ -295,7 +301,7 @@ func (c Config) String() string {
 	if c.HistoryURL != "" {
 		history = "postgres"
 	}
-	return fmt.Sprintf("grpc=%s http=%s nats=%s data=%s redis=%s history=%s schedule=%q allow=%q secret_key=%s tokens=%s tls=%s client_ca=%s",
-		c.GRPCAddr, c.HTTPAddr, set(c.NATSURL), c.DataDir, set(c.RedisURL), history, c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.Tokens),
+	return fmt.Sprintf("grpc=%s http=%s nats=%s data=%s redis=%s history=%s schedule=%q allow=%q secret_key=%s job_key=%s tokens=%s tls=%s client_ca=%s",
+		c.GRPCAddr, c.HTTPAddr, set(c.NATSURL), c.DataDir, set(c.RedisURL), history, c.RetrySchedule, c.AllowCIDRs, set(c.SecretKey), set(c.JobKey), set(c.Tokens),
 		set(c.TLSCert), set(c.TLSClientCA))
 }

@@ -297,6 +297,9 @@ func checkCAFile(v string) string {
 // checkTogether checks the settings that go together, once each is fine on
 // its own.
 func (c Config) checkTogether() error {
+	if c.NATSCA != "" && c.NATSURL == "" {
+		return fmt.Errorf("POSTBACK_NATS_CA %q is set without POSTBACK_NATS_URL: the embedded server has no TLS; want it with tls:// NATS URLs, or unset", c.NATSCA)
+	}
 	switch {
 	case c.TLSCert == "" && c.TLSKey == "" && c.TLSClientCA == "":
 		return nil
@@ -316,7 +319,8 @@ func (c Config) checkTogether() error {
 
 // Require checks what the binary name needs set, beyond each value being
 // fine: the separate binaries need POSTBACK_NATS_URL (only standalone embeds
-// a server), postback-gateway and postback-sender a POSTBACK_SECRET_KEY, and
+// a server), postback-gateway and postback-sender a POSTBACK_SECRET_KEY,
+// postback-renderer and postback-sender a POSTBACK_JOB_KEY, and
 // postback-gateway POSTBACK_TOKENS unless POSTBACK_INSECURE_NO_AUTH is true.
 // A process calls it after Load and before it starts anything.
 func (c Config) Require(name string) error {
@@ -327,6 +331,9 @@ func (c Config) Require(name string) error {
 	}
 	if (name == "postback-gateway" || name == "postback-sender") && c.SecretKey == "" {
 		errs = append(errs, "POSTBACK_SECRET_KEY is required: "+name+" reads and writes endpoint secrets; want kid:base64key (e.g. k1:$(head -c 32 /dev/urandom | base64)), the same in every gateway and sender")
+	}
+	if (name == "postback-renderer" || name == "postback-sender") && c.JobKey == "" {
+		errs = append(errs, "POSTBACK_JOB_KEY is required: "+name+" authenticates the delivery jobs the renderer writes and the sender sends; want kid:base64key (e.g. j1:$(head -c 32 /dev/urandom | base64)), the same in every renderer and sender, and not the POSTBACK_SECRET_KEY")
 	}
 	if name == "postback-gateway" && c.Tokens == "" && !c.InsecureNoAuth {
 		errs = append(errs, "POSTBACK_TOKENS is required: want token=account pairs, or file:/path; or set POSTBACK_INSECURE_NO_AUTH=true (--insecure-no-auth) to accept every call without authentication")

@@ -114,6 +114,7 @@ func TestEveryBadSettingIsNamedWithItsValueAndWhatIsAllowed(t *testing.T) {
 		{env: "POSTBACK_SECRET_KEY", value: "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 16)), secret: true, want: "want comma-separated kid:base64key", says: "16 bytes"},
 		{env: "POSTBACK_SECRET_KEY", value: rawKey + ":k1", secret: true, hidden: rawKey, want: "want comma-separated kid:base64key", says: "kid"},
 		{env: "POSTBACK_SECRET_KEY", value: goodKey + "," + goodKey, secret: true, want: "want comma-separated kid:base64key", says: "twice"},
+		{env: "POSTBACK_JOB_KEY", value: "j1:" + base64.StdEncoding.EncodeToString(make([]byte, 16)), secret: true, want: "want comma-separated kid:base64key", says: "16 bytes"},
 
 		{env: "POSTBACK_TOKENS", value: "short-token=acct-1", secret: true, hidden: "short-token", want: "want comma-separated token=account pairs", says: "16 to 256"},
 		{env: "POSTBACK_TOKENS", value: token + "=" + tokenLike, secret: true, hidden: tokenLike, want: "want comma-separated token=account pairs", says: "account"},
@@ -149,6 +150,8 @@ func TestEveryBadSettingIsNamedWithItsValueAndWhatIsAllowed(t *testing.T) {
 		{env: "POSTBACK_TLS_CERT", value: cert, want: "want both set (TLS) or neither", says: "is set without POSTBACK_TLS_KEY"},
 		{env: "POSTBACK_TLS_CLIENT_CA", value: notPEM, also: map[string]string{"POSTBACK_TLS_CERT": cert, "POSTBACK_TLS_KEY": key}, want: "want the path of a readable PEM file of CA certificates", says: "holds no PEM certificate"},
 		{env: "POSTBACK_TLS_CLIENT_CA", value: cert, want: "want all three set", says: "without POSTBACK_TLS_CERT and POSTBACK_TLS_KEY"},
+		{env: "POSTBACK_NATS_CA", value: notPEM, also: map[string]string{"POSTBACK_NATS_URL": "tls://n1:4222"}, want: "want the path of a readable PEM file of CA certificates", says: "holds no PEM certificate"},
+		{env: "POSTBACK_NATS_CA", value: cert, want: "want it with tls:// NATS URLs", says: "without POSTBACK_NATS_URL"},
 
 		{env: "POSTBACK_SENDER_WORKERS", value: "many", want: "want a whole number from 0 (the default, 256) to 100000", says: "not a whole number"},
 		{env: "POSTBACK_SENDER_WORKERS", value: "-1", want: "want a whole number from 0 (the default, 256) to 100000", says: "out of range"},
@@ -260,6 +263,7 @@ func TestGoodSettingsLoad(t *testing.T) {
 		"POSTBACK_RETRY_SCHEDULE":         "1s, 1m,1h",
 		"POSTBACK_ALLOW_CIDRS":            "10.0.0.0/8, 192.168.1.5",
 		"POSTBACK_SECRET_KEY":             "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
+		"POSTBACK_JOB_KEY":                "j1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
 		"POSTBACK_TOKENS":                 "file:" + tokens,
 		"POSTBACK_STREAM_REPLICAS":        "3",
 		"POSTBACK_RETENTION":              "168h30m",
@@ -269,6 +273,7 @@ func TestGoodSettingsLoad(t *testing.T) {
 		"POSTBACK_TLS_CERT":               cert,
 		"POSTBACK_TLS_KEY":                key,
 		"POSTBACK_TLS_CLIENT_CA":          cert,
+		"POSTBACK_NATS_CA":                cert,
 		"POSTBACK_SENDER_WORKERS":         "512",
 		"POSTBACK_IN_FLIGHT_PER_ENDPOINT": "0",
 		"POSTBACK_INSECURE_NO_AUTH":       "1",
@@ -302,10 +307,11 @@ func TestRequireNamesWhatABinaryNeeds(t *testing.T) {
 		want []string // "" = nothing missing
 	}{
 		{"postback-standalone", Config{}, nil},
-		{"postback-renderer", Config{}, []string{"POSTBACK_NATS_URL is required"}},
+		{"postback-renderer", Config{}, []string{"POSTBACK_NATS_URL is required", "POSTBACK_JOB_KEY is required"}},
+		{"postback-renderer", Config{NATSURL: "nats://n:4222", JobKey: key}, nil},
 		{"postback-retry", Config{NATSURL: "nats://n:4222"}, nil},
 		{"postback-historian", Config{NATSURL: "nats://n:4222"}, nil},
-		{"postback-sender", Config{NATSURL: "nats://n:4222"}, []string{"POSTBACK_SECRET_KEY is required"}},
+		{"postback-sender", Config{NATSURL: "nats://n:4222"}, []string{"POSTBACK_SECRET_KEY is required", "POSTBACK_JOB_KEY is required"}},
 		{"postback-gateway", Config{}, []string{"POSTBACK_NATS_URL", "POSTBACK_SECRET_KEY", "POSTBACK_TOKENS is required"}},
 		{"postback-gateway", Config{NATSURL: "nats://n:4222", SecretKey: key, InsecureNoAuth: true}, nil},
 	}

@@ -34,6 +34,8 @@ package delivery
 //	17 scheduled         sfixed64, Unix nanoseconds
 //	18 last_status       varint (int64)
 //	19 last_error        string
+//	20 mac_key           string (the kid of the job key that made mac)
+//	21 mac               bytes (auth.go: what the sender checks)
 //
 // Field numbers are stable: a field is added with a new number, and the
 // number of a removed field is never used again. A decoder skips the fields
@@ -99,6 +101,8 @@ const (
 	jobScheduled       protowire.Number = 17
 	jobLastStatus      protowire.Number = 18
 	jobLastError       protowire.Number = 19
+	jobMACKey          protowire.Number = 20
+	jobMAC             protowire.Number = 21
 
 	headerName  protowire.Number = 1
 	headerValue protowire.Number = 2
@@ -154,6 +158,8 @@ func (j *Job) AppendBinary(b []byte) ([]byte, error) {
 	b = appendTime(b, jobScheduled, j.Scheduled)
 	b = appendInt(b, jobLastStatus, j.LastStatus)
 	b = appendString(b, jobLastError, j.LastError)
+	b = appendString(b, jobMACKey, j.MACKey)
+	b = appendString(b, jobMAC, j.MAC)
 	return b, nil
 }
 
@@ -166,7 +172,8 @@ func (j *Job) Size() int {
 		sizeString(jobMethod, j.Method) + sizeString(jobURL, j.URL) +
 		sizeString(jobContentType, j.ContentType) + sizeInt(jobSent, j.Sent) +
 		sizeTime(jobSlot, j.Slot) + sizeTime(jobScheduled, j.Scheduled) +
-		sizeInt(jobLastStatus, j.LastStatus) + sizeString(jobLastError, j.LastError)
+		sizeInt(jobLastStatus, j.LastStatus) + sizeString(jobLastError, j.LastError) +
+		sizeString(jobMACKey, j.MACKey) + sizeString(jobMAC, j.MAC)
 	for _, h := range j.Headers {
 		n += protowire.SizeTag(jobHeaders) + protowire.SizeBytes(h.size())
 	}
@@ -329,7 +336,7 @@ func walkJob(b []byte, j *Job, strs *strings.Builder, size *jobSize) error {
 func jobFieldType(num protowire.Number) (protowire.Type, bool) {
 	switch num {
 	case jobDeliveryID, jobAccountID, jobEndpointID, jobEventID, jobEventType, jobMethod, jobURL,
-		jobHeaders, jobBody, jobContentType, jobLastError:
+		jobHeaders, jobBody, jobContentType, jobLastError, jobMACKey, jobMAC:
 		return protowire.BytesType, true
 	case jobAttempt, jobSent, jobLastStatus:
 		return protowire.VarintType, true
@@ -360,6 +367,10 @@ func (j *Job) setBytes(num protowire.Number, v []byte, strs *strings.Builder) {
 		j.ContentType = cut(strs, v)
 	case jobLastError:
 		j.LastError = cut(strs, v)
+	case jobMACKey:
+		j.MACKey = cut(strs, v)
+	case jobMAC:
+		j.MAC = cut(strs, v)
 	case jobBody:
 		j.Body = append([]byte(nil), v...)
 	case jobHeaders:
@@ -510,6 +521,13 @@ type Job struct {
 	// endpoint is unchanged nobody else can have touched the delivery, so
 	// the sender sends such a job without an in-flight claim.
 	EndpointVersion int64 `json:"endpoint_version,omitempty"`
+	// MACKey and MAC authenticate what the job would send (auth.go): the
+	// renderer writes them with the job key, the sender checks them before
+	// it sends an endpoint's secrets with the job. Copies keep them. MAC
+	// holds raw bytes (a string, so decoding costs no allocation more).
+	// Neither is in the JSON form of old: no JSON job was ever tagged.
+	MACKey string `json:"-"`
+	MAC    string `json:"-"`
 }
 
 // Check says why a job can never be sent, or nil: a job whose ids cannot

@@ -113,9 +113,9 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 		_ = tel.Shutdown(sctx)
 	}()
 	p.Telemetry = tel
-	p.NATS, err = nats.Connect(p.Config.NATSURL, nats.Name(p.Name), nats.MaxReconnects(-1))
+	p.NATS, err = nats.Connect(p.Config.NATSURL, append(stream.ClientOptions(p.Name, p.Log), p.Config.NATSOptions()...)...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS %s: %w", p.Config.NATSURL, err)
+		return fmt.Errorf("connect to NATS %s: %w", stream.RedactURLs(p.Config.NATSURL), err)
 	}
 	defer p.NATS.Close()
 	if p.JetStream, err = stream.New(p.NATS); err != nil {

@@ -64,6 +64,7 @@ type Keyring struct {
 	active string                 // kid of the sealing key
 	kids   []string               // every kid, active first, in configuration order
 	aeads  map[string]cipher.AEAD // kid → AES-256-GCM
+	macs   map[string][]byte      // kid → HMAC-SHA256 key derived from the kid's key (mac.go)
 }
 
 // ParseKeyring reads a POSTBACK_SECRET_KEY value: "kid:base64key[,kid:base64key…]",
@@ -83,7 +84,7 @@ func ParseKeyring(s string) (*Keyring, error) {
 	if len(parts) == 0 {
 		return nil, fmt.Errorf("%w: no key (want kid:base64key)", ErrBadKeyring)
 	}
-	k := &Keyring{aeads: make(map[string]cipher.AEAD, len(parts))}
+	k := &Keyring{aeads: make(map[string]cipher.AEAD, len(parts)), macs: make(map[string][]byte, len(parts))}
 	for i, p := range parts {
 		kid, b64, found := strings.Cut(p, ":")
 		if !found {
@@ -108,6 +109,7 @@ func ParseKeyring(s string) (*Keyring, error) {
 			return nil, fmt.Errorf("%w: entry %d (kid %q): %v", ErrBadKeyring, i+1, kid, err)
 		}
 		k.aeads[kid] = aead
+		k.macs[kid] = deriveMACKey(key)
 		k.kids = append(k.kids, kid)
 	}
 	k.active = k.kids[0]

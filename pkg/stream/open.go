@@ -16,9 +16,9 @@ func Open(ctx context.Context, nc *nats.Conn, url, name string, o Options) (jets
 	done := func() {}
 	if nc == nil {
 		var err error
-		nc, err = nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
+		nc, err = nats.Connect(url, ClientOptions(name, nil)...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+			return nil, nil, fmt.Errorf("connect to NATS %s: %w", RedactURLs(url), err)
 		}
 		done = nc.Close
 	}

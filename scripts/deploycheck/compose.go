@@ -43,10 +43,11 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 	file := filepath.Join(root, "docker-compose.yml")
 	opts, err := cli.NewProjectOptions([]string{file},
 		cli.WithWorkingDirectory(root),
-		cli.WithEnv([]string{
+		cli.WithEnv(append([]string{
 			"POSTBACK_SECRET_KEY=k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+			"POSTBACK_JOB_KEY=j1:HxwdHh8AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBk=",
 			"POSTBACK_TOKENS=deploycheck-operator-token=*",
-		}),
+		}, natsPasswordEnv()...)),
 		cli.WithInterpolation(true),
 		cli.WithResolvedPaths(true),
 	)
@@ -83,10 +84,24 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 		} else if maj, _ := strconv.Atoi(m[1]); maj < 2 || (maj == 2 && atoi(m[2]) < 12) {
 			fail("%s: image %q: nats-server >= 2.12 is required (JetStream message schedules)", name, s.Image)
 		}
+		// The node's settings (JetStream, the cluster, the users) are in
+		// deploy/nats/compose.conf, which includes auth.conf.
 		cmd := strings.Join(s.Command, " ")
-		for _, flag := range []string{"-js", "--cluster_name", "--cluster ", "--routes", "--name " + name} {
+		for _, flag := range []string{"-c /etc/nats/compose.conf", "--name " + name} {
 			if !strings.Contains(cmd+" ", flag) {
 				fail("%s: command lacks %q", name, strings.TrimSpace(flag))
+			}
+		}
+		mounted := false
+		for _, v := range s.Volumes {
+			mounted = mounted || (filepath.Clean(v.Source) == filepath.Join(root, "deploy", "nats") && v.Target == "/etc/nats")
+		}
+		if !mounted {
+			fail("%s: deploy/nats is not mounted at /etc/nats (its configuration and auth.conf)", name)
+		}
+		for _, u := range natsUsers {
+			if v := s.Environment[natsPasswordVar(u)]; v == nil || *v == "" {
+				fail("%s: %s is not set (auth.conf reads it)", name, natsPasswordVar(u))
 			}
 		}
 		if s.HealthCheck == nil || s.HealthCheck.Disable {
@@ -136,7 +151,16 @@ func loadCompose(root string, known map[string]bool) (*types.Project, []error) {
 			return ""
 		}
 		if urls := strings.Split(env("POSTBACK_NATS_URL"), ","); len(urls) != 3 {
-			fail("%s: POSTBACK_NATS_URL should list the three NATS nodes, got %q", name, env("POSTBACK_NATS_URL"))
+			fail("%s: POSTBACK_NATS_URL should list the three NATS nodes, got %d URLs", name, len(urls))
+		} else {
+			for _, u := range urls {
+				if err := natsUserIs(u, name); err != nil {
+					fail("%s: POSTBACK_NATS_URL: %v", name, err)
+				}
+			}
+		}
+		if jobKey := env("POSTBACK_JOB_KEY") != ""; jobKey != (name == "renderer" || name == "sender") {
+			fail("%s: POSTBACK_JOB_KEY set = %v; only the renderer and the sender hold the job key", name, jobKey)
 		}
 		if env("POSTBACK_STREAM_REPLICAS") != "3" {
 			fail("%s: POSTBACK_STREAM_REPLICAS=%q, want 3", name, env("POSTBACK_STREAM_REPLICAS"))

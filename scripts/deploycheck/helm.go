@@ -53,6 +53,11 @@ func valueSets(chart string) ([]valueSet, error) {
 		{"history.embedded=true,history.existingSecret=pg", "both set"},
 		{"history.embedded=true,gateway.replicaCount=2", "one gateway replica"},
 		{"history.embedded=true,historian.replicaCount=2", "one historian replica"},
+		// NATS: each service its own user, passwords from a Secret only.
+		{"history.embedded=true", "nats.auth.existingSecret is required"},
+		{"history.embedded=true,nats.auth.existingSecret=u,nats.url=nats://gateway:pw@nats:4222", "nats.url carries credentials"},
+		{"history.embedded=true,nats.auth.existingSecret=u,nats.tls.enabled=true", "must be tls://"},
+		{"history.embedded=true,nats.auth.existingSecret=u,nats.tls.caSecret=ca", "nats.tls.enabled is false"},
 	} {
 		sets = append(sets, valueSet{name: "--set " + r.set, set: []string{r.set}, refused: r.refused})
 	}
@@ -62,6 +67,20 @@ func valueSets(chart string) ([]valueSet, error) {
 func (s valueSet) values() (map[string]any, error) {
 	opts := values.Options{ValueFiles: s.files, Values: s.set}
 	return opts.MergeValues(getter.Providers{})
+}
+
+// effectiveValues are set's values over the chart's defaults, as the
+// templates see them.
+func effectiveValues(chart string, set valueSet) (map[string]any, error) {
+	vals, err := set.values()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := loader.Load(chart)
+	if err != nil {
+		return nil, err
+	}
+	return chartutil.CoalesceValues(ch, vals)
 }
 
 // helmRefuses checks that `helm template` fails for set, saying set.refused.

@@ -57,14 +57,20 @@ type decoded struct {
 	netpols     []*networkingv1.NetworkPolicy
 	monitors    []*serviceMonitor
 	accounts    map[string]bool
+	nats        chartNATS // the value set's nats values
 }
 
-func checkManifests(docs []document, known map[string]bool, verbose bool) []error {
+func checkManifests(docs []document, vals map[string]any, known map[string]bool, verbose bool) []error {
 	var errs []error
 	fail := func(src string, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", src, fmt.Sprintf(format, a...)))
 	}
 	d := decoded{configMaps: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}, accounts: map[string]bool{}}
+	n, err := natsOfValues(vals)
+	if err != nil {
+		return []error{err}
+	}
+	d.nats = n
 	seen := map[string]string{}
 	var kinds []string
 	for _, doc := range docs {
@@ -393,6 +399,7 @@ func (d decoded) policy(known map[string]bool) []error {
 		}
 	}
 	errs = append(errs, d.historyPolicy()...)
+	errs = append(errs, d.natsPolicy(d.nats)...)
 	for _, sm := range d.monitors {
 		ok := false
 		for _, s := range d.services {

@@ -11,8 +11,13 @@
 //     and wrong types fail), plus cross-references and the chart's policy
 //     (probes, non-root, read-only root, no capabilities, selectors that match,
 //     Secret keys that exist, one history store for the gateway and the
-//     historian, its URL only from a Secret); the ServiceMonitor and the
-//     PrometheusRule against typed subsets;
+//     historian, its URL only from a Secret; each service its own NATS user
+//     with a password from a Secret, the NATS CA mounted with nats.tls, the
+//     job key for the renderer and the sender only: chartnats.go); the
+//     ServiceMonitor and the PrometheusRule against typed subsets;
+//   - nats: deploy/nats includes the users; charts/nats-values.yaml (the
+//     official nats chart's values) has auth.conf's users and permissions,
+//     each password variable from the users' Secret (nats.go);
 //   - compose: docker-compose.yml loaded by compose-go with the compose-spec
 //     schema, plus the shape the issue asks for;
 //   - images: deploy/Dockerfile (one for every service, ARG SERVICE) is
@@ -114,11 +119,19 @@ func main() {
 			return errs
 		})
 		if docs != nil {
-			r.run("kubernetes schemas and policy "+set.name, func() []error { return checkManifests(docs, known, r.verbose) })
+			r.run("kubernetes schemas and policy "+set.name, func() []error {
+				vals, err := effectiveValues(chart, set)
+				if err != nil {
+					return []error{err}
+				}
+				return checkManifests(docs, vals, known, r.verbose)
+			})
 		}
 	}
 	r.run("chart README lists every value", func() []error { return checkChartReadme(chart) })
 	r.run("docker-compose.yml (compose-go, compose-spec schema)", func() []error { return checkCompose(abs, known) })
+	r.run("deploy/nats (the node configuration includes the users)", func() []error { return checkNATSConfs(abs) })
+	r.run("charts/nats-values.yaml (auth.conf's users, passwords from a Secret)", func() []error { return checkNATSChartValues(abs) })
 	r.run("deploy/Dockerfile", func() []error { return checkDockerfile(abs) })
 	r.run("deploy/Dockerfile's builds, static, for every SERVICE", func() []error { return checkImageBuilds(abs) })
 	r.run("every service in every deployment file", func() []error { return checkTargets(abs) })

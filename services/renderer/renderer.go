@@ -33,6 +33,7 @@ import (
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/inflight"
 	"github.com/postback-dev/postback/pkg/render"
+	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/pkg/template"
@@ -45,6 +46,9 @@ type Config struct {
 	NATSURL string
 	Layout  stream.Options
 	Logger  *slog.Logger
+	// JobKey tags every job the renderer writes (POSTBACK_JOB_KEY), so the
+	// sender can tell it from a forged one (pkg/delivery auth.go). Required.
+	JobKey *secret.Keyring
 	// Workers is how many events are rendered at once (default 256). A
 	// worker spends most of an event waiting for its jobs' acknowledgements,
 	// so the renderer's rate is about Workers / that wait: at 64 it capped
@@ -64,6 +68,9 @@ type Config struct {
 // Run renders events until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	log := telemetry.Logger(cfg.Logger)
+	if cfg.JobKey == nil {
+		return errors.New("renderer: JobKey is required")
+	}
 	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-renderer", cfg.Layout)
 	if err != nil {
 		return fmt.Errorf("renderer: %w", err)
@@ -79,6 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	r.tracer = stream.NewTracer(cfg.TracerProvider)
+	r.jobKey = cfg.JobKey
 	r.deliveries.Grace = cfg.Layout.Grace
 	consumers, err := stream.RendererConsumers(ctx, js, stream.AckWait, 4096)
 	if err != nil {
@@ -118,6 +126,7 @@ type renderer struct {
 	log        *slog.Logger
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
+	jobKey     *secret.Keyring
 
 	// limits bound each rendered request: render.DefaultLimits, the body
 	// held to what a queued delivery can carry over this connection.
@@ -374,6 +383,9 @@ func (r *renderer) job(ep *postbackv1.Endpoint, ev *stream.Event, dlvID string) 
 		if c.templated[h.Name] && !h.Secret {
 			job.Headers = append(job.Headers, delivery.Header{Name: h.Name, Value: h.Value})
 		}
+	}
+	if err := job.Authenticate(r.jobKey); err != nil {
+		return nil, nil, err
 	}
 	body, err := job.MarshalBinary()
 	if err != nil {

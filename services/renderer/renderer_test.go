@@ -2,6 +2,7 @@ package renderer
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -40,6 +42,9 @@ func startRenderer(t *testing.T) (*renderer, jetstream.JetStream) {
 	}
 	r, err := newRenderer(ctx, js, slog.New(slog.DiscardHandler), ctx)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if r.jobKey, err = secret.ParseKeyring("j1:" + base64.StdEncoding.EncodeToString(make([]byte, secret.KeySize))); err != nil {
 		t.Fatal(err)
 	}
 	return r, js

@@ -26,8 +26,10 @@
 // endpoint is fast and is deferred to its expected turn otherwise, so a
 // server that answers slowly, or never, holds only its own share.
 //
-// Poison (stream.DeadLetters): a job that cannot be decoded or names no
-// well-formed delivery goes to the dead letters at once; a handler that
+// Poison (stream.DeadLetters): a job that cannot be decoded, names no
+// well-formed delivery, or does not carry the renderer's tag under the job
+// key (pkg/delivery auth.go: a job forged on the broker) goes to the dead
+// letters at once, unsent; a handler that
 // panics on a job gives it back a bounded number of times first.
 //
 // Sending once: before a request goes out the sender claims the attempt, a
@@ -92,7 +94,11 @@ type Config struct {
 	Limiter    limiter.Limiter
 	Dispatcher *dispatch.Dispatcher
 	Keyring    *secret.Keyring
-	Logger     *slog.Logger
+	// JobKey checks the tag the renderer puts on every job
+	// (POSTBACK_JOB_KEY): a job whose tag does not verify is FAILED and
+	// sent nowhere (pkg/delivery auth.go). Required.
+	JobKey *secret.Keyring
+	Logger *slog.Logger
 	// Workers is how many requests are in flight at once (default 256).
 	Workers int
 	// InFlightPerEndpoint is an endpoint's default share: how many of its
@@ -118,8 +124,8 @@ type Config struct {
 // Run sends deliveries until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	log := telemetry.Logger(cfg.Logger)
-	if cfg.Limiter == nil || cfg.Dispatcher == nil || cfg.Keyring == nil {
-		return errors.New("sender: Limiter, Dispatcher and Keyring are required")
+	if cfg.Limiter == nil || cfg.Dispatcher == nil || cfg.Keyring == nil || cfg.JobKey == nil {
+		return errors.New("sender: Limiter, Dispatcher, Keyring and JobKey are required")
 	}
 	js, closeNATS, err := stream.Open(ctx, cfg.NATS, cfg.NATSURL, "postback-sender", cfg.Layout)
 	if err != nil {
@@ -299,6 +305,16 @@ func (s *sender) handle(ctx context.Context, m jetstream.Msg, dead *stream.DeadL
 		err = stream.Poison("undecodable delivery job: %v", err)
 	} else {
 		err = stream.CheckJob(&job)
+	}
+	if err == nil {
+		// Before anything is booked or recorded: a job the renderer did
+		// not write (forged by someone with access to the broker) is
+		// dead-lettered, never sent, and touches no delivery record.
+		if aerr := job.Authentic(s.cfg.JobKey); aerr != nil {
+			s.log.ErrorContext(ctx, "refused a delivery job that does not authenticate; it goes to the dead letters, unsent",
+				"delivery_id", job.DeliveryID, "endpoint_id", job.EndpointID, "account_id", job.AccountID, "subject", m.Subject(), "error", aerr)
+			err = stream.Poison("%v", aerr)
+		}
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

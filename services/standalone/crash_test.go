@@ -107,14 +107,14 @@ func crashCase(t *testing.T, bins map[string]string, pg *pgtest.Server, victim, 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	natsURL, noAckURL := startNATS(t, bins["nats"], dir)
-	key := newKeyring(t)
+	key, jobKey := newKeyring(t), newKeyring(t)
 	retry := victim == "retry"
 	a := newLedger(retry)
 	rc := newReceiver(t)
 	rc.answer = a.answer
 
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env := []string{"POSTBACK_NATS_URL=" + natsURL, "POSTBACK_SECRET_KEY=" + key, "POSTBACK_RETRY_SCHEDULE=1s",
+	env := []string{"POSTBACK_NATS_URL=" + natsURL, "POSTBACK_SECRET_KEY=" + key, "POSTBACK_JOB_KEY=" + jobKey, "POSTBACK_RETRY_SCHEDULE=1s",
 		"POSTBACK_ALLOW_CIDRS=127.0.0.1/32", "POSTBACK_HTTP_ADDR=" + httpAddr, "POSTBACK_DATA_DIR=" + filepath.Join(dir, victim),
 		"POSTBACK_LOG_LEVEL=info"}
 	grpcAddr := ""
@@ -134,7 +134,7 @@ func crashCase(t *testing.T, bins map[string]string, pg *pgtest.Server, victim, 
 		h := start(t, filepath.Join(dir, "standalone"), func(c *Config) {
 			c.NATSURL = natsURL
 			c.HistoryURL = url
-			c.SecretKey = key
+			c.SecretKey, c.JobKey = key, jobKey
 			c.RetrySchedule = "1s"
 			c.Targets = strings.Join(slices.DeleteFunc(slices.Clone(crashTargets), func(s string) bool { return s == victim }), ",")
 			c.Logger = fileLogger(t, logs[1])
@@ -416,18 +416,18 @@ func TestAnIdempotencyKeyHoldsAcrossAKillAndARestart(t *testing.T) {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			dir := t.TempDir()
 			rc := newReceiver(t)
-			key := newKeyring(t)
+			key, jobKey := newKeyring(t), newKeyring(t)
 			grpcAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 			env := []string{"POSTBACK_GRPC_ADDR=" + grpcAddr, "POSTBACK_HTTP_ADDR=" + httpAddr, "POSTBACK_ALLOW_CIDRS=127.0.0.1/32",
-				"POSTBACK_SECRET_KEY=" + key, "POSTBACK_DATA_DIR=" + filepath.Join(dir, c.victim), "POSTBACK_INSECURE_NO_AUTH=true"}
+				"POSTBACK_SECRET_KEY=" + key, "POSTBACK_JOB_KEY=" + jobKey, "POSTBACK_DATA_DIR=" + filepath.Join(dir, c.victim), "POSTBACK_INSECURE_NO_AUTH=true"}
 			logs := []string{filepath.Join(dir, c.victim+".log")}
 			if c.victim == "gateway" {
 				url := pg.NewDatabase(t)
 				logs = append(logs, filepath.Join(dir, "standalone.log"))
 				h := start(t, filepath.Join(dir, "standalone"), func(cfg *Config) {
 					cfg.Targets = "renderer,sender,retry,historian"
-					cfg.SecretKey = key
+					cfg.SecretKey, cfg.JobKey = key, jobKey
 					cfg.HistoryURL = url
 					cfg.Logger = fileLogger(t, logs[1])
 				})
@@ -557,7 +557,8 @@ authorization {
 	return fmt.Sprintf("nats://postback:postback@127.0.0.1:%d", port), fmt.Sprintf("nats://noack:noack@127.0.0.1:%d", port)
 }
 
-// newKeyring is a POSTBACK_SECRET_KEY every process of a case shares.
+// newKeyring is a keyring (POSTBACK_SECRET_KEY, POSTBACK_JOB_KEY) every
+// process of a case shares.
 func newKeyring(t *testing.T) string {
 	t.Helper()
 	k := make([]byte, 32)

@@ -145,10 +145,12 @@ func TestLimitsAreExactAtTheReceiver(t *testing.T) {
 	}
 	for _, shape := range shapes {
 		t.Run(shape.name, func(t *testing.T) {
-			edit := func(*Config) {}
+			// The extra senders share the first one's keys, as replicas do.
+			secretKey, jobKey := newKeyring(t), newKeyring(t)
+			edit := func(cfg *Config) { cfg.SecretKey, cfg.JobKey = secretKey, jobKey }
 			if shape.redis {
 				url := redistest.Start(t).URL
-				edit = func(cfg *Config) { cfg.RedisURL = url }
+				edit = func(cfg *Config) { cfg.SecretKey, cfg.JobKey, cfg.RedisURL = secretKey, jobKey, url }
 			}
 			h := start(t, "", edit)
 			for range shape.replicas - 1 {

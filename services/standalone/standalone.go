@@ -78,7 +78,9 @@ type Config struct {
 // Addrs are where a running standalone listens.
 type Addrs struct {
 	GRPC, HTTP net.Addr
-	NATS       string
+	// NATS is the broker's URL; the embedded server's carries the admin
+	// user's credentials (log it only through stream.RedactURLs).
+	NATS string
 }
 
 // Run runs everything until ctx ends. A stop asked while it is still
@@ -128,6 +130,10 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	jobKey, err := cfg.JobKeyring(true)
+	if err != nil {
+		return err
+	}
 	allow, err := cfg.Allow()
 	if err != nil {
 		return err
@@ -167,18 +173,31 @@ func run(ctx context.Context, cfg Config) error {
 		if port == 0 {
 			port = -1
 		}
-		srv, err := broker.Start(broker.Options{Port: port, DataDir: cfg.DataDir})
+		// The embedded server is locked: each service connects as its own
+		// user with the permissions of pkg/broker users.go; the passwords
+		// are generated into the data dir (0600) on the first start.
+		creds, err := broker.LoadOrCreateCredentials(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		srv, err := broker.Start(broker.Options{Port: port, DataDir: cfg.DataDir, Credentials: creds, Logger: log})
 		if err != nil {
 			return err
 		}
 		defer srv.Stop()
-		natsURL = srv.ClientURL()
-		connect = srv.Connect
+		natsURL = srv.URL()
+		connect = func(name string) (*nats.Conn, error) {
+			user := strings.TrimPrefix(name, "postback-")
+			if user == "standalone" {
+				user = broker.AdminUser
+			}
+			return srv.Connect(user, stream.ClientOptions(name, log)...)
+		}
 	} else {
 		connect = func(name string) (*nats.Conn, error) {
-			nc, err := nats.Connect(natsURL, nats.Name(name), nats.MaxReconnects(-1))
+			nc, err := nats.Connect(natsURL, append(stream.ClientOptions(name, log), cfg.NATSOptions()...)...)
 			if err != nil {
-				return nil, fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+				return nil, fmt.Errorf("connect to NATS %s: %w", stream.RedactURLs(natsURL), err)
 			}
 			return nc, nil
 		}
@@ -224,7 +243,7 @@ func run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	w := &wiring{cfg: cfg, layout: layout, keyring: keyring, sched: sched, limiter: lim, store: store, probes: probes,
+	w := &wiring{cfg: cfg, layout: layout, keyring: keyring, jobKey: jobKey, sched: sched, limiter: lim, store: store, probes: probes,
 		tokens: tokens, serverTLS: serverTLS, tel: tels, log: log, conns: conns,
 		dispatchers: map[string]*dispatch.Dispatcher{}}
 	// The sender's requests, and the gateway's TestEndpoint, each under
@@ -291,7 +310,7 @@ func run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return
 		}
-		log.Info("postback standalone ready", "grpc_addr", fmt.Sprint(addrs.GRPC), "http_addr", fmt.Sprint(addrs.HTTP), "nats_url", addrs.NATS, "targets", cfg.Targets,
+		log.Info("postback standalone ready", "grpc_addr", fmt.Sprint(addrs.GRPC), "http_addr", fmt.Sprint(addrs.HTTP), "nats_url", stream.RedactURLs(addrs.NATS), "targets", cfg.Targets,
 			"traces", tel.Traces, "metrics", tel.Metrics)
 		if cfg.Ready != nil {
 			cfg.Ready(addrs)
@@ -310,6 +329,7 @@ type wiring struct {
 	cfg       Config
 	layout    stream.Options
 	keyring   *secret.Keyring
+	jobKey    *secret.Keyring
 	sched     schedule.Schedule
 	limiter   limiter.Limiter
 	store     history.Store
@@ -343,11 +363,11 @@ var targets = []target{
 		})
 	}},
 	{"renderer", func(ctx context.Context, w *wiring) error {
-		return renderer.Run(ctx, renderer.Config{NATS: w.conns["renderer"], Layout: w.layout, Logger: w.log.With("service", "renderer"),
+		return renderer.Run(ctx, renderer.Config{NATS: w.conns["renderer"], Layout: w.layout, JobKey: w.jobKey, Logger: w.log.With("service", "renderer"),
 			TracerProvider: w.tel["renderer"].TracerProvider, MeterProvider: w.tel["renderer"].MeterProvider})
 	}},
 	{"sender", func(ctx context.Context, w *wiring) error {
-		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, Limiter: w.limiter, Dispatcher: w.dispatchers["sender"],
+		return sender.Run(ctx, sender.Config{NATS: w.conns["sender"], Layout: w.layout, JobKey: w.jobKey, Limiter: w.limiter, Dispatcher: w.dispatchers["sender"],
 			Keyring: w.keyring, Workers: w.cfg.SenderWorkers, InFlightPerEndpoint: w.cfg.InFlightPerEndpoint, Logger: w.log.With("service", "sender"),
 			MaxRetryAfter:  sender.LongestStep(w.sched), // a Retry-After holds an endpoint back no longer than the schedule waits
 			TracerProvider: w.tel["sender"].TracerProvider, MeterProvider: w.tel["sender"].MeterProvider})

@@ -85,6 +85,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "postback.ownsRedisPassword" -}}
 {{- if and (not .Values.redis.existingSecret) (not .Values.redis.url) .Values.redis.host (not .Values.redis.existingPasswordSecret) .Values.redis.password }}true{{ end }}
 {{- end }}
+{{- define "postback.ownsJobKey" -}}
+{{- if not .Values.jobKey.existingSecret }}true{{ end }}
+{{- end }}
 {{- define "postback.ownsTokens" -}}
 {{- if not .Values.tokens.existingSecret }}true{{ end }}
 {{- end }}
@@ -122,6 +125,64 @@ history.existingSecret, or (trials only) history.embedded; never neither.
 {{- end }}
 {{- end }}
 
+{{/* The components that hold the job key (POSTBACK_JOB_KEY): the renderer tags jobs, the sender verifies them. */}}
+{{- define "postback.jobKeyComponents" -}}
+renderer sender
+{{- end }}
+
+{{/* Whether each service connects as its own NATS user (nats.auth; a whole URL from nats.existingSecret wins). */}}
+{{- define "postback.natsAuth" -}}
+{{- if and .Values.nats.auth.enabled (not .Values.nats.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* Where the NATS CA bundle is mounted (nats.tls.caSecret). */}}
+{{- define "postback.natsCADir" -}}
+/etc/postback/nats-ca
+{{- end }}
+
+{{/*
+The NATS settings, checked before anything renders (after the history store):
+the URLs, the users' Secret with nats.auth, tls:// with nats.tls.
+*/}}
+{{- define "postback.validateNATS" -}}
+{{- $n := .Values.nats }}
+{{- if and (not $n.existingSecret) (not $n.url) }}
+{{- fail "nats.url (or nats.existingSecret) is required: the services need an external NATS JetStream cluster, e.g. nats.url=nats://nats.nats.svc.cluster.local:4222 (see charts/nats-values.yaml)" }}
+{{- end }}
+{{- if and (not $n.existingSecret) (contains "@" $n.url) }}
+{{- fail "nats.url carries credentials (user:password@): they would be in the ConfigMap and the manifests. Put the passwords in the Secret of nats.auth.existingSecret (each service its own user), or a whole URL in a Secret named by nats.existingSecret" }}
+{{- end }}
+{{- if and (include "postback.natsAuth" .) (not $n.auth.existingSecret) }}
+{{- fail (printf `nats.auth.existingSecret is required: each service connects to NATS as its own user (gateway, renderer, sender, retry, historian; deploy/nats/auth.conf), its password from this Secret, which the NATS servers read too (charts/nats-values.yaml). Create it once with URL-safe passwords, in both namespaces: for u in postback gateway renderer sender retry historian; do echo "$u=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')"; done > nats-users.env; kubectl -n nats create secret generic postback-nats-users --from-env-file=nats-users.env; kubectl -n %s create secret generic postback-nats-users --from-env-file=nats-users.env; rm nats-users.env. Then set nats.auth.existingSecret=postback-nats-users. (nats.existingSecret instead gives every service one URL with credentials: one user for all, discouraged; nats.auth.enabled=false only for an unlocked NATS.)` .Release.Namespace) }}
+{{- end }}
+{{- if and $n.tls.enabled (not $n.existingSecret) }}
+{{- range $u := splitList "," $n.url }}
+{{- if not (hasPrefix "tls://" (trim $u)) }}
+{{- fail (printf "nats.tls.enabled: every URL of nats.url must be tls://, not %q (e.g. tls://nats.nats.svc.cluster.local:4222)" (trim $u)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and $n.tls.caSecret (not $n.tls.enabled) }}
+{{- fail "nats.tls.caSecret is set but nats.tls.enabled is false: set nats.tls.enabled=true (and tls:// URLs in nats.url), or drop the caSecret" }}
+{{- end }}
+{{- end }}
+
+{{/*
+A component's POSTBACK_NATS_URL under nats.auth: every URL of nats.url with
+<component>:$(NATS_PASSWORD)@ inserted (Kubernetes expands $(NATS_PASSWORD),
+an earlier variable of the container, from the Secret): (dict "root" $ "component" "sender").
+*/}}
+{{- define "postback.natsURL" -}}
+{{- $component := .component }}
+{{- $urls := list }}
+{{- range $u := splitList "," .root.Values.nats.url }}
+{{- $u = trim $u }}
+{{- $parts := splitn "://" 2 $u }}
+{{- $urls = append $urls (printf "%s://%s:$(NATS_PASSWORD)@%s" $parts._0 $component $parts._1) }}
+{{- end }}
+{{- join "," $urls }}
+{{- end }}
+
 {{/* Whether Redis is configured at all. */}}
 {{- define "postback.redisConfigured" -}}
 {{- if or .Values.redis.existingSecret .Values.redis.url .Values.redis.host }}true{{ end }}
@@ -140,6 +201,23 @@ Secret (lookup; empty under `helm template`); else 32 fresh random bytes.
 {{- index $existing.data "secret-key" | b64dec }}
 {{- else }}
 {{- printf "k1:%s" (randBytes 32) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The job key: the given value; else the one already stored in the release's
+Secret (lookup; empty under `helm template`); else 32 fresh random bytes.
+*/}}
+{{- define "postback.jobKeyValue" -}}
+{{- if .Values.jobKey.value }}
+{{- .Values.jobKey.value }}
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "postback.secretName" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "job-key") }}
+{{- index $existing.data "job-key" | b64dec }}
+{{- else }}
+{{- printf "j1:%s" (randBytes 32) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -180,6 +258,19 @@ Secret; else one generated operator token (32 random characters, account *).
     secretKeyRef:
       name: {{ $v.nats.existingSecret }}
       key: {{ $v.nats.existingSecretKey }}
+{{- else if include "postback.natsAuth" $root }}
+{{- /* The service's own NATS user: its password (not a POSTBACK_ variable), then the URLs built with it. */}}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.nats.auth.existingSecret }}
+      key: {{ .component }}
+- name: POSTBACK_NATS_URL
+  value: {{ include "postback.natsURL" . | quote }}
+{{- end }}
+{{- if and $v.nats.tls.enabled $v.nats.tls.caSecret }}
+- name: POSTBACK_NATS_CA
+  value: {{ printf "%s/ca.crt" (include "postback.natsCADir" $root) }}
 {{- end }}
 {{- if has .component (list "gateway" "sender") }}
 - name: POSTBACK_SECRET_KEY
@@ -187,6 +278,13 @@ Secret; else one generated operator token (32 random characters, account *).
     secretKeyRef:
       name: {{ default (include "postback.secretName" $root) $v.secretKey.existingSecret }}
       key: {{ ternary $v.secretKey.existingSecretKey "secret-key" (not (empty $v.secretKey.existingSecret)) }}
+{{- end }}
+{{- if has .component (splitList " " (include "postback.jobKeyComponents" $root)) }}
+- name: POSTBACK_JOB_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "postback.secretName" $root) $v.jobKey.existingSecret }}
+      key: {{ ternary $v.jobKey.existingSecretKey "job-key" (not (empty $v.jobKey.existingSecret)) }}
 {{- end }}
 {{- if has .component (splitList " " (include "postback.historyComponents" $root)) }}
 {{- if $v.history.existingSecret }}

@@ -16,7 +16,11 @@ func main() {
 		if err != nil {
 			return err
 		}
-		return renderer.Run(ctx, renderer.Config{NATS: p.NATS, Layout: layout, Logger: p.Log,
+		jobKey, err := p.Config.JobKeyring(false)
+		if err != nil {
+			return err
+		}
+		return renderer.Run(ctx, renderer.Config{NATS: p.NATS, Layout: layout, Logger: p.Log, JobKey: jobKey,
 			TracerProvider: p.Telemetry.TracerProvider, MeterProvider: p.Telemetry.MeterProvider})
 	})
 }

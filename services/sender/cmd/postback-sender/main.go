@@ -22,6 +22,10 @@ func main() {
 		if err != nil {
 			return err
 		}
+		jobKey, err := p.Config.JobKeyring(false)
+		if err != nil {
+			return err
+		}
 		allow, err := p.Config.Allow()
 		if err != nil {
 			return err
@@ -39,7 +43,7 @@ func main() {
 		tp := p.Telemetry.TracerProvider
 		return sender.Run(ctx, sender.Config{NATS: p.NATS, Layout: layout, Limiter: lim,
 			Dispatcher: dispatch.New(dispatch.Options{Allow: allow, Version: version, TracerProvider: tp}),
-			Keyring:    keyring, Workers: p.Config.SenderWorkers, InFlightPerEndpoint: p.Config.InFlightPerEndpoint,
+			Keyring:    keyring, JobKey: jobKey, Workers: p.Config.SenderWorkers, InFlightPerEndpoint: p.Config.InFlightPerEndpoint,
 			MaxRetryAfter: sender.LongestStep(sched), // a Retry-After holds an endpoint back no longer than the schedule waits
 			Logger:        p.Log, TracerProvider: tp, MeterProvider: p.Telemetry.MeterProvider})
 	})

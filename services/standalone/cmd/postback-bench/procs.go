@@ -286,7 +286,7 @@ func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool, e
 	// embedded history store there) is the run's own: left to its default,
 	// ./data, it was the checkout's, and every run's history piled up in it.
 	env := append(commonEnv(), "POSTBACK_NATS_URL=nats://"+natsAddr, "POSTBACK_REDIS_URL=redis://"+redisAddr,
-		"POSTBACK_SECRET_KEY="+secretKey(), "POSTBACK_DATA_DIR="+filepath.Join(work, "cluster-data"))
+		"POSTBACK_SECRET_KEY="+secretKey(), "POSTBACK_JOB_KEY="+secretKey(), "POSTBACK_DATA_DIR="+filepath.Join(work, "cluster-data"))
 	env = append(env, extraEnv...)
 	if pprof {
 		env = append(env, "POSTBACK_PPROF=true")

@@ -89,6 +89,9 @@ func run(addr, token string) error {
 	defer func() { // a demo leaves nothing behind: a later one would deliver to this vanished receiver too
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		if token != "" { // a fresh context: the call's own token again
+			dctx = metadata.AppendToOutgoingContext(dctx, "authorization", "Bearer "+token)
+		}
 		if _, err := endpoints.DeleteEndpoint(dctx, &postbackv1.DeleteEndpointRequest{Id: ep.Id}); err != nil {
 			fmt.Printf("could not delete endpoint %s: %v\n", ep.Id, err)
 			return
