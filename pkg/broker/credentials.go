@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/postback-dev/postback/pkg/datadir"
 )
 
 // CredentialsFile is the name, in the data dir, of the file that holds the
@@ -60,59 +60,31 @@ func LoadOrCreateCredentials(dataDir string) (Credentials, error) {
 			}
 		}
 	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if exists {
-		flags = os.O_WRONLY | os.O_TRUNC
-	}
-	f, err := os.OpenFile(path, flags, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return loadCredentials(path) // another process created it first
-	}
-	if err != nil {
-		return nil, fmt.Errorf("broker: creating %s: %w", path, err)
-	}
 	var b strings.Builder
 	b.WriteString("# NATS users of the embedded server and their passwords; keep this file 0600.\n")
 	for _, u := range Users {
 		b.WriteString(u + ":" + c[u] + "\n")
 	}
-	_, werr := f.WriteString(b.String())
-	if werr == nil && runtime.GOOS != "windows" {
-		werr = f.Chmod(0o600)
+	err = datadir.WritePrivate(path, []byte(b.String()), !exists)
+	if errors.Is(err, fs.ErrExist) {
+		return loadCredentials(path) // another process created it first
 	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return nil, fmt.Errorf("broker: writing %s: %w", path, werr)
+	if err != nil {
+		return nil, fmt.Errorf("broker: writing the credentials file: %w", err)
 	}
 	return c, nil
 }
 
 func loadCredentials(path string) (Credentials, error) {
-	info, err := os.Stat(path)
+	data, err := datadir.ReadPrivate(path, "credentials file")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("broker: credentials file: %w", err)
+		return nil, fmt.Errorf("broker: %w", err)
 	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("broker: credentials file %s is not a regular file", path)
-	}
-	if perm := info.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("broker: credentials file %s has mode %04o, more open than 0600; run chmod 600 on it", path, perm)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("broker: reading the credentials file: %w", err)
-	}
-	defer f.Close()
 	c := Credentials{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -123,9 +95,6 @@ func loadCredentials(path string) (Credentials, error) {
 			return nil, fmt.Errorf("broker: credentials file %s line %d: want user:password", path, n)
 		}
 		c[user] = pass
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("broker: reading the credentials file: %w", err)
 	}
 	return c, nil
 }

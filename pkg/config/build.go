@@ -50,45 +50,35 @@ func (c Config) Logger() *slog.Logger {
 // Keyring parses POSTBACK_SECRET_KEY; when it is unset and generate is true
 // (standalone), it loads or creates DataDir/secret.key (mode 0600).
 func (c Config) Keyring(generate bool) (*secret.Keyring, error) {
-	if c.SecretKey != "" {
-		k, err := secret.ParseKeyring(c.SecretKey)
-		if err != nil {
-			return nil, fmt.Errorf("POSTBACK_SECRET_KEY: %w", err)
-		}
-		return k, nil
-	}
-	if !generate {
-		return nil, errors.New("POSTBACK_SECRET_KEY is required (kid:base64 of 32 random bytes, e.g. k1:$(head -c 32 /dev/urandom | base64))")
-	}
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
-	}
-	k, err := secret.LoadOrCreate(filepath.Join(c.DataDir, KeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("secret key file: %w", err)
-	}
-	return k, nil
+	return c.keyring("POSTBACK_SECRET_KEY", c.SecretKey, "k1", KeyFile, generate)
 }
 
 // JobKeyring parses POSTBACK_JOB_KEY; when it is unset and generate is true
 // (standalone), it loads or creates DataDir/job.key (mode 0600).
 func (c Config) JobKeyring(generate bool) (*secret.Keyring, error) {
-	if c.JobKey != "" {
-		k, err := secret.ParseKeyring(c.JobKey)
+	return c.keyring("POSTBACK_JOB_KEY", c.JobKey, "j1", JobKeyFile, generate)
+}
+
+// keyring parses the keyring value of variable name, or (unset, generate)
+// loads or creates file in the data dir; kid names the example in the error
+// for a missing value.
+func (c Config) keyring(name, value, kid, file string, generate bool) (*secret.Keyring, error) {
+	if value != "" {
+		k, err := secret.ParseKeyring(value)
 		if err != nil {
-			return nil, fmt.Errorf("POSTBACK_JOB_KEY: %w", err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		return k, nil
 	}
 	if !generate {
-		return nil, errors.New("POSTBACK_JOB_KEY is required (kid:base64 of 32 random bytes, e.g. j1:$(head -c 32 /dev/urandom | base64))")
+		return nil, fmt.Errorf("%s is required (kid:base64 of 32 random bytes, e.g. %s:$(head -c 32 /dev/urandom | base64))", name, kid)
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", c.DataDir, err)
 	}
-	k, err := secret.LoadOrCreate(filepath.Join(c.DataDir, JobKeyFile))
+	k, err := secret.LoadOrCreate(filepath.Join(c.DataDir, file))
 	if err != nil {
-		return nil, fmt.Errorf("job key file: %w", err)
+		return nil, fmt.Errorf("%s file: %w", file, err)
 	}
 	return k, nil
 }

@@ -31,10 +31,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/postback-dev/postback/pkg/datadir"
 )
 
 const (
@@ -180,64 +179,29 @@ func LoadOrCreate(path string) (*Keyring, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("secret: creating the keyring directory: %w", err)
-	}
 	entry, err := GenerateKey()
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = datadir.WritePrivate(path, []byte(entry+"\n"), true)
 	if errors.Is(err, fs.ErrExist) {
 		return load(path) // another process created it first: use its key
 	}
 	if err != nil {
 		return nil, fmt.Errorf("secret: creating the keyring file: %w", err)
 	}
-	if err := writeKeyring(f, entry); err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("secret: writing the keyring file %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() // best effort: make the new directory entry durable
-		d.Close()
-	}
 	return ParseKeyring(entry)
-}
-
-func writeKeyring(f *os.File, entry string) error {
-	_, werr := f.WriteString(entry + "\n")
-	if werr == nil && runtime.GOOS != "windows" {
-		werr = f.Chmod(0o600) // exact mode whatever the umask
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	return werr
 }
 
 // load reads and parses an existing keyring file, refusing one more open than 0600.
 // A missing file yields an error matching fs.ErrNotExist.
 func load(path string) (*Keyring, error) {
-	info, err := os.Stat(path)
+	data, err := datadir.ReadPrivate(path, "keyring file")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("secret: keyring file: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("secret: keyring file %s is not a regular file", path)
-	}
-	if perm := info.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
-		return nil, fmt.Errorf("secret: keyring file %s has mode %04o, more open than 0600; run chmod 600 on it", path, perm)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("secret: reading the keyring file: %w", err)
+		return nil, fmt.Errorf("secret: %w", err)
 	}
 	k, err := ParseKeyring(string(data))
 	if err != nil {

@@ -61,25 +61,9 @@ include "auth.conf"
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		opts, err := server.ProcessConfigFile(conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.NoLog, opts.NoSigs = true, true
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		servers = append(servers, s)
+		servers = append(servers, startConfigured(t, conf))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
 	}
-	t.Cleanup(func() {
-		for _, s := range servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
 	for _, s := range servers {
 		if !s.ReadyForConnections(15 * time.Second) {
 			t.Fatal("a NATS node is not ready after 15s")
@@ -103,6 +87,24 @@ include "auth.conf"
 		return err == nil
 	})
 	return urls, passwords
+}
+
+// startConfigured starts a nats-server from the configuration file conf, as
+// the nats-server binary would, until the test ends.
+func startConfigured(t *testing.T, conf string) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
 }
 
 // withUser is the comma-separated server list with user's credentials on
@@ -229,17 +231,7 @@ authorization { users = [ { user: "postback", password: "tls-test-pw" } ] }
 `, port, filepath.Join(dir, "js"), pair.CertFile, pair.KeyFile)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	s := startConfigured(t, conf)
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("the TLS NATS server is not ready")
 	}
