@@ -46,6 +46,8 @@ cleanup() {
 	[ -z "${src:-}" ] || rm -rf "$src"
 	if [ "$passed" = 1 ] && [ "${E2E_KEEP:-0}" != 1 ]; then
 		rm -rf "$CLUSTER_DIR"
+	elif [ "$passed" = 1 ]; then
+		echo "cluster-e2e: passed; logs kept in $CLUSTER_DIR/logs (E2E_KEEP=1)"
 	elif [ -d "$CLUSTER_DIR" ]; then
 		echo "cluster-e2e: FAILED; logs kept in $CLUSTER_DIR/logs" >&2
 	fi
