@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/postback-dev/postback/pkg/broker"
 )
 
 // proc is a child process whose CPU time and memory the bench reads from /proc.
@@ -198,7 +201,7 @@ func startStandalone(ctx context.Context, bin, work string, pprof bool, extraEnv
 		d.stop()
 		return nil, err
 	}
-	d.natsURL, err = embeddedNATSURL(ctx, p.log)
+	d.natsURL, err = embeddedNATSURL(ctx, p.log, filepath.Join(work, "standalone-data"))
 	if err != nil {
 		progress("warning: standalone: the embedded NATS server's URL is not known (%v): the scenarios that need it are skipped", err)
 	}
@@ -209,10 +212,12 @@ func startStandalone(ctx context.Context, bin, work string, pprof bool, extraEnv
 // free port, picked at start) from the line postback-standalone prints on
 // stdout once every service is serving, "postback <version> ready: grpc
 // <addr>, http <addr>, nats <url>": standalone exposes it nowhere else but
-// in its info log, which the bench turns off. That line may come a moment
-// after /readyz answers, so the log is read again for up to 10 s. Only a
-// loopback URL is taken: the bench sends nothing anywhere else.
-func embeddedNATSURL(ctx context.Context, logPath string) (string, error) {
+// in its info log, which the bench turns off. The line's URL names the
+// admin user with its password redacted; the password is read from the
+// data dir's credentials file, as an operator would. That line may come a
+// moment after /readyz answers, so the log is read again for up to 10 s.
+// Only a loopback URL is taken: the bench sends nothing anywhere else.
+func embeddedNATSURL(ctx context.Context, logPath, dataDir string) (string, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		b, err := os.ReadFile(logPath)
@@ -223,12 +228,19 @@ func embeddedNATSURL(ctx context.Context, logPath string) (string, error) {
 			if !strings.Contains(line, " ready: grpc ") {
 				continue
 			}
-			_, url, ok := strings.Cut(line, ", nats ")
-			url = strings.TrimSpace(url)
-			if !ok || !strings.HasPrefix(url, "nats://127.0.0.1:") {
-				return "", fmt.Errorf("the ready line %q names no loopback NATS URL", line)
+			_, raw, ok := strings.Cut(line, ", nats ")
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if !ok || err != nil || u.Scheme != "nats" || u.Hostname() != "127.0.0.1" {
+				return "", fmt.Errorf("the ready line names no loopback NATS URL")
 			}
-			return url, nil
+			if u.User != nil {
+				creds, err := broker.LoadOrCreateCredentials(dataDir)
+				if err != nil {
+					return "", err
+				}
+				u.User = url.UserPassword(u.User.Username(), creds[u.User.Username()])
+			}
+			return u.String(), nil
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("no ready line in %s within 10s", logPath)

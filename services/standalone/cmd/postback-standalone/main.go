@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/postback-dev/postback/pkg/process"
+	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/telemetry"
 	"github.com/postback-dev/postback/services/standalone"
 )
@@ -41,7 +42,10 @@ func main() {
 	defer stop()
 	err := standalone.Run(ctx, standalone.Config{Config: cfg, Version: version, Logger: log,
 		Ready: func(a standalone.Addrs) {
-			fmt.Printf("postback %s ready: grpc %s, http %s, nats %s\n", version, a.GRPC, a.HTTP, a.NATS)
+			// The embedded server's URL carries the admin's password: it
+			// is printed redacted (the passwords are in the data dir's
+			// nats-credentials file, 0600).
+			fmt.Printf("postback %s ready: grpc %s, http %s, nats %s\n", version, a.GRPC, a.HTTP, stream.RedactURLs(a.NATS))
 		}})
 	if err != nil {
 		log.Error("postback-standalone stopped", "error", err)

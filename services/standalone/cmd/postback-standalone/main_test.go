@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,4 +114,73 @@ func TestABadSettingStopsTheBinaryBeforeItStartsAnything(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The ready line names the embedded NATS server's URL for operators and
+// tools, but never its admin password (nor any other generated secret): the
+// passwords stay in the data dir's nats-credentials file.
+func TestTheReadyLineShowsNoPassword(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool builds the binary under test: %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "postback-standalone")
+	if b, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	data := filepath.Join(dir, "data")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(), "POSTBACK_DATA_DIR="+data, "POSTBACK_GRPC_ADDR=127.0.0.1:0", "POSTBACK_HTTP_ADDR=127.0.0.1:0")
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+	for !strings.Contains(stdout.String(), " ready: ") {
+		if ctx.Err() != nil {
+			t.Fatalf("no ready line within 60 s; stderr: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	creds, err := os.ReadFile(filepath.Join(data, "nats-credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "nats://postback:xxxxx@127.0.0.1:") {
+		t.Errorf("the ready line does not name the redacted admin URL: %q", stdout.String())
+	}
+	for _, line := range strings.Split(string(creds), "\n") {
+		_, pass, ok := strings.Cut(line, ":")
+		if !ok || strings.HasPrefix(line, "#") || pass == "" {
+			continue
+		}
+		if strings.Contains(stdout.String(), pass) || strings.Contains(stderr.String(), pass) {
+			t.Errorf("the output shows the password of %s", strings.SplitN(line, ":", 2)[0])
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a running process writes while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
