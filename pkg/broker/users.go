@@ -107,8 +107,9 @@ var publish = map[string][]string{
 		"history.>", "attempts.>", "deadletter.>", keep,
 	},
 	RendererUser: {
-		"deliveries.>",              // first sends
-		"$KV.postback-deliveries.>", // records of deliveries that did not render
+		"deliveries.>",                 // first sends
+		"$KV.postback-deliveries.>",    // records of deliveries that did not render
+		"$KV.postback-recent-events.>", // the sample of recent events (pkg/recent)
 		"history.>", "deadletter.>", keep,
 	},
 	SenderUser: {

@@ -124,6 +124,15 @@
 //	            is then read from the history store, so the bucket follows
 //	            the work in flight, not the retention (Options.Retention
 //	            stays its backstop MaxAge).
+//	KV postback-recent-events  <account_id>.<event_type>
+//	            A small sample of each account's recent events of a type
+//	            (pkg/recent): the last few (5) with their id, accept time
+//	            and data, for the console's preview with a real event. The
+//	            renderer writes a key at most every ~10 s, off the render's
+//	            path, and skips an event whose data is over 64 KiB; a
+//	            failed write is dropped (it is a sample, not a log). Bounded:
+//	            MaxAge RecentEventsAge (7 days) and a per-value size cap. Read
+//	            by the gateway (EventService.ListRecentEvents).
 //	keep.<STREAM>  (EVENTS, DELIVERIES, SCHEDULES, HISTORY)
 //	            One keeper message per work stream, on a subject no
 //	            consumer reads, published again every second (with a
@@ -160,6 +169,14 @@ const (
 	OperationsStream = "OPERATIONS"
 	HealthBucket     = "postback-endpoint-health"
 	AccountsBucket   = "postback-accounts"
+	// RecentEventsBucket keeps a small sample of recent events per
+	// account and event type (pkg/recent).
+	RecentEventsBucket = "postback-recent-events"
+	// RecentEventsAge is how long a sample is kept after its last write.
+	RecentEventsAge = 7 * 24 * time.Hour
+	// RecentEventsMaxValue bounds one key's value (pkg/recent keeps a few
+	// events of at most 64 KiB of data each within it).
+	RecentEventsMaxValue = 512 << 10
 	// OperationsAge is how long OPERATIONS keeps an event.
 	OperationsAge = 7 * 24 * time.Hour
 
@@ -372,6 +389,8 @@ func ensure(ctx context.Context, js jetstream.JetStream, o Options) error {
 			Storage: storage, Replicas: o.Replicas},
 		{Bucket: HealthBucket, Description: "endpoint health", History: 1, Storage: storage, Replicas: o.Replicas},
 		{Bucket: AccountsBucket, Description: "account settings", History: 1, Storage: storage, Replicas: o.Replicas},
+		{Bucket: RecentEventsBucket, Description: "a sample of recent events per account and event type", History: 1,
+			TTL: RecentEventsAge, MaxValueSize: RecentEventsMaxValue, Storage: storage, Replicas: o.Replicas},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {

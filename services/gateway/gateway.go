@@ -31,6 +31,7 @@ import (
 	pkghealth "github.com/postback-dev/postback/pkg/health"
 	"github.com/postback-dev/postback/pkg/history"
 	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/recent"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -92,6 +93,7 @@ type Server struct {
 	history    history.Store
 	health     *endpointhealth.Store // endpoint health (health.go)
 	accounts   *accounts.Store       // account settings (operations.go)
+	recent     *recent.Store         // the sample of recent events (recent.go)
 	keyring    *secret.Keyring
 	dispatcher *dispatch.Dispatcher
 	log        *slog.Logger
@@ -129,10 +131,14 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if err != nil {
 		return nil, err
 	}
+	rec, err := recent.OpenStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, health: hs, accounts: acc, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
+	return &Server{js: js, health: hs, accounts: acc, recent: rec, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), rendered: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), now: time.Now}, nil
 }
 

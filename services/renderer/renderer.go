@@ -32,6 +32,7 @@ import (
 	"github.com/postback-dev/postback/pkg/endpoints"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/recent"
 	"github.com/postback-dev/postback/pkg/render"
 	"github.com/postback-dev/postback/pkg/secret"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -127,6 +128,10 @@ type renderer struct {
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
 	jobKey     *secret.Keyring
+	// sample keeps a few recent events per account and event type for
+	// the console's preview (pkg/recent): nil when its bucket could not be
+	// opened; it never fails or slows a render.
+	sample *recent.Sampler
 
 	// limits bound each rendered request: render.DefaultLimits, the body
 	// held to what a queued delivery can carry over this connection.
@@ -159,8 +164,15 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	var sample *recent.Sampler
+	if rs, err := recent.OpenStore(ctx, js); err != nil {
+		log.WarnContext(ctx, "recent events: no sample kept", "error", err)
+	} else {
+		sample = recent.NewSampler(rs, log)
+		go sample.Run(ctx)
+	}
 	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(logging, js.Conn()), log: log, tracer: stream.NewTracer(nil),
-		limits: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), compiled: map[string]compiled{}}, nil
+		limits: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), compiled: map[string]compiled{}, sample: sample}, nil
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
@@ -200,6 +212,9 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 		r.log.DebugContext(ctx, "event rendered", "event_id", ev.ID, "account_id", ev.AccountID, "event_type", ev.Type, "deliveries", n)
 	}
 	_ = m.Ack()
+	// After the ack, and never blocking: at most one event per account
+	// and type every few seconds goes to the sample's own writer.
+	r.sample.Offer(ev.AccountID, ev.Type, ev.ID, ev.Time, ev.Data)
 }
 
 // render queues the deliveries of one event, and returns how many it

@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/postback-dev/postback/pkg/auth"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -410,9 +411,12 @@ func TestConsoleInChromium(t *testing.T) {
 		return
 	}
 
+	var realEventID string
 	if !t.Run("a published event is in the log", func(t *testing.T) {
 		b.t = t
-		pub, err := h.events.Publish(asA, &postbackv1.PublishRequest{AccountId: "acct-a", EventType: "action_lifecycle", Data: sampleData(t, "action_lifecycle")})
+		data := sampleData(t, "action_lifecycle")
+		data.Fields["ActionId"] = structpb.NewStringValue("ACT-REAL-4242") // not the example event's
+		pub, err := h.events.Publish(asA, &postbackv1.PublishRequest{AccountId: "acct-a", EventType: "action_lifecycle", Data: data})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,6 +430,7 @@ func TestConsoleInChromium(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("event %s never showed as SUCCEEDED in the log:\n%s", pub.EventId, b.text("#deliveries"))
 			}
+			realEventID = pub.EventId
 			time.Sleep(200 * time.Millisecond)
 		}
 		b.axe("deliveries")
@@ -435,6 +440,41 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Errorf("Event Notifications after a delivery:\n%s", got)
 		}
 		b.screenshot("notifications")
+	}) {
+		return
+	}
+
+	if !t.Run("preview with a recent real event", func(t *testing.T) {
+		b.t = t
+		// The renderer keeps a sample of recent events in the background:
+		// once the API lists the event, the page offers it.
+		eventually(t, 20*time.Second, "the event in the recent events sample", func() bool {
+			list, err := h.events.ListRecentEvents(asA, &postbackv1.ListRecentEventsRequest{EventType: "action_lifecycle"})
+			return err == nil && len(list.Events) > 0 && list.Events[0].EventId == realEventID
+		})
+		b.open(editURL)
+		option := `#preview_event option[value=` + strconv.Quote(realEventID) + `]`
+		if !get(b, chromedp.Evaluate[bool](`document.querySelector(`+strconv.Quote(option)+`) !== null`)) {
+			t.Fatalf("event %s not offered in the preview selector:\n%s", realEventID, b.text("#preview_event"))
+		}
+		if label := b.text("label[for=preview_event]"); label != "Preview with" {
+			t.Errorf("the selector's label = %q", label)
+		}
+		b.waitText("#preview", "action=ACT-778899", 20*time.Second) // the example event first
+		// Choose it as a keyboard does: focus, then a change of value.
+		b.run(chromedp.Evaluate[chromedp.Void](`(() => { const e = document.querySelector("#preview_event"); e.focus(); e.value = ` +
+			strconv.Quote(realEventID) + `; e.dispatchEvent(new Event("change", {bubbles: true})); })()`))
+		b.waitText("#preview", "GET "+rc.URL+"/pb?action=ACT-REAL-4242&status=MODIFIED", 20*time.Second)
+		b.axe("edit (recent event)")
+		// Without the script: the Preview button posts the choice with the form.
+		b.submit("#preview-button", "#preview")
+		if got := b.text("#preview"); !strings.Contains(got, "action=ACT-REAL-4242") {
+			t.Fatalf("the no-script preview with %s:\n%s", realEventID, got)
+		}
+		if chosen := get(b, chromedp.Evaluate[string](`document.querySelector("#preview_event").value`)); chosen != realEventID {
+			t.Fatalf("the selector after Preview holds %q, want %q", chosen, realEventID)
+		}
+		b.screenshot("edit-recent-event")
 	}) {
 		return
 	}
@@ -531,6 +571,9 @@ func TestConsoleInChromium(t *testing.T) {
 		b.open(editURL)
 		if urlValue := get(b, chromedp.Evaluate[string](`document.querySelector("#url").value`)); urlValue != "" {
 			t.Fatalf("B's form shows %q", urlValue)
+		}
+		if n := get(b, chromedp.Evaluate[int](`document.querySelectorAll("#preview_event option").length`)); n != 1 {
+			t.Fatalf("B's preview selector offers %d events, want the example event alone:\n%s", n, b.text("#preview_event"))
 		}
 	}) {
 		return

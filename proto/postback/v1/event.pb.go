@@ -11,6 +11,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -320,11 +321,185 @@ func (x *PublishResult) GetError() *status.Status {
 	return nil
 }
 
+// ListRecentEventsRequest names the account and event type.
+type ListRecentEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account; an account token may leave it empty (its own account).
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// One of the event types of EventTypeService.ListEventTypes.
+	EventType     string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecentEventsRequest) Reset() {
+	*x = ListRecentEventsRequest{}
+	mi := &file_postback_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecentEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecentEventsRequest) ProtoMessage() {}
+
+func (x *ListRecentEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecentEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListRecentEventsRequest) Descriptor() ([]byte, []int) {
+	return file_postback_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListRecentEventsRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListRecentEventsRequest) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+// ListRecentEventsResponse is the sample, newest first.
+type ListRecentEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most a few events; empty when none was sampled (yet).
+	Events        []*RecentEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRecentEventsResponse) Reset() {
+	*x = ListRecentEventsResponse{}
+	mi := &file_postback_v1_event_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRecentEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRecentEventsResponse) ProtoMessage() {}
+
+func (x *ListRecentEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_event_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRecentEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListRecentEventsResponse) Descriptor() ([]byte, []int) {
+	return file_postback_v1_event_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListRecentEventsResponse) GetEvents() []*RecentEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// RecentEvent is one sampled event.
+type RecentEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's id.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The event's type.
+	EventType string `protobuf:"bytes,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// When the gateway accepted the event.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The event's data points, as published.
+	Data          *structpb.Struct `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentEvent) Reset() {
+	*x = RecentEvent{}
+	mi := &file_postback_v1_event_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentEvent) ProtoMessage() {}
+
+func (x *RecentEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_postback_v1_event_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentEvent.ProtoReflect.Descriptor instead.
+func (*RecentEvent) Descriptor() ([]byte, []int) {
+	return file_postback_v1_event_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RecentEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *RecentEvent) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *RecentEvent) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *RecentEvent) GetData() *structpb.Struct {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_postback_v1_event_proto protoreflect.FileDescriptor
 
 const file_postback_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x17postback/v1/event.proto\x12\vpostback.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17google/rpc/status.proto\"\xbf\x01\n" +
+	"\x17postback/v1/event.proto\x12\vpostback.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xbf\x01\n" +
 	"\x0ePublishRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -343,10 +518,25 @@ const file_postback_v1_event_proto_rawDesc = "" +
 	"\rPublishResult\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12(\n" +
-	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusR\x05error2\xa9\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x12.google.rpc.StatusR\x05error\"W\n" +
+	"\x17ListRecentEventsRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\"L\n" +
+	"\x18ListRecentEventsResponse\x120\n" +
+	"\x06events\x18\x01 \x03(\v2\x18.postback.v1.RecentEventR\x06events\"\xb1\x01\n" +
+	"\vRecentEvent\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\tR\teventType\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12+\n" +
+	"\x04data\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x04data2\x8a\x02\n" +
 	"\fEventService\x12D\n" +
 	"\aPublish\x12\x1b.postback.v1.PublishRequest\x1a\x1c.postback.v1.PublishResponse\x12S\n" +
-	"\fPublishBatch\x12 .postback.v1.PublishBatchRequest\x1a!.postback.v1.PublishBatchResponseB?Z=github.com/postback-dev/postback/proto/postback/v1;postbackv1b\x06proto3"
+	"\fPublishBatch\x12 .postback.v1.PublishBatchRequest\x1a!.postback.v1.PublishBatchResponse\x12_\n" +
+	"\x10ListRecentEvents\x12$.postback.v1.ListRecentEventsRequest\x1a%.postback.v1.ListRecentEventsResponseB?Z=github.com/postback-dev/postback/proto/postback/v1;postbackv1b\x06proto3"
 
 var (
 	file_postback_v1_event_proto_rawDescOnce sync.Once
@@ -360,30 +550,39 @@ func file_postback_v1_event_proto_rawDescGZIP() []byte {
 	return file_postback_v1_event_proto_rawDescData
 }
 
-var file_postback_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_postback_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_postback_v1_event_proto_goTypes = []any{
-	(*PublishRequest)(nil),       // 0: postback.v1.PublishRequest
-	(*PublishResponse)(nil),      // 1: postback.v1.PublishResponse
-	(*PublishBatchRequest)(nil),  // 2: postback.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil), // 3: postback.v1.PublishBatchResponse
-	(*PublishResult)(nil),        // 4: postback.v1.PublishResult
-	(*structpb.Struct)(nil),      // 5: google.protobuf.Struct
-	(*status.Status)(nil),        // 6: google.rpc.Status
+	(*PublishRequest)(nil),           // 0: postback.v1.PublishRequest
+	(*PublishResponse)(nil),          // 1: postback.v1.PublishResponse
+	(*PublishBatchRequest)(nil),      // 2: postback.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),     // 3: postback.v1.PublishBatchResponse
+	(*PublishResult)(nil),            // 4: postback.v1.PublishResult
+	(*ListRecentEventsRequest)(nil),  // 5: postback.v1.ListRecentEventsRequest
+	(*ListRecentEventsResponse)(nil), // 6: postback.v1.ListRecentEventsResponse
+	(*RecentEvent)(nil),              // 7: postback.v1.RecentEvent
+	(*structpb.Struct)(nil),          // 8: google.protobuf.Struct
+	(*status.Status)(nil),            // 9: google.rpc.Status
+	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
 }
 var file_postback_v1_event_proto_depIdxs = []int32{
-	5, // 0: postback.v1.PublishRequest.data:type_name -> google.protobuf.Struct
-	0, // 1: postback.v1.PublishBatchRequest.events:type_name -> postback.v1.PublishRequest
-	4, // 2: postback.v1.PublishBatchResponse.results:type_name -> postback.v1.PublishResult
-	6, // 3: postback.v1.PublishResult.error:type_name -> google.rpc.Status
-	0, // 4: postback.v1.EventService.Publish:input_type -> postback.v1.PublishRequest
-	2, // 5: postback.v1.EventService.PublishBatch:input_type -> postback.v1.PublishBatchRequest
-	1, // 6: postback.v1.EventService.Publish:output_type -> postback.v1.PublishResponse
-	3, // 7: postback.v1.EventService.PublishBatch:output_type -> postback.v1.PublishBatchResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	8,  // 0: postback.v1.PublishRequest.data:type_name -> google.protobuf.Struct
+	0,  // 1: postback.v1.PublishBatchRequest.events:type_name -> postback.v1.PublishRequest
+	4,  // 2: postback.v1.PublishBatchResponse.results:type_name -> postback.v1.PublishResult
+	9,  // 3: postback.v1.PublishResult.error:type_name -> google.rpc.Status
+	7,  // 4: postback.v1.ListRecentEventsResponse.events:type_name -> postback.v1.RecentEvent
+	10, // 5: postback.v1.RecentEvent.create_time:type_name -> google.protobuf.Timestamp
+	8,  // 6: postback.v1.RecentEvent.data:type_name -> google.protobuf.Struct
+	0,  // 7: postback.v1.EventService.Publish:input_type -> postback.v1.PublishRequest
+	2,  // 8: postback.v1.EventService.PublishBatch:input_type -> postback.v1.PublishBatchRequest
+	5,  // 9: postback.v1.EventService.ListRecentEvents:input_type -> postback.v1.ListRecentEventsRequest
+	1,  // 10: postback.v1.EventService.Publish:output_type -> postback.v1.PublishResponse
+	3,  // 11: postback.v1.EventService.PublishBatch:output_type -> postback.v1.PublishBatchResponse
+	6,  // 12: postback.v1.EventService.ListRecentEvents:output_type -> postback.v1.ListRecentEventsResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_postback_v1_event_proto_init() }
@@ -397,7 +596,7 @@ func file_postback_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_postback_v1_event_proto_rawDesc), len(file_postback_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

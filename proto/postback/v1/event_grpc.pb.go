@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_Publish_FullMethodName      = "/postback.v1.EventService/Publish"
-	EventService_PublishBatch_FullMethodName = "/postback.v1.EventService/PublishBatch"
+	EventService_Publish_FullMethodName          = "/postback.v1.EventService/Publish"
+	EventService_PublishBatch_FullMethodName     = "/postback.v1.EventService/PublishBatch"
+	EventService_ListRecentEvents_FullMethodName = "/postback.v1.EventService/ListRecentEvents"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -36,6 +37,11 @@ type EventServiceClient interface {
 	// PublishBatch accepts many events; each gets its own result, and a bad one
 	// does not sink the rest.
 	PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error)
+	// ListRecentEvents returns a small sample of an account's most recent
+	// events of one type, newest first, as the renderer kept them (a few per
+	// account and event type, for previews; not a log: the sample is written
+	// at most every few seconds and kept at most 7 days).
+	ListRecentEvents(ctx context.Context, in *ListRecentEventsRequest, opts ...grpc.CallOption) (*ListRecentEventsResponse, error)
 }
 
 type eventServiceClient struct {
@@ -66,6 +72,16 @@ func (c *eventServiceClient) PublishBatch(ctx context.Context, in *PublishBatchR
 	return out, nil
 }
 
+func (c *eventServiceClient) ListRecentEvents(ctx context.Context, in *ListRecentEventsRequest, opts ...grpc.CallOption) (*ListRecentEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRecentEventsResponse)
+	err := c.cc.Invoke(ctx, EventService_ListRecentEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -79,6 +95,11 @@ type EventServiceServer interface {
 	// PublishBatch accepts many events; each gets its own result, and a bad one
 	// does not sink the rest.
 	PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error)
+	// ListRecentEvents returns a small sample of an account's most recent
+	// events of one type, newest first, as the renderer kept them (a few per
+	// account and event type, for previews; not a log: the sample is written
+	// at most every few seconds and kept at most 7 days).
+	ListRecentEvents(context.Context, *ListRecentEventsRequest) (*ListRecentEventsResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -94,6 +115,9 @@ func (UnimplementedEventServiceServer) Publish(context.Context, *PublishRequest)
 }
 func (UnimplementedEventServiceServer) PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PublishBatch not implemented")
+}
+func (UnimplementedEventServiceServer) ListRecentEvents(context.Context, *ListRecentEventsRequest) (*ListRecentEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRecentEvents not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -152,6 +176,24 @@ func _EventService_PublishBatch_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_ListRecentEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRecentEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListRecentEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListRecentEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListRecentEvents(ctx, req.(*ListRecentEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +208,10 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PublishBatch",
 			Handler:    _EventService_PublishBatch_Handler,
+		},
+		{
+			MethodName: "ListRecentEvents",
+			Handler:    _EventService_ListRecentEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -83,6 +83,7 @@ type Console struct {
 	endpoints  postbackv1.EndpointServiceClient
 	deliveries postbackv1.DeliveryServiceClient
 	types      postbackv1.EventTypeServiceClient
+	events     postbackv1.EventServiceClient
 	auth       *auth.Authenticator
 	log        *slog.Logger
 	ttl        time.Duration
@@ -115,6 +116,7 @@ func New(o Options) (*Console, error) {
 		endpoints:  postbackv1.NewEndpointServiceClient(o.Conn),
 		deliveries: postbackv1.NewDeliveryServiceClient(o.Conn),
 		types:      postbackv1.NewEventTypeServiceClient(o.Conn),
+		events:     postbackv1.NewEventServiceClient(o.Conn),
 		auth:       o.Auth, log: o.Logger, ttl: o.SessionTTL, now: o.Now,
 		sessions: map[string]*session{},
 	}

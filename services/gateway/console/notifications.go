@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/postback-dev/postback/pkg/outcome"
@@ -307,6 +308,42 @@ type editData struct {
 	Preview  *postbackv1.PreviewEndpointResponse
 	Test     *testResult
 	Saved    bool
+	// Recent are the account's recent events of the type the preview may
+	// use instead of the example event (EventService.ListRecentEvents);
+	// PreviewEvent is the chosen one's id ("" = the example event), and
+	// PreviewNote says when it is no longer among them.
+	Recent       []recentEvent
+	PreviewEvent string
+	PreviewNote  string
+}
+
+// recentEvent is one choice of the preview's event selector.
+type recentEvent struct {
+	ID, Label string
+	Data      *structpb.Struct
+}
+
+// maxPreviewEvent bounds the selector's value read from a form.
+const maxPreviewEvent = 128
+
+// loadRecent reads the account's recent events of d's type for the
+// preview's selector, and the chosen one's id from the form (r nil: none).
+// A failed read leaves the selector with the example event only.
+func (c *Console) loadRecent(ctx context.Context, r *http.Request, s *session, d *editData) {
+	if r != nil {
+		if v := r.PostFormValue("preview_event"); len(v) <= maxPreviewEvent && utf8.ValidString(v) {
+			d.PreviewEvent = v
+		}
+	}
+	resp, err := c.events.ListRecentEvents(s.call(ctx), &postbackv1.ListRecentEventsRequest{AccountId: s.account, EventType: d.Type.Name})
+	if err != nil {
+		c.log.DebugContext(ctx, "console: recent events not read", "event_type", d.Type.Name, "error", err)
+		return
+	}
+	for _, e := range resp.Events {
+		d.Recent = append(d.Recent, recentEvent{ID: e.EventId, Data: e.Data,
+			Label: e.EventId + ", " + e.CreateTime.AsTime().UTC().Format("2006-01-02 15:04:05 UTC")})
+	}
 }
 
 // testResult is a test postback's answer and the verdict of the brand's rules.
@@ -342,6 +379,7 @@ func (c *Console) editPage(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d := &editData{Type: typ, Endpoint: ep, Form: formFromEndpoint(ep), Errors: map[string]string{}, Saved: r.URL.Query().Get("saved") == "1"}
+	c.loadRecent(ctx, nil, s, d)
 	if ep != nil {
 		d.Preview, _ = c.preview(ctx, s, ep, d)
 	}
@@ -352,12 +390,25 @@ func (c *Console) renderEdit(w http.ResponseWriter, r *http.Request, code int, s
 	c.render(w, r, code, "edit", s, map[string]any{"Title": "Edit " + d.Type.Name, "Nav": "notifications", "D": d})
 }
 
-// preview asks the API to render ep for the seed's example event; field
+// preview asks the API to render ep for the seed's example event, or for
+// the recent event chosen in d (d.PreviewEvent, among d.Recent); field
 // errors go to d.
 func (c *Console) preview(ctx context.Context, s *session, ep *postbackv1.Endpoint, d *editData) (*postbackv1.PreviewEndpointResponse, error) {
 	p := proto.Clone(ep).(*postbackv1.Endpoint)
 	p.Id, p.CreateTime, p.UpdateTime = "", nil, nil
-	resp, err := c.endpoints.PreviewEndpoint(s.call(ctx), &postbackv1.PreviewEndpointRequest{Endpoint: p})
+	req := &postbackv1.PreviewEndpointRequest{Endpoint: p}
+	if d.PreviewEvent != "" {
+		for _, e := range d.Recent {
+			if e.ID == d.PreviewEvent {
+				req.Data = e.Data
+			}
+		}
+		if req.Data == nil {
+			d.PreviewNote = "Event " + d.PreviewEvent + " is no longer among the recent events: this is the example event."
+			d.PreviewEvent = ""
+		}
+	}
+	resp, err := c.endpoints.PreviewEndpoint(s.call(ctx), req)
 	return resp, err
 }
 
@@ -411,6 +462,8 @@ func (c *Console) editSubmit(w http.ResponseWriter, r *http.Request, s *session)
 	d.Form = readForm(r, d.Errors)
 	ep, rows := endpointOf(d.Form, s.account, typ.Name, stored, d.Errors)
 	action := r.PostFormValue("action")
+	c.loadRecent(ctx, r, s, d) // for the preview's event selector
+
 	switch {
 	case action == "add-header":
 		d.Form.Headers = append(d.Form.Headers, headerRow{Index: len(d.Form.Headers)})
@@ -486,6 +539,7 @@ func (c *Console) previewFragment(w http.ResponseWriter, r *http.Request, s *ses
 	d := &editData{Type: typ, Endpoint: stored, Errors: map[string]string{}}
 	d.Form = readForm(r, d.Errors)
 	ep, rows := endpointOf(d.Form, s.account, typ.Name, stored, d.Errors)
+	c.loadRecent(ctx, r, s, d)
 	if len(d.Errors) == 0 {
 		resp, err := c.preview(ctx, s, ep, d)
 		if err != nil && !placeViolations(err, rows, d) {
@@ -501,6 +555,7 @@ func (c *Console) previewFragment(w http.ResponseWriter, r *http.Request, s *ses
 func (c *Console) test(w http.ResponseWriter, r *http.Request, s *session, typ *postbackv1.EventType, stored *postbackv1.Endpoint) {
 	ctx := r.Context()
 	d := &editData{Type: typ, Endpoint: stored, Form: formFromEndpoint(stored), Errors: map[string]string{}}
+	c.loadRecent(ctx, nil, s, d)
 	if stored == nil {
 		d.Other = append(d.Other, "Save the configuration before sending a test postback.")
 		c.renderEdit(w, r, http.StatusUnprocessableEntity, s, d)

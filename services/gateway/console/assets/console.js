@@ -95,4 +95,8 @@
   }
   form.addEventListener("input", schedule);
   form.addEventListener("change", schedule);
+  // The preview's event selector sits outside the form (form="endpoint-form"):
+  // choosing an event re-renders the preview with its data at once.
+  var chooser = document.getElementById("preview_event");
+  if (chooser) { chooser.addEventListener("change", function () { clearTimeout(timer); refresh(); }); }
 })();
