@@ -229,15 +229,13 @@ func (s *Store) Update(ctx context.Context, endpointID string, fn func(*State) C
 		if err == nil {
 			return st, c, nil
 		}
-		if try >= 10 || !(errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err)) {
+		if try+1 >= stream.CASTries || !stream.Contended(err) {
+			return State{}, Change{}, fmt.Errorf("write health of %s: %w", endpointID, err)
+		}
+		if err := stream.CASBackoff(ctx, try+1); err != nil {
 			return State{}, Change{}, fmt.Errorf("write health of %s: %w", endpointID, err)
 		}
 	}
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Delete drops an endpoint's health (the endpoint was deleted).

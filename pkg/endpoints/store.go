@@ -167,8 +167,10 @@ func (s *Store) Modify(ctx context.Context, key string, fn func(*postbackv1.Endp
 		if err == nil {
 			return e, nil
 		}
-		var apiErr *jetstream.APIError
-		if try >= 10 || !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		if try+1 >= stream.CASTries || !stream.Contended(err) {
+			return nil, fmt.Errorf("store endpoint %s: %w", e.Id, err)
+		}
+		if err := stream.CASBackoff(ctx, try+1); err != nil {
 			return nil, fmt.Errorf("store endpoint %s: %w", e.Id, err)
 		}
 	}

@@ -157,7 +157,7 @@ func (s *Store) Add(ctx context.Context, accountID, eventType string, ev Event) 
 		} else {
 			_, err = s.kv.Update(ctx, key, b, rev)
 		}
-		if err == nil || !conflict(err) {
+		if err == nil || !stream.Contended(err) {
 			return err
 		}
 	}
@@ -177,13 +177,6 @@ func encode(events []Event) ([]byte, error) {
 		}
 		events = events[:len(events)-1]
 	}
-}
-
-// conflict reports whether a Create or Update lost a race for the key.
-func conflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Sampler feeds the store from a hot path: see the package comment.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -104,4 +105,29 @@ func IsExists(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Contended reports whether a compare-and-set write (a KV Create or Update
+// at a revision) lost to another writer: read again and retry.
+func Contended(err error) bool {
+	return IsExists(err) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// CASTries bounds a compare-and-set loop: enough for a key that a handful
+// of replicas write at once to settle (each try waits a little longer, see
+// CASBackoff), never a spin.
+const CASTries = 50
+
+// CASBackoff waits before compare-and-set try number try (from 1): a few
+// milliseconds, growing and jittered so that writers that collided do not
+// collide again in step; it returns early with ctx's error.
+func CASBackoff(ctx context.Context, try int) error {
+	d := time.Duration(min(try, 10)) * time.Millisecond
+	d += time.Duration(rand.Int64N(int64(d) + 1))
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
