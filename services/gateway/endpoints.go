@@ -208,8 +208,9 @@ func (s *Server) ListEndpoints(ctx context.Context, req *postbackv1.ListEndpoint
 			out.NextPageToken = out.Endpoints[size-1].Id
 			break
 		}
-		out.Endpoints = append(out.Endpoints, s.withHealth(ctx, endpoint.Masked(e, s.keyring)))
+		out.Endpoints = append(out.Endpoints, endpoint.Masked(e, s.keyring))
 	}
+	s.withHealthAll(ctx, out.Endpoints)
 	return out, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -64,6 +65,26 @@ func (s *Server) withHealth(ctx context.Context, e *postbackv1.Endpoint) *postba
 	}
 	e.Health = h
 	return e
+}
+
+// healthReaders bounds the health reads a listing makes at once.
+const healthReaders = 8
+
+// withHealthAll sets the health block of each endpoint of a page, reading
+// several at once: each costs a KV read and the history store's window
+// counts, which one after the other made a page of endpoints wait for the
+// sum of their round trips.
+func (s *Server) withHealthAll(ctx context.Context, eps []*postbackv1.Endpoint) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, healthReaders)
+	for _, e := range eps {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.withHealth(ctx, e)
+		})
+	}
+	wg.Wait()
 }
 
 // checkAutoDisable adds a violation for each bad auto_disable field.
