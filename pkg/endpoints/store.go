@@ -71,18 +71,24 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // GetByKey reads the endpoint stored under key.
 func (s *Store) GetByKey(ctx context.Context, key string) (*postbackv1.Endpoint, error) {
+	e, _, err := s.getRevision(ctx, key)
+	return e, err
+}
+
+// getRevision reads the endpoint stored under key and its KV revision.
+func (s *Store) getRevision(ctx context.Context, key string) (*postbackv1.Endpoint, uint64, error) {
 	entry, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		return nil, 0, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read endpoint %s: %w", key, err)
+		return nil, 0, fmt.Errorf("read endpoint %s: %w", key, err)
 	}
 	e := &postbackv1.Endpoint{}
 	if err := proto.Unmarshal(entry.Value(), e); err != nil {
-		return nil, fmt.Errorf("decode endpoint %s: %w", key, err)
+		return nil, 0, fmt.Errorf("decode endpoint %s: %w", key, err)
 	}
-	return e, nil
+	return e, entry.Revision(), nil
 }
 
 // Get finds an endpoint by id alone (a server-side subject filter on the
@@ -145,16 +151,9 @@ func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
 // nothing. It returns the endpoint as written (or as read, unchanged).
 func (s *Store) Modify(ctx context.Context, key string, fn func(*postbackv1.Endpoint) bool) (*postbackv1.Endpoint, error) {
 	for try := 0; ; try++ {
-		entry, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, ErrNotFound
-		}
+		e, rev, err := s.getRevision(ctx, key)
 		if err != nil {
-			return nil, fmt.Errorf("read endpoint %s: %w", key, err)
-		}
-		e := &postbackv1.Endpoint{}
-		if err := proto.Unmarshal(entry.Value(), e); err != nil {
-			return nil, fmt.Errorf("decode endpoint %s: %w", key, err)
+			return nil, err
 		}
 		if !fn(e) {
 			return e, nil
@@ -163,7 +162,7 @@ func (s *Store) Modify(ctx context.Context, key string, fn func(*postbackv1.Endp
 		if err != nil {
 			return nil, fmt.Errorf("encode endpoint %s: %w", e.Id, err)
 		}
-		_, err = s.kv.Update(ctx, key, b, entry.Revision())
+		_, err = s.kv.Update(ctx, key, b, rev)
 		if err == nil {
 			return e, nil
 		}

@@ -155,6 +155,26 @@ func newReceiver(t testing.TB) *receiver {
 	return rc
 }
 
+// failing is a receiver that answers 503 until up is called, then 200.
+func failing(t testing.TB) (rc *receiver, up func()) {
+	rc = newReceiver(t)
+	var mu sync.Mutex
+	down := true
+	rc.answer = func(int, *http.Request) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return 503, "down"
+		}
+		return 200, "OK"
+	}
+	return rc, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		down = false
+	}
+}
+
 // count is how many requests arrived (without copying them).
 func (rc *receiver) count() int {
 	rc.mu.Lock()

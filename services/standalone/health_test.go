@@ -68,17 +68,7 @@ func TestHealthAutoDisableHoldsAFailingDaysDeliveriesAndReplaysThemOnEnable(t *t
 	h := start(t, "", withSchedule(aDay.schedule))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rc := newReceiver(t)
-	var mu sync.Mutex
-	down := true
-	rc.answer = func(int, *http.Request) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return 503, "down"
-		}
-		return 200, "OK"
-	}
+	rc, up := failing(t)
 
 	// Channel 1: the documented NATS subject.
 	viaNATS := &eventLog{}
@@ -206,9 +196,7 @@ func TestHealthAutoDisableHoldsAFailingDaysDeliveriesAndReplaysThemOnEnable(t *t
 	})
 
 	// The receiver is back; a person enables the endpoint, saying why.
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	up()
 	enabled, err := h.endpoints.UpdateEndpoint(ctx, &postbackv1.UpdateEndpointRequest{
 		Endpoint:   &postbackv1.Endpoint{Id: ep.Id, Enabled: proto.Bool(true)},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"enabled"}}, Reason: "the brand fixed its server"})

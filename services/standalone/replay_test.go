@@ -47,17 +47,7 @@ func allStatus(ds []*postbackv1.Delivery, n int, st postbackv1.DeliveryStatus) b
 
 func TestReplayedDeadDeliveriesAreDeliveredOnceEachWhenTheReceiverRecovers(t *testing.T) {
 	h := start(t, "", withSchedule(schedule.Schedule{10 * time.Millisecond, 10 * time.Millisecond}))
-	rc := newReceiver(t)
-	var mu sync.Mutex
-	down := true
-	rc.answer = func(int, *http.Request) (int, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return 503, "down"
-		}
-		return 200, "OK"
-	}
+	rc, up := failing(t)
 	ep := postTo(t, h, rc.URL)
 	const n = 5
 	publishUntilAll(t, h, n, postbackv1.DeliveryStatus_DELIVERY_STATUS_DEAD, 20*time.Second)
@@ -65,9 +55,7 @@ func TestReplayedDeadDeliveriesAreDeliveredOnceEachWhenTheReceiverRecovers(t *te
 	if before != n*3 {
 		t.Fatalf("receiver got %d requests before replay, want %d (1 + 2 retries each)", before, n*3)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	up()
 	res, err := h.deliveries.ReplayDeliveries(context.Background(), &postbackv1.ReplayDeliveriesRequest{EndpointId: ep.Id})
 	if err != nil || res.Count != n {
 		t.Fatalf("ReplayDeliveries = %v, %v; want %d", res, err, n)
