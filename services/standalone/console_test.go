@@ -420,6 +420,7 @@ func TestConsoleInChromium(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		realEventID = pub.EventId
 		rc.next(t, 10*time.Second)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -430,7 +431,6 @@ func TestConsoleInChromium(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("event %s never showed as SUCCEEDED in the log:\n%s", pub.EventId, b.text("#deliveries"))
 			}
-			realEventID = pub.EventId
 			time.Sleep(200 * time.Millisecond)
 		}
 		b.axe("deliveries")
