@@ -253,13 +253,14 @@ func (s *Server) keyedEvent(req *postbackv1.PublishRequest, eventID string, msg 
 }
 
 // PublishBatch accepts many events; a bad one does not sink the rest. Valid
-// events are published asynchronously and awaited together.
+// events are published asynchronously, through the gateway's intake window
+// (intake.go), and awaited together.
 func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchRequest) (*postbackv1.PublishBatchResponse, error) {
 	if len(req.Events) > s.limits.MaxBatch {
 		return nil, status.Errorf(codes.ResourceExhausted, "events: at most %d events a batch, got %d", s.limits.MaxBatch, len(req.Events))
 	}
 	results := make([]*postbackv1.PublishResult, len(req.Events))
-	futures := make([]jetstream.PubAckFuture, len(req.Events))
+	published := s.intake.publishBatch(s.js, len(req.Events)) // intake.go
 	keyedAt := map[int]*keyed{}
 	var batch []*keyed
 	budget := batchErrorBudget // for the events' errors together (errors.go)
@@ -289,12 +290,12 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			batch = append(batch, k)
 			continue
 		}
-		f, err := s.js.PublishMsgAsync(msg)
-		if err != nil {
+		if err := published.publish(ctx, i, msg); err != nil {
+			if ctx.Err() != nil {
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
 			results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), &budget)}
-			continue
 		}
-		futures[i] = f
 	}
 	if len(batch) > 0 {
 		s.keyed.publish(batch...)
@@ -311,16 +312,12 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	if err := published.wait(ctx); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	for i, err := range published.errs {
+		if err != nil {
 			results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), &budget)}
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 	return &postbackv1.PublishBatchResponse{Results: results}, nil
