@@ -57,6 +57,7 @@ type options struct {
 	repeat                    int // runs of each burst scenario
 	shapes, scenarios         string
 	selfProfile               string // CPU profile of the bench process itself ("": none)
+	timeline                  string // folder for each scenario's latency timeline ("": none)
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.StringVar(&o.shapes, "shapes", "standalone,multi-process", "shapes to run")
 	flag.StringVar(&o.scenarios, "scenarios", "", "scenarios to run (comma-separated; empty: all)")
 	flag.StringVar(&o.profile, "profile", "", "folder for pprof CPU and allocation profiles of every process during the burst, noisy-intake and slow-receiver scenarios (empty: none)")
+	flag.StringVar(&o.timeline, "timeline", "", "folder for a latency timeline of each scenario, <shape>-<scenario>.txt: a line per postback, its publish time (unix ns) and latency (µs) (empty: none)")
 	flag.StringVar(&o.selfProfile, "self-cpuprofile", "", "write a CPU profile of the bench process itself (load generator, receiver, references) to this file")
 	flag.Parse()
 	if o.repeat < 1 || o.repeat > maxRepeat {
@@ -160,9 +162,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios, repeat: o.repeat}
-	if o.profile != "" {
-		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+	b := &bench{rc: rc, events: o.events, steady: time.Duration(o.steadySeconds) * time.Second, only: o.scenarios, repeat: o.repeat, timeline: o.timeline}
+	for _, dir := range []string{o.profile, o.timeline} {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +42,7 @@ type tally struct {
 	distinct  int // len(ids), kept as requests arrive: counts() is polled
 	requests  int // sum over ids
 	latencies []time.Duration
+	sents     []int64 // when each of latencies' postbacks was published, unix ns
 	first     time.Time
 	last      time.Time
 	arrived   chan struct{} // one send per request, never blocking
@@ -73,6 +76,7 @@ func (t *tally) add(id string, sent int64, now time.Time) {
 	}
 	if sent > 0 {
 		t.latencies = append(t.latencies, now.Sub(time.Unix(0, sent)))
+		t.sents = append(t.sents, sent)
 	}
 	if t.first.IsZero() {
 		t.first = now
@@ -299,4 +303,17 @@ func (r *receiver) answerEndlessly(w http.ResponseWriter, req *http.Request, t *
 			return
 		}
 	}
+}
+
+// writeTimeline writes one line per postback received: when it was
+// published (unix nanoseconds) and how long it took to arrive
+// (microseconds), in arrival order: where in a scenario the slow ones were.
+func (t *tally) writeTimeline(path string) error {
+	t.mu.Lock()
+	var b strings.Builder
+	for i, l := range t.latencies {
+		fmt.Fprintf(&b, "%d %d\n", t.sents[i], l.Microseconds())
+	}
+	t.mu.Unlock()
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ type bench struct {
 	// it starts CPU profiles of every process and returns a func to call
 	// once the burst is over.
 	profile func(scenario string) (done func())
+	// timeline, when set (-timeline), is the folder each scenario's
+	// latency timeline is written to (tally.writeTimeline).
+	timeline string
 }
 
 // tag is the receiver path and tally of a scenario in the current shape.
@@ -369,6 +373,11 @@ func (b *bench) finish(name string, t *tally, events, expected int, began, accep
 	t.mu.Unlock()
 	if distinct > 0 {
 		r.DeliveredPerSec = float64(distinct) / last.Sub(began).Seconds()
+	}
+	if b.timeline != "" {
+		if err := t.writeTimeline(filepath.Join(b.timeline, b.tag(name)+".txt")); err != nil {
+			progress("%s: timeline: %v", name, err)
+		}
 	}
 	p50, p90, p99, mx := t.percentiles()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
