@@ -44,7 +44,12 @@ func TestABatchThroughANarrowWindowStoresEveryEventAndGivesEveryPlaceBack(t *tes
 }
 
 func TestAFailedPublishIsItsEventsErrorAndGivesItsPlaceBack(t *testing.T) {
-	js := streamtest.JetStream(t)
+	// With the gateway's asynchronous publish timeout, as in production: a
+	// publish that no stream answers fails by it at the latest.
+	js, err := stream.New(streamtest.JetStream(t).Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := newWindow(2)
 	const n = 6
 	b := w.publishBatch(js, n)
