@@ -41,33 +41,27 @@ func lockedCluster(t *testing.T) (urls []string, passwords map[string]string) {
 	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), shipped, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	client := []int{freePort(t), freePort(t), freePort(t)}
-	routes := []int{freePort(t), freePort(t), freePort(t)}
-	var servers []*server.Server
-	for i := range 3 {
-		var peers []string
-		for j := range 3 {
-			if j != i {
-				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", routes[j]))
-			}
+	// The ports are picked free and then let go, so another test running
+	// alongside may take one before its node binds it; a cluster whose
+	// nodes do not all come up is stopped and started again on new ports.
+	for attempt := 1; ; attempt++ {
+		var servers []*server.Server
+		urls, servers = startCluster(t, dir, distinctFreePorts(t, 6))
+		ready := true
+		for _, s := range servers {
+			ready = ready && s.ReadyForConnections(15*time.Second)
 		}
-		conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
-		body := fmt.Sprintf(`server_name: n%d
-listen: 127.0.0.1:%d
-jetstream { store_dir: %q }
-cluster { name: postback-test, listen: 127.0.0.1:%d, routes: [%s] }
-include "auth.conf"
-`, i+1, client[i], filepath.Join(dir, fmt.Sprintf("js%d", i+1)), routes[i], strings.Join(peers, ", "))
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
+		if ready {
+			break
 		}
-		servers = append(servers, startConfigured(t, conf))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(15 * time.Second) {
-			t.Fatal("a NATS node is not ready after 15s")
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
 		}
+		if attempt == 3 {
+			t.Fatal("a NATS node is not ready after 15s, three times")
+		}
+		t.Logf("a NATS node did not come up (attempt %d): starting the cluster again on other ports", attempt)
 	}
 	// JetStream is usable once the three nodes agree on a meta leader.
 	admin := withUser(urls, broker.AdminUser, passwords[broker.AdminUser])
@@ -87,6 +81,48 @@ include "auth.conf"
 		return err == nil
 	})
 	return urls, passwords
+}
+
+// startCluster starts three clustered nodes on ports (three client ports,
+// then three route ports) with their configuration files in dir.
+func startCluster(t *testing.T, dir string, ports []int) (urls []string, servers []*server.Server) {
+	t.Helper()
+	client, routes := ports[:3], ports[3:]
+	for i := range 3 {
+		var peers []string
+		for j := range 3 {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("nats://127.0.0.1:%d", routes[j]))
+			}
+		}
+		conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
+		body := fmt.Sprintf(`server_name: n%d
+listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+cluster { name: postback-test, listen: 127.0.0.1:%d, routes: [%s] }
+include "auth.conf"
+`, i+1, client[i], filepath.Join(dir, fmt.Sprintf("js%d-%d", i+1, client[i])), routes[i], strings.Join(peers, ", "))
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, startConfigured(t, conf))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	return urls, servers
+}
+
+// distinctFreePorts is n ports free a moment ago, no two the same.
+func distinctFreePorts(t *testing.T, n int) []int {
+	t.Helper()
+	seen := map[int]bool{}
+	var ports []int
+	for len(ports) < n {
+		if p := freePort(t); !seen[p] {
+			seen[p] = true
+			ports = append(ports, p)
+		}
+	}
+	return ports
 }
 
 // startConfigured starts a nats-server from the configuration file conf, as
