@@ -17,6 +17,7 @@ import (
 
 	"github.com/postback-dev/postback/pkg/auth/authtest"
 	"github.com/postback-dev/postback/pkg/broker"
+	"github.com/postback-dev/postback/pkg/broker/brokertest"
 	"github.com/postback-dev/postback/pkg/pgtest"
 	"github.com/postback-dev/postback/pkg/secret"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -192,15 +193,7 @@ func TestOnALockedNATSClusterEachServiceIsItsOwnUserAndAForgedJobIsRefused(t *te
 
 	brand, attacker := newReceiver(t), newReceiver(t)
 	victim := victimEndpoint(t, gw, brand)
-	adminNC, err := nats.Connect(withUser(urls, broker.AdminUser, passwords[broker.AdminUser]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(adminNC.Close)
-	admin, err := jetstream.New(adminNC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := brokertest.Connect(t, withUser(urls, broker.AdminUser, passwords[broker.AdminUser]))
 	f := &forgery{h: gw, victim: victim, attacker: attacker, admin: admin}
 
 	if _, err := gw.events.Publish(context.Background(), &postbackv1.PublishRequest{AccountId: "brand-a", EventType: "action_lifecycle",
