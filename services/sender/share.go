@@ -18,8 +18,10 @@ package sender
 //     only when that wait is expected to be short (maxWait): the expected
 //     wait is the endpoint's request time (an average of its recent
 //     requests, or the age of its oldest request in flight if that is
-//     longer) times the jobs ahead of it over its places. A fast endpoint's
-//     burst so queues for a moment in the workers; a slow one's does not;
+//     longer) times the jobs ahead of it over its places (its share, or
+//     its requests in flight when it holds more: each that ends hands its
+//     place to the next job waiting). A fast endpoint's burst so queues
+//     for a moment in the workers; a slow one's does not;
 //   - any other job is deferred: handed to a JetStream message schedule that
 //     fires it when its turn is expected, booked one request time over the
 //     places after the endpoint's last booking (a job that would be booked
@@ -63,8 +65,13 @@ const (
 	// holds at most the wide share, for at most its timeout.
 	shareFast = 50 * time.Millisecond
 	// shareMinSpacing keeps the bookings of an endpoint whose request time
-	// is not known yet (or is tiny) from all firing at once.
-	shareMinSpacing = 10 * time.Millisecond
+	// is tiny from all firing at once (one whose request time is not known
+	// yet is spaced by shareUnknown). Deferred jobs come back no faster
+	// than this, so it must not be much slower than the sender: at 10 ms, a
+	// burst's jobs deferred in a moment of CPU starvation came back at
+	// 100/s, seconds after the rest of the burst (docs/benchmarks.md,
+	// twelfth round).
+	shareMinSpacing = time.Millisecond
 	// shareUnknown is the request time assumed before any is known.
 	shareUnknown = time.Second
 	// shareSweepAt is how many endpoints are tracked before idle ones are
@@ -132,7 +139,7 @@ func (s *shares) take(ctx context.Context, endpointID string, limit, widest int)
 			limit = widest
 		}
 		if !free() {
-			return s.wait(ctx, sh, endpointID, rt*time.Duration(len(sh.waiting)+1)/time.Duration(limit))
+			return s.wait(ctx, sh, endpointID, rt*time.Duration(len(sh.waiting)+1)/time.Duration(sh.freeing(limit)))
 		}
 	}
 	id := sh.start(now)
@@ -220,7 +227,7 @@ func (s *shares) later(endpointID string, limit int) time.Time {
 		sh = &share{started: map[uint64]time.Time{}}
 		s.byEndpoint[endpointID] = sh
 	}
-	spacing := max(sh.requestTime(now)/time.Duration(limit), shareMinSpacing)
+	spacing := max(sh.requestTime(now)/time.Duration(sh.freeing(limit)), shareMinSpacing)
 	at := sh.bookedUntil
 	if at.Before(now) {
 		at = now
@@ -243,6 +250,17 @@ func (s *shares) inFlight(endpointID string) int {
 		return len(sh.started)
 	}
 	return 0
+}
+
+// freeing is how many places free up, one request time after another, for
+// the jobs that wait or are deferred: the endpoint's share, or the requests
+// it has in flight when there are more (a fast endpoint's burst holds its
+// widened share when its share narrows again: a server that slowed down
+// for a moment, or a sender short of CPU for one, must not have the jobs
+// behind it deferred as if its requests were spread over the narrow
+// share; each request that ends hands its place to the next waiting job).
+func (sh *share) freeing(limit int) int {
+	return max(limit, len(sh.started), 1)
 }
 
 func (sh *share) start(now time.Time) uint64 {

@@ -251,3 +251,53 @@ func TestAFastEndpointsShareWidensUntilItSlowsDown(t *testing.T) {
 		t.Fatal("a slow endpoint was given a third place")
 	}
 }
+
+func TestJobsWaitForTheRequestsAFastEndpointHasInFlightWhenItsShareNarrows(t *testing.T) {
+	s, clock := testShares()
+	s.maxWait = 10 * time.Second
+	ctx := context.Background()
+	first, _ := s.take(ctx, "ep-1", 32, 128)
+	first.done(2 * time.Millisecond)            // known fast
+	held := takeAll(t, s, "ep-1", 128, 32, 128) // its whole widened share
+	// Its requests are all 5 s old: its share is 32 again, but the 128 in
+	// flight are what frees places for the jobs behind them, one each as it
+	// ends. A hundred jobs ahead cost about 100 x 5 s / 128 = 3.9 s, within
+	// the 10 s a worker may wait here (over 32 places it would be 15.6 s,
+	// and every job after the 64th would be deferred).
+	clock.add(5 * time.Second)
+	got := make(chan bool, 100)
+	for i := range 100 {
+		go func() {
+			p, ok := s.take(ctx, "ep-1", 32, 128)
+			got <- ok
+			p.done(time.Millisecond)
+		}()
+		waitForWaiters(t, s, "ep-1", i+1)
+	}
+	for _, p := range held {
+		p.done(5 * time.Second)
+	}
+	for i := range 100 {
+		if !<-got {
+			t.Fatalf("waiting job %d was deferred", i+1)
+		}
+	}
+}
+
+func TestJobsDeferredBehindAFastEndpointsBurstAreBookedAtThePaceOfItsRequestsInFlight(t *testing.T) {
+	s, clock := testShares()
+	ctx := context.Background()
+	first, _ := s.take(ctx, "ep-1", 32, 128)
+	first.done(2 * time.Millisecond)
+	takeAll(t, s, "ep-1", 128, 32, 128)
+	// A moment of CPU starvation: its oldest request is 256 ms old. Its 128
+	// requests in flight end about one every 2 ms, not one every 8 ms as
+	// over the narrow share of 32.
+	clock.add(256 * time.Millisecond)
+	start := clock.now()
+	for i := 1; i <= 5; i++ {
+		if at, want := s.later("ep-1", 32), start.Add(time.Duration(i)*2*time.Millisecond); !at.Equal(want) {
+			t.Fatalf("booking %d at +%s, want +%s", i, at.Sub(start), want.Sub(start))
+		}
+	}
+}
