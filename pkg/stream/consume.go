@@ -28,6 +28,26 @@ const AckWait = 10 * time.Second
 // to another process.
 const MaxHold = 3 * time.Minute
 
+// PullExpiry is how long one pull request of a work iterator waits at the
+// server, and PullHeartbeat how often the server says, while the request
+// waits with nothing to deliver, that it still holds it. The client counts
+// the messages its pull requests are owed; a request the server no longer
+// holds while the client still counts on it leaves the iterator waiting
+// with messages queued, until two heartbeats are missed and the client
+// pulls again. That happened: in about one multi-process burst in twenty,
+// a partition's iterator had no pull request at the server (its consumer
+// showed thousands of messages pending, none waiting for an ack, no pull
+// waiting) and the whole pipeline stood still for the five seconds that
+// the default heartbeat (half the expiry) allowed. (The server also drops
+// a pull request silently, counting on the heartbeats, when the consumer
+// already has MaxWaiting requests.) A heartbeat every half second bounds
+// such a stall to about a second, at the cost of two small status messages
+// a second per idle iterator.
+const (
+	PullExpiry    = 5 * time.Second
+	PullHeartbeat = 500 * time.Millisecond
+)
+
 // Work pulls messages from a durable consumer and runs them through handler
 // on a pool of workers goroutines until ctx ends; it then lets running
 // handlers finish and gives back (naks) the messages still queued. The workers live as long as Work: a goroutine per
@@ -83,7 +103,7 @@ func WorkShared(ctx context.Context, consumers []jetstream.Consumer, pool Pool, 
 		}
 	}
 	for _, c := range consumers {
-		it, err := c.Messages(jetstream.PullMaxMessages(workers), jetstream.PullExpiry(5*time.Second))
+		it, err := c.Messages(jetstream.PullMaxMessages(workers), jetstream.PullExpiry(PullExpiry), jetstream.PullHeartbeat(PullHeartbeat))
 		if err != nil {
 			stop()
 			return fmt.Errorf("consume %s: %w", c.CachedInfo().Name, err)

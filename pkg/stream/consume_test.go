@@ -227,3 +227,79 @@ func TestABurstTakesThePoolAloneAndItsShareBesideAFlow(t *testing.T) {
 		t.Errorf("beside the flow, the burst ran up to %d handlers at once, want 1 to %d", beside, share)
 	}
 }
+
+// A pull request the server no longer holds, while the client still counts
+// on it, is noticed by its missing heartbeats: the iterator pulls again
+// within about two heartbeats, not after its pull's expiry. The server is
+// made to drop the work iterator's request silently by a consumer whose one
+// waiting place is taken by another client's long pull (with heartbeats set,
+// the server answers such a request with nothing, counting on the client to
+// miss them).
+func TestAPullRequestTheServerDroppedIsMadeAgainWithinTwoHeartbeats(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "DROPPED", Subjects: []string{"dropped.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, "DROPPED", jetstream.ConsumerConfig{Durable: "one-waiting", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: time.Minute, MaxWaiting: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another client's pull for one message takes the only waiting place.
+	nc := js.Conn()
+	inbox := nc.NewRespInbox()
+	taken, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := fmt.Sprintf(`{"batch":1,"expires":%d,"idle_heartbeat":%d}`, time.Minute, 20*time.Second)
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.DROPPED.one-waiting", inbox, []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumWaiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other client's pull is not waiting")
+		}
+	}
+	handled := make(chan time.Time, 10)
+	started := time.Now()
+	go func() {
+		_ = Work(ctx, c, 4, func(_ context.Context, m jetstream.Msg) {
+			_ = m.Ack()
+			handled <- time.Now()
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // the iterator's first pull is refused meanwhile
+	for i := range 5 {
+		if _, err := js.Publish(ctx, fmt.Sprintf("dropped.%d", i), []byte("job")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The other client gets one; the iterator, once it pulls again, the rest.
+	if _, err := taken.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("the other client's pull got nothing: %v", err)
+	}
+	var last time.Time
+	for i := range 4 {
+		select {
+		case last = <-handled:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of 4 messages handled after 30 s", i)
+		}
+	}
+	// Two heartbeats and the round trips after its first pull: about a
+	// second. With the default heartbeat (half the expiry) it was the whole
+	// expiry, five seconds.
+	if took := last.Sub(started); took >= PullExpiry*4/5 {
+		t.Fatalf("the iterator pulled again %s after its first pull was dropped, not within about two heartbeats (%s)", took, 2*PullHeartbeat)
+	}
+}
