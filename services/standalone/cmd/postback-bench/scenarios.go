@@ -442,6 +442,9 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 	}
 	wait(ctx, t, b.events, 90*time.Second)
 	r := b.finish(name, t, b.events, b.events, began, accepted)
+	if r.Lost > 0 {
+		progress("%s: %d postbacks did not arrive; JetStream now: %s; the account's deliveries: %s", name, r.Lost, b.whereabouts(ctx), b.unfinished(ctx, account))
+	}
 	t.mu.Lock()
 	last := t.last
 	t.mu.Unlock()
