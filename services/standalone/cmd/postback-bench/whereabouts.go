@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -74,7 +75,11 @@ func (b *bench) unfinished(ctx context.Context, account string) string {
 		if len(res.Deliveries) == 0 {
 			continue
 		}
-		part := fmt.Sprintf("%d %s", len(res.Deliveries), st)
+		count := strconv.Itoa(len(res.Deliveries))
+		if res.NextPageToken != "" {
+			count += " or more" // one page is enough to place them
+		}
+		part := fmt.Sprintf("%s %s", count, st)
 		for _, d := range res.Deliveries[:min(3, len(res.Deliveries))] {
 			part += fmt.Sprintf("; e.g. %s: %d attempts, last %d %q, reason %q", d.Id, d.AttemptCount, d.LastStatusCode, d.LastError, d.Reason)
 		}
