@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -14,18 +13,11 @@ import (
 // for a build without the stream, and -1 when it did not empty within a
 // minute.
 func (b *bench) historyLag(ctx context.Context, last time.Time) float64 {
-	if b.natsURL == "" {
-		return 0
-	}
-	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-history-lag"))
+	js, closeNATS, err := b.jetStream("postback-bench-history-lag")
 	if err != nil {
 		return 0
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0
-	}
+	defer closeNATS()
 	st, err := js.Stream(ctx, "HISTORY")
 	if err != nil {
 		return 0 // a build before the history store

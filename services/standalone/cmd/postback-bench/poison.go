@@ -68,15 +68,11 @@ func (b *bench) poison(ctx context.Context, name string) (Result, error) {
 	if b.natsURL == "" {
 		return Result{}, &skipError{reason: "the URL of the deployment's NATS server is not known"}
 	}
-	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-poison"))
-	if err != nil {
-		return Result{}, fmt.Errorf("connect to %s: %w", b.natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, closeNATS, err := b.jetStream("postback-bench-poison")
 	if err != nil {
 		return Result{}, err
 	}
+	defer closeNATS()
 	type junkOutcome struct {
 		stored int
 		err    error // the first failed publish

@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/postback-dev/postback/pkg/broker"
 )
 
@@ -406,4 +409,23 @@ func fetchProfile(name, url, path string) bool {
 		return false
 	}
 	return true
+}
+
+// jetStream connects to the deployment's NATS server as name, for the
+// scenarios and reports that read or put messages there; close ends the
+// connection. An error when the server's URL is not known or it cannot be
+// reached.
+func (b *bench) jetStream(name string) (js jetstream.JetStream, close func(), err error) {
+	if b.natsURL == "" {
+		return nil, nil, errors.New("the URL of the deployment's NATS server is not known")
+	}
+	nc, err := nats.Connect(b.natsURL, nats.Name(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", b.natsURL, err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }

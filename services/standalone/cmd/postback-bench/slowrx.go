@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -246,15 +244,11 @@ func (b *bench) drained(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 	}
-	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-drained"))
+	js, closeNATS, err := b.jetStream("postback-bench-drained")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeNATS()
 	// Messages not yet handed to a consumer (those handed out and not yet
 	// acked are being worked on: in flight to a slow server, say).
 	waiting := func(stream, prefix string) (uint64, error) {

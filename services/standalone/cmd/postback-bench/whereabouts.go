@@ -6,9 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
@@ -20,18 +17,11 @@ import (
 // waiting on a schedule (SCHEDULES), or dead-lettered: the line says which
 // to look at. "" when the server cannot be reached.
 func (b *bench) whereabouts(ctx context.Context) string {
-	if b.natsURL == "" {
-		return ""
-	}
-	nc, err := nats.Connect(b.natsURL, nats.Name("postback-bench-whereabouts"))
+	js, closeNATS, err := b.jetStream("postback-bench-whereabouts")
 	if err != nil {
 		return ""
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return ""
-	}
+	defer closeNATS()
 	var parts []string
 	for _, name := range []string{"EVENTS", "DELIVERIES", "SCHEDULES", "HISTORY", "DEADLETTERS"} {
 		st, err := js.Stream(ctx, name)
