@@ -1,0 +1,118 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/postback-dev/postback/pkg/delivery"
+	"github.com/postback-dev/postback/pkg/id"
+	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/stream"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
+	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
+)
+
+// A queued first send deferred for want of a place (or of a limiter slot)
+// must leave a schedule whose copy finds the delivery's record when it
+// fires, however soon that is: the record is written before the schedule,
+// and the copy names its revision. (Written the other way round, a
+// schedule due at once fired before its record existed, and its copy was
+// dropped as aged out: the delivery stayed PENDING, never sent.)
+func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
+	ctx := context.Background()
+	js := streamtest.JetStream(t)
+	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedules, err := js.Stream(ctx, stream.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	// Due in an hour, so the schedule is still there to be read; when it is
+	// due changes nothing in the order of the writes.
+	at := now.Add(time.Hour)
+
+	cases := []struct {
+		name string
+		// before writes what the delivery's record holds when the job
+		// comes (nothing: the renderer writes none).
+		before func(t *testing.T, job *delivery.Job)
+		// wantErr is what deferring returns; wantScheduled whether a
+		// schedule is left.
+		wantErr       error
+		wantScheduled bool
+	}{
+		{"no record yet: the record first, then the schedule naming it", nil, errBusy, true},
+		{"a record left by an earlier pass over the same job (a crash before its ack): scheduled against it",
+			func(t *testing.T, job *delivery.Job) {
+				rec := assumed(job)
+				if err := delivery.Defer(at).Apply(rec.Delivery, now); err != nil {
+					t.Fatal(err)
+				}
+				rec.Job = job
+				if err := s.deliveries.Update(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+			}, errBusy, true},
+		{"a delivery cancelled meanwhile: dropped, nothing scheduled",
+			func(t *testing.T, job *delivery.Job) {
+				rec := assumed(job)
+				if err := delivery.Cancel("the endpoint was deleted").Apply(rec.Delivery, now); err != nil {
+					t.Fatal(err)
+				}
+				rec.Job = job
+				if err := s.deliveries.Update(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+			}, inflight.ErrConflict, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			job := &delivery.Job{
+				DeliveryID: id.New(id.Delivery, now), AccountID: "acme", EndpointID: id.New(id.Endpoint, now),
+				EventID: id.New(id.Event, now), EventType: "action_clearing", Created: now, Queued: true,
+				EndpointVersion: now.UnixNano(),
+			}
+			if c.before != nil {
+				c.before(t, &delivery.Job{DeliveryID: job.DeliveryID, AccountID: job.AccountID, EndpointID: job.EndpointID,
+					EventID: job.EventID, EventType: job.EventType, Created: job.Created, Queued: true})
+			}
+			err := s.busy(ctx, assumed(job), job, at)
+			if !errors.Is(err, c.wantErr) {
+				t.Fatalf("deferring returned %v, want %v", err, c.wantErr)
+			}
+			msg, err := schedules.GetLastMsgForSubject(ctx, stream.ScheduleSubject(job.DeliveryID))
+			if !c.wantScheduled {
+				if !errors.Is(err, jetstream.ErrMsgNotFound) {
+					t.Fatalf("a schedule was left (%v), want none", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("no schedule: %v", err)
+			}
+			var copied delivery.Job
+			stream.ReadJobHeaders(&copied, msg.Header)
+			rec, err := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
+			if err != nil {
+				t.Fatalf("no record behind the schedule: %v", err)
+			}
+			if copied.Revision == 0 || copied.Revision != rec.Revision {
+				t.Fatalf("the scheduled copy claims against revision %d, the record is at %d", copied.Revision, rec.Revision)
+			}
+			if copied.Queued {
+				t.Fatal("the scheduled copy says the delivery has no record")
+			}
+			if got := rec.Delivery.Status; got != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || rec.Delivery.NextAttemptTime == nil {
+				t.Fatalf("record: %v, next attempt %v; want PENDING with a next attempt", got, rec.Delivery.NextAttemptTime)
+			}
+		})
+	}
+}
