@@ -17,13 +17,15 @@ import (
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
 )
 
-// A queued first send deferred for want of a place (or of a limiter slot)
-// must leave a schedule whose copy finds the delivery's record when it
+// A job deferred for want of a place (or of a limiter slot) must leave a
+// schedule whose copy finds the delivery's record as it names it when it
 // fires, however soon that is: the record is written before the schedule,
-// and the copy names its revision. (Written the other way round, a
-// schedule due at once fired before its record existed, and its copy was
-// dropped as aged out: the delivery stayed PENDING, never sent.)
-func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
+// and the copy claims against its revision. (Written the other way round,
+// a schedule due at once could fire first: a queued first send's copy found
+// no record and was dropped as aged out, a claimed job's copy found the
+// record still claimed by the message that deferred it and was dropped as a
+// duplicate, and the delivery stayed PENDING, never sent.)
+func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 	ctx := context.Background()
 	js := streamtest.JetStream(t)
 	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
@@ -44,12 +46,15 @@ func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T
 		// before writes what the delivery's record holds when the job
 		// comes (nothing: the renderer writes none).
 		before func(t *testing.T, job *delivery.Job)
+		// claimed, when set, is the claim the sender holds on the record
+		// (a job whose slot came too late after its claim).
+		claimed string
 		// wantErr is what deferring returns; wantScheduled whether a
 		// schedule is left.
 		wantErr       error
 		wantScheduled bool
 	}{
-		{"no record yet: the record first, then the schedule naming it", nil, errBusy, true},
+		{"a queued first send with no record yet: the record first, then the schedule naming it", nil, "", errBusy, true},
 		{"a record left by an earlier pass over the same job (a crash before its ack): scheduled against it",
 			func(t *testing.T, job *delivery.Job) {
 				rec := assumed(job)
@@ -60,7 +65,7 @@ func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T
 				if err := s.deliveries.Update(ctx, rec); err != nil {
 					t.Fatal(err)
 				}
-			}, errBusy, true},
+			}, "", errBusy, true},
 		{"a delivery cancelled meanwhile: dropped, nothing scheduled",
 			func(t *testing.T, job *delivery.Job) {
 				rec := assumed(job)
@@ -71,7 +76,18 @@ func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T
 				if err := s.deliveries.Update(ctx, rec); err != nil {
 					t.Fatal(err)
 				}
-			}, inflight.ErrConflict, false},
+			}, "", inflight.ErrConflict, false},
+		{"a job claimed and then deferred: the record leaves its claim first, then the schedule names it",
+			func(t *testing.T, job *delivery.Job) {
+				rec := assumed(job)
+				if err := delivery.Claim().Apply(rec.Delivery, now); err != nil {
+					t.Fatal(err)
+				}
+				rec.Job, rec.Claim = job, "DELIVERIES:9"
+				if err := s.deliveries.Update(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+			}, "DELIVERIES:9", errBusy, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,7 +100,14 @@ func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T
 				c.before(t, &delivery.Job{DeliveryID: job.DeliveryID, AccountID: job.AccountID, EndpointID: job.EndpointID,
 					EventID: job.EventID, EventType: job.EventType, Created: job.Created, Queued: true})
 			}
-			err := s.busy(ctx, assumed(job), job, at)
+			held := assumed(job)
+			if c.claimed != "" {
+				if held, err = s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID); err != nil {
+					t.Fatal(err)
+				}
+				job.Queued, job.Revision = false, held.Revision
+			}
+			err := s.busy(ctx, held, job, at)
 			if !errors.Is(err, c.wantErr) {
 				t.Fatalf("deferring returned %v, want %v", err, c.wantErr)
 			}
@@ -110,8 +133,9 @@ func TestADeferredQueuedJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T
 			if copied.Queued {
 				t.Fatal("the scheduled copy says the delivery has no record")
 			}
-			if got := rec.Delivery.Status; got != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || rec.Delivery.NextAttemptTime == nil {
-				t.Fatalf("record: %v, next attempt %v; want PENDING with a next attempt", got, rec.Delivery.NextAttemptTime)
+			if got := rec.Delivery.Status; got != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING || rec.Delivery.NextAttemptTime == nil || rec.Claim != "" {
+				t.Fatalf("record: %v, next attempt %v, claim %q; want PENDING with a next attempt, unclaimed",
+					got, rec.Delivery.NextAttemptTime, rec.Claim)
 			}
 		})
 	}

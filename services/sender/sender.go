@@ -772,56 +772,40 @@ func (s *sender) busy(ctx context.Context, rec *inflight.Record, job *delivery.J
 	return errBusy
 }
 
-// postpone hands the job to its delivery's schedule, to fire at fire, and
-// notes on the record that the next attempt is due at next. The schedule
-// comes first (it replaces the delivery's one pending schedule, so a crash
-// and a second pass leave one copy), then the record (compare-and-set: if
-// the record changed meanwhile, the scheduled copy is judged against it
-// when it fires: it reads the record, which is there). A delivery with no
-// record yet is the exception (postponeQueued).
-func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID string) error {
-	if rec.Queued && rec.Revision == 0 {
-		return s.postponeQueued(ctx, rec, job, fire, next, msgID)
-	}
-	if err := s.schedule(ctx, job, fire, msgID); err != nil {
-		return err
-	}
-	if err := delivery.Defer(next).Apply(rec.Delivery, time.Now()); err != nil {
-		return nil // moved on meanwhile: the scheduled copy is judged when it fires
-	}
-	rec.Claim, rec.Job = "", job
-	if err := s.deliveries.Update(ctx, rec); err != nil && !errors.Is(err, inflight.ErrConflict) {
-		return err
-	}
-	return nil
-}
-
-// postponeQueued defers the renderer's queued job of a delivery that has
-// no record yet. Here the record comes first and the schedule second, its
-// copy naming the record's revision to claim against. The other order
-// loses the delivery: a job deferred to a place expected a millisecond
-// later has its schedule fire at once, and its copy, carrying no revision
-// and finding no record yet, was dropped as aged out; the record written
-// a moment later then said PENDING with nothing left to send it. (Seen in
-// a few bursts: 1 and 18 postbacks of 20,000 never sent.)
+// postpone notes on the delivery's record that its next attempt is due at
+// next, then hands the job to its delivery's one pending schedule, to fire
+// at fire, as a copy that claims against the record just written.
 //
-// A record already there means this job was here before (a crash between
-// the record and the schedule, or the ack) or the delivery moved on
-// (cancelled, or another copy holds it): the job is judged against it and
-// scheduled at its revision, or dropped.
-func (s *sender) postponeQueued(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID string) error {
+// The record comes first. The other order lost deliveries: a job deferred
+// to a place expected a millisecond later has its schedule fire at once,
+// and its copy could arrive before the record was written. A first send's
+// copy then found no record (the renderer writes none) and was dropped as
+// aged out; a claimed job's copy found the record still claimed by the
+// message that deferred it and was dropped as a duplicate. Either way the
+// record written a moment later said PENDING with nothing left to send it
+// (seen in a few bursts: 1 and 18 postbacks of 20,000 never sent). Written
+// first, the record is there for the copy, at the revision it names.
+//
+// Failure policy: a crash between the record and the schedule leaves the
+// job's message unacked; it comes again, finds the record deferred and is
+// deferred again. A record changed meanwhile (compare-and-set) means this
+// job was here before or the delivery moved on (cancelled, or another
+// copy holds it): the job is judged against it and scheduled at its
+// revision, or dropped (inflight.ErrConflict). A second pass replaces the
+// delivery's one pending schedule, and the claim lets one copy send.
+func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID string) error {
 	if err := delivery.Defer(next).Apply(rec.Delivery, time.Now()); err != nil {
-		return err
+		return inflight.ErrConflict // nothing left to defer: dropped
 	}
 	rec.Claim, rec.Job = "", job
-	err := s.deliveries.Update(ctx, rec) // creates it: expected at revision 0
+	err := s.deliveries.Update(ctx, rec) // at revision 0 (none yet) it creates the record
 	if errors.Is(err, inflight.ErrConflict) {
 		cur, gerr := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
 		if gerr != nil {
 			return fmt.Errorf("defer %s: read the record written meanwhile: %w", job.DeliveryID, gerr)
 		}
 		if stale(cur, job, "") != "" {
-			return err // slotted: dropped, the delivery changed meanwhile
+			return err // dropped: the delivery changed meanwhile
 		}
 		rec, err = cur, nil
 	}
