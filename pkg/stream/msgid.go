@@ -12,7 +12,14 @@ package stream
 //	job:<delivery>:0                       the renderer's first send
 //	fail:<delivery>:<sent>                 a failed attempt for the retry service
 //	retry:<delivery>:<sent>                a retry's schedule
-//	slot:<delivery>:<sent>:<slot ns>       a deferral to a limiter slot
+//	slotrev:<delivery>:<sent>:<slot ns>:<revision>
+//	                                       a deferral to a limiter slot, from
+//	                                       the record revision it wrote
+//	slot:<delivery>:<sent>:<slot ns>       (retired) the same without the
+//	                                       revision: a copy that came back
+//	                                       early and was deferred again to the
+//	                                       same slot made the same id, and its
+//	                                       schedule was dropped as a repeat
 //	busy:<delivery>:<sent>:<at ns>         a deferral to a place in flight
 //	manual:<delivery>:<sent>:<at ns>       a resend a person asked for
 //	att:<delivery>:<number>:<start ns36>   an attempt moved to ATTEMPTS
@@ -54,9 +61,13 @@ func FailureID(deliveryID string, sent int) string { return msgID("fail", delive
 // RetryID is the id of the schedule of the retry after sent requests.
 func RetryID(deliveryID string, sent int) string { return msgID("retry", deliveryID, itoa(sent)) }
 
-// SlotID is the id of a deferral to the limiter slot at slotNanos.
-func SlotID(deliveryID string, sent int, slotNanos int64) string {
-	return msgID("slot", deliveryID, itoa(sent), nanos(slotNanos))
+// SlotID is the id of a deferral to the limiter slot at slotNanos that
+// wrote the delivery's record at revision: each deferral writes a new
+// revision, so a job deferred again to the same slot (its schedule fired
+// early by the broker's clock) makes a new id, while a deferral published
+// again after a crash, which finds its own revision, makes the same one.
+func SlotID(deliveryID string, sent int, slotNanos int64, revision uint64) string {
+	return msgID("slotrev", deliveryID, itoa(sent), nanos(slotNanos), strconv.FormatUint(revision, 10))
 }
 
 // BusyID is the id of a deferral to a place among the endpoint's requests

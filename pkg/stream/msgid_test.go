@@ -12,7 +12,7 @@ func TestEachKindOfMessageIDKeepsItsForm(t *testing.T) {
 		{"the renderer's first send", FirstSendID(dlv), "job:" + dlv + ":0"},
 		{"a failed attempt", FailureID(dlv, 3), "fail:" + dlv + ":3"},
 		{"a retry's schedule", RetryID(dlv, 3), "retry:" + dlv + ":3"},
-		{"a deferral to a limiter slot", SlotID(dlv, 0, 1775638800123456789), "slot:" + dlv + ":0:1775638800123456789"},
+		{"a deferral to a limiter slot", SlotID(dlv, 0, 1775638800123456789, 42), "slotrev:" + dlv + ":0:1775638800123456789:42"},
 		{"a deferral to a place in flight", BusyID(dlv, 1, 1775638800000000000), "busy:" + dlv + ":1:1775638800000000000"},
 		{"a resend", ResendID(dlv, 2, 5), "manual:" + dlv + ":2:5"},
 		{"an attempt moved to ATTEMPTS", AttemptID(dlv, 4, 36*36), "att:" + dlv + ":4:100"},

@@ -12,6 +12,7 @@ import (
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/id"
 	"github.com/postback-dev/postback/pkg/inflight"
+	"github.com/postback-dev/postback/pkg/limiter"
 	"github.com/postback-dev/postback/pkg/stream"
 	"github.com/postback-dev/postback/pkg/stream/streamtest"
 	postbackv1 "github.com/postback-dev/postback/proto/postback/v1"
@@ -138,5 +139,66 @@ func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 					got, rec.Delivery.NextAttemptTime, rec.Claim)
 			}
 		})
+	}
+}
+
+// A schedule that the broker fires early by its own clock (the sender's
+// host running behind it) brings a job back while its slot is still far:
+// the job is deferred again to the same slot, and that second schedule
+// must be kept. Its message id used to be the first one's (delivery,
+// requests sent, slot), so the broker dropped it as a repeat within its
+// dedupe window, and the delivery was left PENDING with nothing to send it.
+func TestAJobDeferredAgainToTheSameSlotIsScheduledAgain(t *testing.T) {
+	ctx := context.Background()
+	js := streamtest.JetStream(t)
+	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedules, err := js.Stream(ctx, stream.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	lim := limiter.Limits{Rate: 1}
+	job := &delivery.Job{
+		DeliveryID: id.New(id.Delivery, now), AccountID: "acme", EndpointID: id.New(id.Endpoint, now),
+		EventID: id.New(id.Event, now), EventType: "action_clearing", Created: now, Queued: true,
+		Slot: now.Add(time.Minute), // reserved a minute ahead: further than a worker waits
+	}
+	lastSchedule := func() (seq, revision uint64) {
+		t.Helper()
+		m, err := schedules.GetLastMsgForSubject(ctx, stream.ScheduleSubject(job.DeliveryID))
+		if err != nil {
+			t.Fatalf("no schedule: %v", err)
+		}
+		var j delivery.Job
+		stream.ReadJobHeaders(&j, m.Header)
+		return m.Sequence, j.Revision
+	}
+
+	if err := s.slot(ctx, job.EndpointID, lim, assumed(job), job); !errors.Is(err, errDeferred) {
+		t.Fatalf("first deferral: %v, want deferred", err)
+	}
+	firstSeq, _ := lastSchedule()
+
+	// The copy that schedule fires, back early: it holds the same slot and
+	// names the record's revision.
+	fired := *job
+	rec, err := s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.slot(ctx, fired.EndpointID, lim, rec, &fired); !errors.Is(err, errDeferred) {
+		t.Fatalf("second deferral: %v, want deferred", err)
+	}
+	seq, revision := lastSchedule()
+	rec, err = s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq == firstSeq || revision != rec.Revision {
+		t.Fatalf("the second deferral left no schedule of its own (the last is at sequence %d, the first's %d, "+
+			"naming revision %d; the record is at %d)", seq, firstSeq, revision, rec.Revision)
 	}
 }

@@ -752,7 +752,10 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
-	msgID := stream.SlotID(job.DeliveryID, job.Sent, job.Slot.UnixNano())
+	slot := job.Slot
+	msgID := func(revision uint64) string {
+		return stream.SlotID(job.DeliveryID, job.Sent, slot.UnixNano(), revision)
+	}
 	if err := s.postpone(ctx, rec, job, job.Slot.Add(-earlyFire), job.Slot, msgID); err != nil {
 		return err
 	}
@@ -765,7 +768,7 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 func (s *sender) busy(ctx context.Context, rec *inflight.Record, job *delivery.Job, at time.Time) error {
 	job.Slot = time.Time{}
 	job.EndpointVersion = 0 // a copy: it is claimed when it comes back
-	msgID := stream.BusyID(job.DeliveryID, job.Sent, at.UnixNano())
+	msgID := func(uint64) string { return stream.BusyID(job.DeliveryID, job.Sent, at.UnixNano()) }
 	if err := s.postpone(ctx, rec, job, at, at, msgID); err != nil {
 		return err
 	}
@@ -792,8 +795,11 @@ func (s *sender) busy(ctx context.Context, rec *inflight.Record, job *delivery.J
 // job was here before or the delivery moved on (cancelled, or another
 // copy holds it): the job is judged against it and scheduled at its
 // revision, or dropped (inflight.ErrConflict). A second pass replaces the
-// delivery's one pending schedule, and the claim lets one copy send.
-func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID string) error {
+// delivery's one pending schedule, and the claim lets one copy send. The
+// schedule's message id is made from the revision it names (msgID): a
+// pass publishing again after a crash repeats its id and is deduplicated;
+// a later pass never repeats an earlier one's.
+func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delivery.Job, fire, next time.Time, msgID func(revision uint64) string) error {
 	if err := delivery.Defer(next).Apply(rec.Delivery, time.Now()); err != nil {
 		return inflight.ErrConflict // nothing left to defer: dropped
 	}
@@ -813,7 +819,7 @@ func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delive
 		return err
 	}
 	job.Revision, job.Queued = rec.Revision, false
-	return s.schedule(ctx, job, fire, msgID)
+	return s.schedule(ctx, job, fire, msgID(rec.Revision))
 }
 
 // schedule hands job to its delivery's one pending schedule, to fire at
