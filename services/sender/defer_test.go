@@ -28,15 +28,7 @@ import (
 // duplicate, and the delivery stayed PENDING, never sent.)
 func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 	ctx := context.Background()
-	js := streamtest.JetStream(t)
-	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schedules, err := js.Stream(ctx, stream.SchedulesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, schedules := deferring(t)
 	now := time.Now().UTC()
 	// Due in an hour, so the schedule is still there to be read; when it is
 	// due changes nothing in the order of the writes.
@@ -92,17 +84,15 @@ func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			job := &delivery.Job{
-				DeliveryID: id.New(id.Delivery, now), AccountID: "acme", EndpointID: id.New(id.Endpoint, now),
-				EventID: id.New(id.Event, now), EventType: "action_clearing", Created: now, Queued: true,
-				EndpointVersion: now.UnixNano(),
-			}
+			job := queuedJob(now)
+			job.EndpointVersion = now.UnixNano()
 			if c.before != nil {
 				c.before(t, &delivery.Job{DeliveryID: job.DeliveryID, AccountID: job.AccountID, EndpointID: job.EndpointID,
 					EventID: job.EventID, EventType: job.EventType, Created: job.Created, Queued: true})
 			}
 			held := assumed(job)
 			if c.claimed != "" {
+				var err error
 				if held, err = s.deliveries.Get(ctx, job.AccountID, job.EndpointID, job.DeliveryID); err != nil {
 					t.Fatal(err)
 				}
@@ -150,22 +140,11 @@ func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 // dedupe window, and the delivery was left PENDING with nothing to send it.
 func TestAJobDeferredAgainToTheSameSlotIsScheduledAgain(t *testing.T) {
 	ctx := context.Background()
-	js := streamtest.JetStream(t)
-	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schedules, err := js.Stream(ctx, stream.SchedulesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, schedules := deferring(t)
 	now := time.Now().UTC()
 	lim := limiter.Limits{Rate: 1}
-	job := &delivery.Job{
-		DeliveryID: id.New(id.Delivery, now), AccountID: "acme", EndpointID: id.New(id.Endpoint, now),
-		EventID: id.New(id.Event, now), EventType: "action_clearing", Created: now, Queued: true,
-		Slot: now.Add(time.Minute), // reserved a minute ahead: further than a worker waits
-	}
+	job := queuedJob(now)
+	job.Slot = now.Add(time.Minute) // reserved a minute ahead: further than a worker waits
 	lastSchedule := func() (seq, revision uint64) {
 		t.Helper()
 		m, err := schedules.GetLastMsgForSubject(ctx, stream.ScheduleSubject(job.DeliveryID))
@@ -200,5 +179,30 @@ func TestAJobDeferredAgainToTheSameSlotIsScheduledAgain(t *testing.T) {
 	if seq == firstSeq || revision != rec.Revision {
 		t.Fatalf("the second deferral left no schedule of its own (the last is at sequence %d, the first's %d, "+
 			"naming revision %d; the record is at %d)", seq, firstSeq, revision, rec.Revision)
+	}
+}
+
+// deferring is a sender on a fresh JetStream server, and the stream its
+// deferrals are scheduled in.
+func deferring(t *testing.T) (*sender, jetstream.Stream) {
+	t.Helper()
+	ctx := context.Background()
+	js := streamtest.JetStream(t)
+	s, err := newSender(ctx, js, Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedules, err := js.Stream(ctx, stream.SchedulesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, schedules
+}
+
+// queuedJob is the renderer's job for a new delivery: queued, no record.
+func queuedJob(now time.Time) *delivery.Job {
+	return &delivery.Job{
+		DeliveryID: id.New(id.Delivery, now), AccountID: "acme", EndpointID: id.New(id.Endpoint, now),
+		EventID: id.New(id.Event, now), EventType: "action_clearing", Created: now, Queued: true,
 	}
 }
