@@ -87,8 +87,7 @@ func TestADeferredJobIsScheduledAgainstARecordWrittenBeforeIt(t *testing.T) {
 			job := queuedJob(now)
 			job.EndpointVersion = now.UnixNano()
 			if c.before != nil {
-				c.before(t, &delivery.Job{DeliveryID: job.DeliveryID, AccountID: job.AccountID, EndpointID: job.EndpointID,
-					EventID: job.EventID, EventType: job.EventType, Created: job.Created, Queued: true})
+				c.before(t, job)
 			}
 			held := assumed(job)
 			if c.claimed != "" {

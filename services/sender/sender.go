@@ -752,9 +752,8 @@ func (s *sender) slot(ctx context.Context, endpointID string, lim limiter.Limits
 	if time.Until(job.Slot) <= s.cfg.MaxInlineWait {
 		return nil
 	}
-	slot := job.Slot
 	msgID := func(revision uint64) string {
-		return stream.SlotID(job.DeliveryID, job.Sent, slot.UnixNano(), revision)
+		return stream.SlotID(job.DeliveryID, job.Sent, job.Slot.UnixNano(), revision)
 	}
 	if err := s.postpone(ctx, rec, job, job.Slot.Add(-earlyFire), job.Slot, msgID); err != nil {
 		return err
