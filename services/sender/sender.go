@@ -818,13 +818,7 @@ func (s *sender) postpone(ctx context.Context, rec *inflight.Record, job *delive
 		return err
 	}
 	job.Revision, job.Queued = rec.Revision, false
-	return s.schedule(ctx, job, fire, msgID(rec.Revision))
-}
-
-// schedule hands job to its delivery's one pending schedule, to fire at
-// fire.
-func (s *sender) schedule(ctx context.Context, job *delivery.Job, fire time.Time, msgID string) error {
-	return s.tracer.Schedule(ctx, s.js, job, fire, msgID,
+	return s.tracer.Schedule(ctx, s.js, job, fire, msgID(rec.Revision),
 		telemetry.DeliveryID.String(job.DeliveryID), telemetry.Attempt.Int(job.Attempt))
 }
 
