@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,10 +90,11 @@ func (s *Deliveries) logChange(ctx context.Context, r *Record, b []byte, version
 // first send ended it (succeeded, failed for good, cancelled) while it was
 // still queued with no record behind it (r.Queued, Revision 0). Its history
 // entry is then its only record: nothing is left in the hot state to
-// expire, and readers find it by id in this stream (Pending) until the
-// writer has stored it. A crash before the job's ack resends the first send
-// (as it would with a record: first sends take no claim), and the repeated
-// entry is a no-op or a later version in the store.
+// expire, and readers find it by id in this stream (Pending, or Concluded
+// when BatchConcludes put it in a batch) until the writer has stored it.
+// A crash before the job's ack resends the first send (as it would with a
+// record: first sends take no claim), and the repeated entry is a no-op or
+// a later version in the store.
 func (s *Deliveries) Conclude(ctx context.Context, r *Record) error {
 	if !r.Queued || r.Revision != 0 || !delivery.Final(r.Delivery.Status) {
 		return fmt.Errorf("conclude delivery %s: only a final state of a delivery with no record", r.Delivery.Id)
@@ -102,11 +104,36 @@ func (s *Deliveries) Conclude(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := s.logChange(ctx, r, b, v); err != nil {
+	if s.concluded == nil {
+		if err := s.logChange(ctx, r, b, v); err != nil {
+			return err
+		}
+		r.readVersion = v
+		return nil
+	}
+	done, err := s.concluded.add(r, b, v)
+	if err != nil {
+		return err
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		return err
 	}
 	r.readVersion = v
 	return nil
+}
+
+// BatchConcludes makes Conclude group-commit its entries until ctx ends:
+// under load one stored message carries many deliveries' final entries
+// (history.done.<n>, naming them in a header for Pending), alone an entry
+// goes out on its own subject as before. For a writer that concludes many
+// deliveries at once: the sender.
+func (s *Deliveries) BatchConcludes(ctx context.Context) {
+	s.concluded = newEntryLog(ctx, s.js.Conn(), doneBatchPrefix, true, flushers)
 }
 
 // Relog publishes the history entry of a record as it is stored: for a
@@ -167,7 +194,9 @@ func FromHistory(row *history.Row) (*Record, error) {
 }
 
 // Pending reads a delivery's latest history entry still waiting for the
-// writer, by id alone, as a record (ErrNotFound: none waits).
+// writer on its own subject, by id alone, as a record (ErrNotFound: none
+// waits there). A final entry group-committed with others is in a batch
+// instead: see Concluded.
 func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
 	m, err := s.hist.GetLastMsgForSubject(ctx, stream.HistorySubject("*", "*", id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -180,12 +209,92 @@ func (s *Deliveries) Pending(ctx context.Context, id string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	return fromEntry(e)
+}
+
+// fromEntry is the record a history entry holds.
+func fromEntry(e history.Entry) (*Record, error) {
 	r, err := FromHistory(&history.Row{Delivery: e.Delivery, Job: e.Job, Version: e.Version})
 	if err != nil {
 		return nil, err
 	}
 	r.Last = e.Attempt
 	return r, nil
+}
+
+// Concluded reads a delivery's final entry from a batch of them still
+// waiting for the writer (history.done.<n>, BatchConcludes), as a record
+// (ErrNotFound: no batch holds it). It reads the batches one by one, so it
+// costs what the writer has not stored yet: a reader looks here last,
+// after the history store, and then reads the store again (an entry stored
+// meanwhile is gone from here). It looks up to the newest batch there is
+// when it starts: a delivery the caller missed elsewhere has had its queued
+// job acked, which the sender does only once the batch is stored, so the
+// batch came before.
+func (s *Deliveries) Concluded(ctx context.Context, id string) (*Record, error) {
+	newest, err := s.hist.GetLastMsgForSubject(ctx, doneBatches)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look for %s in the history batches: %w", id, err)
+	}
+	if names(newest.Header.Get(historyIDsHeader), id) { // the common case
+		return batchRecord(newest, id)
+	}
+	for seq := uint64(1); ; {
+		m, err := s.hist.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(doneBatches))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look for %s in the history batches: %w", id, err)
+		}
+		if m.Sequence >= newest.Sequence { // read first
+			return nil, ErrNotFound
+		}
+		if names(m.Header.Get(historyIDsHeader), id) {
+			return batchRecord(m, id)
+		}
+		seq = m.Sequence + 1
+	}
+}
+
+// batchRecord is the record of id's entry in batch m.
+func batchRecord(m *jetstream.RawStreamMsg, id string) (*Record, error) {
+	e, err := entryIn(m.Data, m.Header, id)
+	if err != nil {
+		return nil, err
+	}
+	return fromEntry(e)
+}
+
+// names says whether a historyIDsHeader value names id.
+func names(ids, id string) bool {
+	for tok := range strings.SplitSeq(ids, ",") {
+		if tok == id {
+			return true
+		}
+	}
+	return false
+}
+
+// entryIn is id's entry in a batch (its latest, should it hold several).
+func entryIn(data []byte, h nats.Header, id string) (history.Entry, error) {
+	es, err := HistoryEntries(data, h)
+	if err != nil {
+		return history.Entry{}, err
+	}
+	var e history.Entry
+	for _, x := range es {
+		if x.Delivery.Id == id && x.Version >= e.Version {
+			e = x
+		}
+	}
+	if e.Delivery == nil {
+		return history.Entry{}, fmt.Errorf("history batch names %s but holds no entry of it", id)
+	}
+	return e, nil
 }
 
 // timestampMicro is a timestamp of unix microseconds.

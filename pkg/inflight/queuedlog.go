@@ -2,26 +2,39 @@ package inflight
 
 // QueuedLog logs the deliveries the renderer queues for their first send to
 // the HISTORY stream in batches, so the history lists a delivery PENDING
-// from the moment it is queued without a stored message per delivery.
+// from the moment it is queued without a stored message per delivery. The
+// sender's final entries of deliveries ended by their first send
+// (Deliveries.Conclude) go through the same kind of log once the sender
+// asks for it (Deliveries.BatchConcludes).
 //
-// Design: a group commit. Log adds an entry to a buffer and returns a
-// channel that receives the outcome of the publish that carries it; a few
-// flushers each take whatever has gathered (up to batchEntries entries or
-// batchBytes bytes) and publish it as one message, waiting for its
-// acknowledgement. Under light load an entry goes out alone at once (as a
-// plain entry on its own subject); under a burst, entries gather while the
-// previous publish is in flight, and one stored message carries many. No
-// timer: nothing waits for a batch to fill.
+// Design: a group commit (entryLog). Adding an entry puts it in a buffer
+// and returns a channel that receives the outcome of the publish that
+// carries it; a few flushers each take whatever has gathered (up to
+// batchEntries entries or batchBytes bytes) and publish it as one message,
+// waiting for its acknowledgement. Under light load an entry goes out alone
+// at once; under a burst, entries gather while the previous publish is in
+// flight, and one stored message carries many. No timer: nothing waits for
+// a batch to fill.
 //
-// A batch travels on history.queued.<n> (three tokens, so the four-token
-// filter Deliveries.Pending reads by id never matches it: a queued delivery
-// is read from its queued job, not from here) with the entry count in
-// historyBatchHeader. Its body is, per entry, uvarint version, uvarint
+// A batch travels on history.queued.<n> (PENDING entries) or
+// history.done.<n> (final entries): three tokens, so the four-token filter
+// Deliveries.Pending reads by id never matches it. Its entry count is in
+// historyBatchHeader; its body is, per entry, uvarint version, uvarint
 // length, record bytes (the record encoding of history.go).
 //
+// How a reader finds a delivery in them: a queued delivery is read from its
+// queued job, never from here, so even a lone queued entry goes out as a
+// batch (of one): a PENDING entry on the delivery's own subject could hide
+// the final entry that ends it, which may be in a batch. A concluded
+// delivery has nothing else until the writer stores it, so a lone final
+// entry goes out plain on its own subject (Pending), and a history.done
+// batch names its deliveries in historyIDsHeader (Concluded reads the
+// batches for an id).
+//
 // Failure policy: the renderer acks an event only once every publish of its
-// deliveries, this one included, is acknowledged; a failed batch fails every
-// entry in it, and the event is rendered again (its entries are then
+// deliveries, this one included, is acknowledged, and the sender acks a job
+// only once its final entry is; a failed batch fails every entry in it, and
+// the event is rendered again or the job redelivered (its entries are then
 // no-ops or later versions in the store). When ctx ends, entries still
 // waiting fail with its error.
 
@@ -40,8 +53,20 @@ import (
 	"github.com/postback-dev/postback/pkg/stream"
 )
 
-// historyBatchHeader carries the entry count of a batch of history entries.
-const historyBatchHeader = "Postback-History-Batch"
+// historyBatchHeader carries the entry count of a batch of history entries;
+// historyIDsHeader, in a history.done batch, its delivery ids, comma
+// separated.
+const (
+	historyBatchHeader = "Postback-History-Batch"
+	historyIDsHeader   = "Postback-History-Ids"
+)
+
+// The subjects of batches: prefix, then a sequence number in base 36.
+const (
+	queuedBatchPrefix = "history.queued."
+	doneBatchPrefix   = "history.done."
+	doneBatches       = doneBatchPrefix + "*"
+)
 
 const (
 	batchEntries = 256
@@ -50,10 +75,15 @@ const (
 )
 
 // QueuedLog batches the renderer's queued entries (see the file comment).
-type QueuedLog struct {
-	nc   *nats.Conn
-	kick chan struct{}
-	seq  atomic.Uint64
+type QueuedLog struct{ log *entryLog }
+
+// entryLog is the group commit of history entries (see the file comment).
+type entryLog struct {
+	nc     *nats.Conn
+	prefix string // of a batch's subject
+	ids    bool   // name the entries' deliveries in historyIDsHeader
+	kick   chan struct{}
+	seq    atomic.Uint64
 
 	mu      sync.Mutex
 	waiting []queuedEntry
@@ -72,11 +102,17 @@ func (e *queuedEntry) size() int { return len(e.b) + 2*binary.MaxVarintLen64 }
 
 // NewQueuedLog starts a queued log whose flushers run until ctx ends.
 func NewQueuedLog(ctx context.Context, nc *nats.Conn) *QueuedLog {
-	q := &QueuedLog{nc: nc, kick: make(chan struct{}, 1)}
-	for range flushers {
-		go q.flush(ctx)
+	return &QueuedLog{newEntryLog(ctx, nc, queuedBatchPrefix, false, flushers)}
+}
+
+// newEntryLog starts a log with n flushers (0: a test flushes it itself)
+// that run until ctx ends.
+func newEntryLog(ctx context.Context, nc *nats.Conn, prefix string, ids bool, n int) *entryLog {
+	l := &entryLog{nc: nc, prefix: prefix, ids: ids, kick: make(chan struct{}, 1)}
+	for range n {
+		go l.flush(ctx)
 	}
-	return q
+	return l
 }
 
 // Log adds the PENDING entry of a delivery just queued for its first send
@@ -89,11 +125,16 @@ func (q *QueuedLog) Log(job *delivery.Job, body []byte) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
+	return q.log.add(r, b, v)
+}
+
+// add adds the entry of r, written as b at version v.
+func (q *entryLog) add(r *Record, b []byte, v int64) (<-chan error, error) {
 	done := make(chan error, 1)
 	q.mu.Lock()
 	if q.closed != nil {
 		q.mu.Unlock()
-		return nil, fmt.Errorf("log delivery %s to the history: %w", job.DeliveryID, q.closed)
+		return nil, fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, q.closed)
 	}
 	q.waiting = append(q.waiting, queuedEntry{rec: r, b: b, version: v, done: done})
 	q.mu.Unlock()
@@ -105,7 +146,7 @@ func (q *QueuedLog) Log(job *delivery.Job, body []byte) (<-chan error, error) {
 }
 
 // take removes the next batch from the buffer.
-func (q *QueuedLog) take() []queuedEntry {
+func (q *entryLog) take() []queuedEntry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n, size := 0, 0
@@ -129,7 +170,7 @@ func (q *QueuedLog) take() []queuedEntry {
 	return batch
 }
 
-func (q *QueuedLog) flush(ctx context.Context) {
+func (q *entryLog) flush(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -144,22 +185,31 @@ func (q *QueuedLog) flush(ctx context.Context) {
 			return
 		case <-q.kick:
 		}
-		for batch := q.take(); len(batch) > 0; batch = q.take() {
-			_, err := stream.Publish(ctx, q.nc, q.message(batch))
-			if err != nil {
-				err = fmt.Errorf("log %d queued deliveries to the history: %w", len(batch), err)
-			}
-			for _, e := range batch {
-				e.done <- err
-			}
+		q.publishWaiting(ctx)
+	}
+}
+
+// publishWaiting publishes every entry waiting, batch by batch.
+func (q *entryLog) publishWaiting(ctx context.Context) {
+	for batch := q.take(); len(batch) > 0; batch = q.take() {
+		_, err := stream.Publish(ctx, q.nc, q.message(batch))
+		if err != nil {
+			err = fmt.Errorf("log %d deliveries to the history: %w", len(batch), err)
+		}
+		for _, e := range batch {
+			e.done <- err
 		}
 	}
 }
 
-// message is the HISTORY message that carries batch: a plain entry when it
-// holds one.
-func (q *QueuedLog) message(batch []queuedEntry) *nats.Msg {
-	if len(batch) == 1 {
+// message is the HISTORY message that carries batch. A lone final entry
+// goes out plain, on its delivery's own subject (Pending finds it there).
+// A lone queued entry is still a batch: no PENDING entry is ever on a
+// delivery's own subject, where it could hide the final entry that a batch
+// of the sender's carries (Pending reads the subject's latest message; a
+// queued delivery is read from its job).
+func (q *entryLog) message(batch []queuedEntry) *nats.Msg {
+	if len(batch) == 1 && q.ids {
 		return historyMsg(batch[0].rec, batch[0].b, batch[0].version)
 	}
 	size := 0
@@ -172,8 +222,18 @@ func (q *QueuedLog) message(batch []queuedEntry) *nats.Msg {
 		body = binary.AppendUvarint(body, uint64(len(e.b)))
 		body = append(body, e.b...)
 	}
-	m := &nats.Msg{Subject: "history.queued." + strconv.FormatUint(q.seq.Add(1), 36), Data: body, Header: nats.Header{}}
+	m := &nats.Msg{Subject: q.prefix + strconv.FormatUint(q.seq.Add(1), 36), Data: body, Header: nats.Header{}}
 	m.Header.Set(historyBatchHeader, strconv.Itoa(len(batch)))
+	if q.ids {
+		ids := make([]byte, 0, len(batch)*(len(batch[0].rec.Delivery.Id)+1))
+		for i, e := range batch {
+			if i > 0 {
+				ids = append(ids, ',')
+			}
+			ids = append(ids, e.rec.Delivery.Id...)
+		}
+		m.Header.Set(historyIDsHeader, string(ids))
+	}
 	return m
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/postback-dev/postback/pkg/delivery"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -69,7 +71,10 @@ func TestQueuedDeliveriesLoggedTogetherShareMessagesAndEachArrivesPending(t *tes
 	}
 }
 
-func TestAQueuedEntryLoggedAloneIsAPlainEntryFoundOnItsOwnSubject(t *testing.T) {
+// A PENDING entry is never on its delivery's own subject, where it could
+// hide the final entry that a batch of the sender's carries: a lone one
+// goes out as a batch of one.
+func TestAQueuedEntryLoggedAloneStaysOffItsDeliverysSubject(t *testing.T) {
 	js := streamtest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -87,12 +92,16 @@ func TestAQueuedEntryLoggedAloneIsAPlainEntryFoundOnItsOwnSubject(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, stream.HistorySubject("acc", "ep_1", job.DeliveryID))
-	if err != nil {
-		t.Fatalf("the lone entry is not on its delivery's subject: %v", err)
+	if _, err := s.GetLastMsgForSubject(ctx, stream.HistorySubject("acc", "ep_1", job.DeliveryID)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("the lone queued entry on its delivery's subject: %v, want none there", err)
 	}
-	if m.Header.Get(historyBatchHeader) != "" {
-		t.Error("a lone entry went out as a batch")
+	m, err := s.GetLastMsgForSubject(ctx, queuedBatchPrefix+"*")
+	if err != nil {
+		t.Fatalf("the lone queued entry is not a batch: %v", err)
+	}
+	es, err := HistoryEntries(m.Data, m.Header)
+	if err != nil || len(es) != 1 || es[0].Delivery.Id != job.DeliveryID || es[0].Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
+		t.Fatalf("the batch of one: %v, %v; want the delivery PENDING", es, err)
 	}
 }
 
@@ -118,7 +127,7 @@ func TestAMalformedHistoryBatchIsRefusedNotHalfRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := (&QueuedLog{}).message([]queuedEntry{{rec: r, b: b, version: v}, {rec: r, b: b, version: v + 1}})
+	good := (&entryLog{prefix: queuedBatchPrefix}).message([]queuedEntry{{rec: r, b: b, version: v}, {rec: r, b: b, version: v + 1}})
 	if es, err := HistoryEntries(good.Data, good.Header); err != nil || len(es) != 2 {
 		t.Fatalf("a good batch: %d entries, %v; want 2", len(es), err)
 	}
@@ -167,5 +176,141 @@ func TestADeliveryEndedByItsFirstSendIsLoggedWithNoRecord(t *testing.T) {
 	open := queuedRecord(queuedJob(8), nil)
 	if err := dls.Conclude(ctx, open); err == nil {
 		t.Error("Conclude of a PENDING delivery succeeded; want an error (only final states have no record)")
+	}
+}
+
+// concludedRecord is the final record of a delivery ended by its first
+// send, answered with code.
+func concludedRecord(i int, code int32) *Record {
+	job := queuedJob(i)
+	body, _ := job.MarshalBinary()
+	r := queuedRecord(job, body)
+	r.Delivery.Status = postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED
+	r.Last = &postbackv1.Attempt{DeliveryId: job.DeliveryID, Number: 0, StatusCode: code}
+	return r
+}
+
+// concludeAll concludes n deliveries at once through a log with no
+// flushers, then flushes what gathered: the batches are known.
+func concludeAll(t *testing.T, ctx context.Context, dls *Deliveries, n int) {
+	t.Helper()
+	log := newEntryLog(ctx, dls.js.Conn(), doneBatchPrefix, true, 0)
+	dls.concluded = log
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- dls.Conclude(ctx, concludedRecord(i, 200+int32(i%3))) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		log.mu.Lock()
+		w := len(log.waiting)
+		log.mu.Unlock()
+		if w == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d conclusions waiting after 10s", w, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	log.publishWaiting(ctx)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestDeliveriesConcludedTogetherShareBatchesAndEachIsFoundByID(t *testing.T) {
+	js := streamtest.JetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = batchEntries + 44 // two batches: the newest, and one before it
+	concludeAll(t, ctx, dls, n)
+	if st := streamtest.State(t, js, stream.HistoryStream); st.Msgs != 2 {
+		t.Fatalf("%d messages for %d deliveries concluded at once, want 2 batches", st.Msgs, n)
+	}
+	for i := range n {
+		id := queuedJob(i).DeliveryID
+		if _, err := dls.Pending(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Pending(%s) = %v, want ErrNotFound (it is in a batch, not on its own subject)", id, err)
+		}
+		r, err := dls.Concluded(ctx, id)
+		if err != nil {
+			t.Fatalf("Concluded(%s): %v", id, err)
+		}
+		if r.Delivery.Id != id || r.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED || r.Last.GetStatusCode() != 200+int32(i%3) {
+			t.Fatalf("Concluded(%s) = %s %s with %d, want it SUCCEEDED with its own attempt (%d)", id, r.Delivery.Id, r.Delivery.Status, r.Last.GetStatusCode(), 200+i%3)
+		}
+	}
+	if _, err := dls.Concluded(ctx, "dlv_q"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Concluded of an id no batch holds (a prefix of those they hold) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestABatchStoredByTheWriterIsNoLongerFoundInTheStream(t *testing.T) {
+	js := streamtest.JetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	concludeAll(t, ctx, dls, batchEntries+2) // a batch of two after the full one
+	first, err := dls.hist.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(doneBatches))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := dls.hist.GetLastMsgForSubject(ctx, doneBatches)
+	if err != nil || last.Sequence == first.Sequence {
+		t.Fatalf("the newest batch: %v (sequence %d, the first %d); want a second batch", err, last.Sequence, first.Sequence)
+	}
+	stored := strings.Split(first.Header.Get(historyIDsHeader), ",")[0]
+	waiting := strings.Split(last.Header.Get(historyIDsHeader), ",")[0]
+	if err := dls.hist.DeleteMsg(ctx, first.Sequence); err != nil { // as the writer's ack does
+		t.Fatal(err)
+	}
+	if _, err := dls.Concluded(ctx, stored); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Concluded of a delivery whose batch was stored = %v, want ErrNotFound (the store has it)", err)
+	}
+	if _, err := dls.Concluded(ctx, waiting); err != nil {
+		t.Fatalf("Concluded of a delivery in the batch still waiting: %v", err)
+	}
+}
+
+func TestADeliveryConcludedAloneIsAPlainEntryOnItsOwnSubject(t *testing.T) {
+	js := streamtest.JetStream(t)
+	ctx := context.Background()
+	dls, err := OpenDeliveries(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	concludeAll(t, ctx, dls, 1)
+	p, err := dls.Pending(ctx, queuedJob(0).DeliveryID)
+	if err != nil || p.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_SUCCEEDED {
+		t.Fatalf("Pending = %v, %v; want the lone entry SUCCEEDED on its own subject", p, err)
+	}
+	if _, err := dls.Concluded(ctx, queuedJob(0).DeliveryID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Concluded = %v, want ErrNotFound: no batch was written", err)
+	}
+}
+
+func TestABatchNamesExactlyItsDeliveries(t *testing.T) {
+	for _, tc := range []struct {
+		ids, id string
+		want    bool
+	}{
+		{"dlv_1,dlv_12", "dlv_1", true},
+		{"dlv_1,dlv_12", "dlv_12", true},
+		{"dlv_1,dlv_12", "dlv_2", false},
+		{"dlv_1,dlv_12", "dlv_", false},
+		{"dlv_1,dlv_12", "dlv_1,dlv_12", false},
+		{"", "dlv_1", false},
+	} {
+		if got := names(tc.ids, tc.id); got != tc.want {
+			t.Errorf("names(%q, %q) = %v, want %v", tc.ids, tc.id, got, tc.want)
+		}
 	}
 }

@@ -5,7 +5,8 @@
 //   - Deliveries: the delivery records in the NATS KV bucket (claims,
 //     revisions), a first send still queued read as a PENDING record, and
 //     the history entries the writer has not stored yet (history.go);
-//   - QueuedLog: the renderer's PENDING history entries, group-committed;
+//   - QueuedLog: the renderer's PENDING history entries, group-committed
+//     (and, with Deliveries.BatchConcludes, the sender's final ones);
 //   - Attempts: the attempts a later attempt replaced, on their stream.
 //
 // The state changes themselves are pkg/delivery's transitions; every
@@ -65,6 +66,8 @@ type Deliveries struct {
 	// Grace is how long a final record stays in the hot state (its
 	// per-message TTL, see history.go); 0 = DefaultGrace.
 	Grace time.Duration
+	// concluded, when set, group-commits Conclude's entries (BatchConcludes).
+	concluded *entryLog
 }
 
 // Record is one stored delivery.

@@ -90,7 +90,9 @@
 //	            down makes changes wait here, never a send; a change still
 //	            waiting is read by id (Deliveries.Pending). Also
 //	            history.queued.<n>: a batch of the renderer's PENDING entries
-//	            (queuedlog.go), never read by id.
+//	            (queuedlog.go), never read by id; history.done.<n>: a batch
+//	            of the sender's final entries of deliveries ended at their
+//	            first send, naming them in a header (Deliveries.Concluded).
 //
 //	DEADLETTERS deadletter.<consumer>
 //	            Messages no service can process, each with why (see

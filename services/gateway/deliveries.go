@@ -34,18 +34,45 @@ func (s *Server) loadRecord(ctx context.Context, field, dlvID string) (*inflight
 }
 
 // find reads a delivery wherever it is in its life: its hot record (or the
-// job queued for its first send), else its latest change still waiting for
-// the history writer, else its row in the history store. The writer stores
-// a change before it acks it, so a change gone from the stream is in the
-// store: read in this order, no moment of a delivery's life is missed.
+// job queued for its first send); else its latest change still waiting for
+// the history writer on its own subject, else its row in the history store;
+// and when that is not final (or there is none), its final entry in a batch
+// still waiting for the writer (a delivery ended at its first send while
+// others ended with it), else the store again. The writer stores a change
+// before it acks it, so a change gone from the stream is in the store: read
+// in this order, no moment of a delivery's life is missed. The batches come
+// last because reading them costs what the writer has not stored yet: only
+// a delivery that ended a moment ago, or an unknown id, pays it.
 func (s *Server) find(ctx context.Context, dlvID string) (*inflight.Record, error) {
 	r, err := s.deliveries.Find(ctx, dlvID)
 	if !errors.Is(err, inflight.ErrNotFound) {
 		return r, err
 	}
-	if r, err = s.deliveries.Pending(ctx, dlvID); !errors.Is(err, inflight.ErrNotFound) {
-		return r, err
+	r, err = s.deliveries.Pending(ctx, dlvID)
+	if errors.Is(err, inflight.ErrNotFound) {
+		r, err = s.stored(ctx, dlvID)
 	}
+	switch {
+	case err == nil && delivery.Final(r.Delivery.Status):
+		return r, nil
+	case err != nil && !errors.Is(err, inflight.ErrNotFound):
+		return nil, err
+	}
+	ended, err := s.deliveries.Concluded(ctx, dlvID)
+	if !errors.Is(err, inflight.ErrNotFound) {
+		return ended, err
+	}
+	if again, err := s.stored(ctx, dlvID); !errors.Is(err, inflight.ErrNotFound) {
+		return again, err // stored meanwhile, or as it was
+	}
+	if r == nil {
+		return nil, inflight.ErrNotFound
+	}
+	return r, nil
+}
+
+// stored reads a delivery's row in the history store.
+func (s *Server) stored(ctx context.Context, dlvID string) (*inflight.Record, error) {
 	row, err := s.history.Get(ctx, dlvID)
 	if errors.Is(err, history.ErrNotFound) {
 		return nil, inflight.ErrNotFound

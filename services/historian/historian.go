@@ -14,8 +14,9 @@
 //     version and attempts keyed by (delivery id, number).
 //   - Several writers may run (one per replica): they share the durable
 //     consumer, and any order of their batches ends in the same rows.
-//   - A message may carry one change or a batch of the renderer's PENDING
-//     entries (pkg/inflight queuedlog.go); either way its changes are stored
+//   - A message may carry one change, or a batch of the renderer's PENDING
+//     entries or of the sender's final ones (pkg/inflight queuedlog.go);
+//     either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
 //   - Held changes: a PENDING change (queued, or waiting for its limits)
 //     is held in the writer for up to Hold (1 s), until a later change of

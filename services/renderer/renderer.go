@@ -333,8 +333,9 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 
 // seen reports whether a delivery of a redelivered event was queued or
 // ended by an earlier pass: it has a record or a queued job (Lookup), or
-// a final entry still waiting for the history writer (Pending), as a
-// delivery ended at its first send has until the writer stores it. An
+// a final entry still waiting for the history writer (Pending, or in a
+// batch: Concluded), as a delivery ended at its first send has until the
+// writer stores it. An
 // earlier pass's own PENDING entry is not enough: its job's publish may
 // have failed (that is why the event came back), and only queueing the
 // job again delivers it.
@@ -347,6 +348,9 @@ func (r *renderer) seen(ctx context.Context, accountID, endpointID, dlvID string
 		return false, err
 	}
 	logged, err := r.deliveries.Pending(ctx, dlvID)
+	if errors.Is(err, inflight.ErrNotFound) {
+		logged, err = r.deliveries.Concluded(ctx, dlvID)
+	}
 	switch {
 	case err == nil:
 		return delivery.Final(logged.Delivery.Status), nil

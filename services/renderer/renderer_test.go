@@ -274,12 +274,8 @@ func TestARedeliveredEventQueuesAJobAnEarlierPassLoggedButLost(t *testing.T) {
 	if err := <-logged; err != nil {
 		t.Fatal(err)
 	}
-	dls, err := inflight.OpenDeliveries(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := dls.Pending(ctx, dlvID); err != nil || p.Delivery.Status != postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
-		t.Fatalf("the earlier pass's entry: %v, %v; want it PENDING, waiting for the writer", p, err)
+	if st := streamtest.State(t, js, stream.HistoryStream); st.Msgs != 1 {
+		t.Fatalf("HISTORY holds %d messages, want the earlier pass's PENDING entry, waiting for the writer", st.Msgs)
 	}
 	if n, err := r.render(ctx, ev, seq, true); err != nil || n != 1 {
 		t.Fatalf("redelivery: %d queued, %v; want the lost job queued", n, err)

@@ -136,6 +136,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Final entries of first sends are group-committed, one stored message
+	// for many under load. The log outlives ctx: the jobs in hand when ctx
+	// ends are finished (stream.WorkAll), and a conclusion that failed then
+	// would bring its job back to be sent again. Run returns only after
+	// every handler has.
+	logging, stopLogging := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLogging()
+	s.deliveries.BatchConcludes(logging)
 	workers := s.cfg.Workers
 	// A short ack wait: a dead sender's jobs go to the others within
 	// seconds; a live one keeps a slow request's job with in-progress

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/postback-dev/postback/pkg/schedule"
 	"github.com/postback-dev/postback/pkg/stream"
@@ -149,6 +152,83 @@ func TestWhileTheHistoryWriterIsBehindAFinishedDeliveryIsFoundButListedLater(t *
 	eventually(t, 10*time.Second, "the delivery listed SUCCEEDED once the writer caught up", func() bool {
 		return listed(t, h, pub.EventId, dlvID) == statusSucceeded
 	})
+}
+
+// Deliveries that end at their first send together are concluded in shared
+// batches (one stored message for many, history.done.<n>): while the
+// history writer is behind, each is still found by id, from its batch.
+func TestWhileTheWriterIsBehindDeliveriesConcludedTogetherAreEachFoundByID(t *testing.T) {
+	// No history writer: changes wait in the HISTORY stream.
+	h := start(t, "", func(c *Config) { c.Targets = "gateway,renderer,sender,retry" })
+	ctx := context.Background()
+	const n = 32
+	rc := newReceiver(t)
+	var arrived atomic.Int32
+	release := make(chan struct{})
+	var once sync.Once
+	rc.answer = func(int, *http.Request) (int, string) {
+		// Answered only once all n are in: they end together.
+		if arrived.Add(1) == n {
+			once.Do(func() { close(release) })
+		}
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second):
+		}
+		return 200, "OK"
+	}
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL, Method: postbackv1.HttpMethod_HTTP_METHOD_POST, MaxInFlight: n}}); err != nil {
+		t.Fatal(err)
+	}
+	js := h.jetStream(t)
+	hist, err := js.Stream(ctx, stream.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	// Concluding n at once batches them but for the scheduler's whims: a
+	// round whose conclusions all went out alone is run again.
+	for round := 1; ; round++ {
+		arrived.Store(0)
+		release = make(chan struct{})
+		once = sync.Once{}
+		batch := &postbackv1.PublishBatchRequest{}
+		for range n {
+			batch.Events = append(batch.Events, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
+		}
+		if _, err := h.events.PublishBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			ids = append(ids, rc.next(t, 20*time.Second).Header.Get("Postback-Delivery-Id"))
+		}
+		for _, id := range ids[len(ids)-n:] {
+			eventually(t, 10*time.Second, "delivery "+id+" SUCCEEDED", func() bool {
+				d, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: id})
+				return err == nil && d.Status == statusSucceeded
+			})
+		}
+		if _, err := hist.GetLastMsgForSubject(ctx, "history.done.*"); err == nil {
+			break
+		}
+		if round == 3 {
+			t.Fatalf("%d deliveries concluded at once, three times, and no batch was written", n)
+		}
+	}
+	for _, id := range ids {
+		d, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: id})
+		if err != nil || d.Status != statusSucceeded || d.AttemptCount != 1 || d.LastStatusCode != 200 {
+			t.Fatalf("GetDelivery(%s) while the writer is behind = %v, %v; want it SUCCEEDED after 1 attempt", id, d, err)
+		}
+		ats, err := h.deliveries.ListAttempts(ctx, &postbackv1.ListAttemptsRequest{DeliveryId: id})
+		if err != nil || len(ats.Attempts) != 1 || ats.Attempts[0].StatusCode != 200 {
+			t.Fatalf("ListAttempts(%s) while the writer is behind = %v, %v; want the one 200 attempt", id, ats, err)
+		}
+	}
+	if _, err := h.deliveries.GetDelivery(ctx, &postbackv1.GetDeliveryRequest{Id: "dlv_00000000000000000000000000"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("GetDelivery of an unknown id while batches wait = %v, want NotFound", err)
+	}
 }
 
 // A retrying delivery's earlier attempts stay listed after NATS has let
