@@ -129,8 +129,9 @@ func (s *Deliveries) Conclude(ctx context.Context, r *Record) error {
 
 // BatchConcludes makes Conclude group-commit its entries until ctx ends:
 // under load one stored message carries many deliveries' final entries
-// (history.done.<n>, naming them in a header for Pending), alone an entry
-// goes out on its own subject as before. For a writer that concludes many
+// (history.done.<n>, naming them in a header: Concluded finds them there);
+// alone, an entry goes out on its delivery's own subject as before
+// (Pending). For a writer that concludes many
 // deliveries at once: the sender.
 func (s *Deliveries) BatchConcludes(ctx context.Context) {
 	s.concluded = newEntryLog(ctx, s.js.Conn(), doneBatchPrefix, true, flushers)

@@ -81,7 +81,7 @@ type QueuedLog struct{ log *entryLog }
 type entryLog struct {
 	nc     *nats.Conn
 	prefix string // of a batch's subject
-	ids    bool   // name the entries' deliveries in historyIDsHeader
+	final  bool   // final entries: a lone one goes out plain, a batch names its deliveries
 	kick   chan struct{}
 	seq    atomic.Uint64
 
@@ -105,10 +105,10 @@ func NewQueuedLog(ctx context.Context, nc *nats.Conn) *QueuedLog {
 	return &QueuedLog{newEntryLog(ctx, nc, queuedBatchPrefix, false, flushers)}
 }
 
-// newEntryLog starts a log with n flushers (0: a test flushes it itself)
-// that run until ctx ends.
-func newEntryLog(ctx context.Context, nc *nats.Conn, prefix string, ids bool, n int) *entryLog {
-	l := &entryLog{nc: nc, prefix: prefix, ids: ids, kick: make(chan struct{}, 1)}
+// newEntryLog starts a log of queued or final entries with n flushers (0:
+// a test flushes it itself) that run until ctx ends.
+func newEntryLog(ctx context.Context, nc *nats.Conn, prefix string, final bool, n int) *entryLog {
+	l := &entryLog{nc: nc, prefix: prefix, final: final, kick: make(chan struct{}, 1)}
 	for range n {
 		go l.flush(ctx)
 	}
@@ -129,70 +129,70 @@ func (q *QueuedLog) Log(job *delivery.Job, body []byte) (<-chan error, error) {
 }
 
 // add adds the entry of r, written as b at version v.
-func (q *entryLog) add(r *Record, b []byte, v int64) (<-chan error, error) {
+func (l *entryLog) add(r *Record, b []byte, v int64) (<-chan error, error) {
 	done := make(chan error, 1)
-	q.mu.Lock()
-	if q.closed != nil {
-		q.mu.Unlock()
-		return nil, fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, q.closed)
+	l.mu.Lock()
+	if l.closed != nil {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("log delivery %s to the history: %w", r.Delivery.Id, l.closed)
 	}
-	q.waiting = append(q.waiting, queuedEntry{rec: r, b: b, version: v, done: done})
-	q.mu.Unlock()
+	l.waiting = append(l.waiting, queuedEntry{rec: r, b: b, version: v, done: done})
+	l.mu.Unlock()
 	select {
-	case q.kick <- struct{}{}:
+	case l.kick <- struct{}{}:
 	default:
 	}
 	return done, nil
 }
 
 // take removes the next batch from the buffer.
-func (q *entryLog) take() []queuedEntry {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+func (l *entryLog) take() []queuedEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	n, size := 0, 0
-	for n < len(q.waiting) && n < batchEntries {
-		size += q.waiting[n].size()
+	for n < len(l.waiting) && n < batchEntries {
+		size += l.waiting[n].size()
 		if n > 0 && size > batchBytes {
 			break
 		}
 		n++
 	}
-	batch := q.waiting[:n:n]
-	q.waiting = q.waiting[n:]
-	if len(q.waiting) == 0 {
-		q.waiting = nil // the next append starts a fresh array
+	batch := l.waiting[:n:n]
+	l.waiting = l.waiting[n:]
+	if len(l.waiting) == 0 {
+		l.waiting = nil // the next append starts a fresh array
 	} else {
 		select { // more to take: wake another flusher
-		case q.kick <- struct{}{}:
+		case l.kick <- struct{}{}:
 		default:
 		}
 	}
 	return batch
 }
 
-func (q *entryLog) flush(ctx context.Context) {
+func (l *entryLog) flush(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			q.mu.Lock()
-			q.closed = ctx.Err()
-			left := q.waiting
-			q.waiting = nil
-			q.mu.Unlock()
+			l.mu.Lock()
+			l.closed = ctx.Err()
+			left := l.waiting
+			l.waiting = nil
+			l.mu.Unlock()
 			for _, e := range left {
 				e.done <- ctx.Err()
 			}
 			return
-		case <-q.kick:
+		case <-l.kick:
 		}
-		q.publishWaiting(ctx)
+		l.publishWaiting(ctx)
 	}
 }
 
 // publishWaiting publishes every entry waiting, batch by batch.
-func (q *entryLog) publishWaiting(ctx context.Context) {
-	for batch := q.take(); len(batch) > 0; batch = q.take() {
-		_, err := stream.Publish(ctx, q.nc, q.message(batch))
+func (l *entryLog) publishWaiting(ctx context.Context) {
+	for batch := l.take(); len(batch) > 0; batch = l.take() {
+		_, err := stream.Publish(ctx, l.nc, l.message(batch))
 		if err != nil {
 			err = fmt.Errorf("log %d deliveries to the history: %w", len(batch), err)
 		}
@@ -208,8 +208,8 @@ func (q *entryLog) publishWaiting(ctx context.Context) {
 // delivery's own subject, where it could hide the final entry that a batch
 // of the sender's carries (Pending reads the subject's latest message; a
 // queued delivery is read from its job).
-func (q *entryLog) message(batch []queuedEntry) *nats.Msg {
-	if len(batch) == 1 && q.ids {
+func (l *entryLog) message(batch []queuedEntry) *nats.Msg {
+	if len(batch) == 1 && l.final {
 		return historyMsg(batch[0].rec, batch[0].b, batch[0].version)
 	}
 	size := 0
@@ -222,9 +222,9 @@ func (q *entryLog) message(batch []queuedEntry) *nats.Msg {
 		body = binary.AppendUvarint(body, uint64(len(e.b)))
 		body = append(body, e.b...)
 	}
-	m := &nats.Msg{Subject: q.prefix + strconv.FormatUint(q.seq.Add(1), 36), Data: body, Header: nats.Header{}}
+	m := &nats.Msg{Subject: l.prefix + strconv.FormatUint(l.seq.Add(1), 36), Data: body, Header: nats.Header{}}
 	m.Header.Set(historyBatchHeader, strconv.Itoa(len(batch)))
-	if q.ids {
+	if l.final {
 		ids := make([]byte, 0, len(batch)*(len(batch[0].rec.Delivery.Id)+1))
 		for i, e := range batch {
 			if i > 0 {

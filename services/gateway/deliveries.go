@@ -62,10 +62,15 @@ func (s *Server) find(ctx context.Context, dlvID string) (*inflight.Record, erro
 	if !errors.Is(err, inflight.ErrNotFound) {
 		return ended, err
 	}
-	if again, err := s.stored(ctx, dlvID); !errors.Is(err, inflight.ErrNotFound) {
-		return again, err // stored meanwhile, or as it was
-	}
-	if r == nil {
+	// The store again: stored meanwhile, or as it was. The newer of it and
+	// what was read before.
+	again, err := s.stored(ctx, dlvID)
+	switch {
+	case err == nil && (r == nil || !again.Delivery.GetUpdateTime().AsTime().Before(r.Delivery.GetUpdateTime().AsTime())):
+		return again, nil
+	case err != nil && !errors.Is(err, inflight.ErrNotFound):
+		return nil, err
+	case r == nil:
 		return nil, inflight.ErrNotFound
 	}
 	return r, nil

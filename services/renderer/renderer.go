@@ -335,10 +335,9 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 // ended by an earlier pass: it has a record or a queued job (Lookup), or
 // a final entry still waiting for the history writer (Pending, or in a
 // batch: Concluded), as a delivery ended at its first send has until the
-// writer stores it. An
-// earlier pass's own PENDING entry is not enough: its job's publish may
-// have failed (that is why the event came back), and only queueing the
-// job again delivers it.
+// writer stores it. An earlier pass's own PENDING entry is not enough: its
+// job's publish may have failed (that is why the event came back), and
+// only queueing the job again delivers it.
 func (r *renderer) seen(ctx context.Context, accountID, endpointID, dlvID string) (bool, error) {
 	_, err := r.deliveries.Lookup(ctx, accountID, endpointID, dlvID)
 	if err == nil {
