@@ -130,6 +130,9 @@ func (d *DeadLetters) Move(ctx context.Context, m jetstream.Msg, reason string) 
 	out.Data = m.Data()
 	out.Header.Set(DeadReasonHeader, reason)
 	out.Header.Set(DeadSubjectHeader, m.Subject())
+	if n := m.Headers().Get(GroupHeader); n != "" { // an event group: its count, to read it by
+		out.Header.Set(GroupHeader, n)
+	}
 	if meta, err := m.Metadata(); err == nil {
 		seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 		out.Header.Set(DeadStreamHeader, meta.Stream)

@@ -13,12 +13,15 @@
 //	            takes the partitions in turn (WorkAll), so one account's burst
 //	            waits in its own partition's line; its "renderer" consumer
 //	            reads events.<event_type>, the subjects of earlier versions.
+//	            A message is one event, or a group of up to 32 consecutive
+//	            events of one PublishBatch with one subject (group.go: the
+//	            stream's cost follows its messages, not their bytes).
 //	            The stream stores its messages one at a time in arrival
 //	            order, so the gateway holds PublishBatch to a window of
-//	            unacknowledged events (services/gateway intake.go): another
+//	            unacknowledged messages (services/gateway intake.go): another
 //	            account's event queues behind at most that many of a burst's.
 //	            Work queue: a message leaves when the renderer acks it, which
-//	            it does only after every delivery of the event is durable.
+//	            it does only after every delivery of its events is durable.
 //	            Discard new: when full, Publish fails (the gateway answers
 //	            ResourceExhausted) instead of silently dropping old events.
 //	idem.<account_id>.<hash of the idempotency key>

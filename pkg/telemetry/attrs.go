@@ -31,6 +31,9 @@ const (
 	Duplicate = attribute.Key("postback.duplicate")
 	// Deliveries is the number of deliveries an event fanned out to.
 	Deliveries = attribute.Key("postback.deliveries")
+	// Events is the number of events an event group carried (one EVENTS
+	// message for several events of one account: pkg/stream group.go).
+	Events = attribute.Key("postback.events")
 )
 
 // Outcomes, on spans (postback.outcome) and on the deliveries metric

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -264,6 +266,7 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 	keyedAt := map[int]*keyed{}
 	var batch []*keyed
 	budget := batchErrorBudget // for the events' errors together (errors.go)
+	group := &eventGroup{}     // consecutive events of one subject share a message
 	for i, ev := range req.Events {
 		prefix := fmt.Sprintf("events[%d].", i)
 		if e := utf8Mark(ev); e != nil { // its account is not known
@@ -290,12 +293,15 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			batch = append(batch, k)
 			continue
 		}
-		if err := published.publish(ctx, i, msg); err != nil {
-			if ctx.Err() != nil {
-				return nil, status.FromContextError(ctx.Err()).Err()
+		if !group.fits(msg) {
+			if err := group.publish(ctx, published, results, &budget); err != nil {
+				return nil, err
 			}
-			results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), &budget)}
 		}
+		group.add(i, msg)
+	}
+	if err := group.publish(ctx, published, results, &budget); err != nil {
+		return nil, err
 	}
 	if len(batch) > 0 {
 		s.keyed.publish(batch...)
@@ -321,6 +327,59 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 		}
 	}
 	return &postbackv1.PublishBatchResponse{Results: results}, nil
+}
+
+// eventGroup gathers consecutive events of a PublishBatch bound for one
+// subject into one EVENTS message (pkg/stream group.go).
+type eventGroup struct {
+	msgs   []*nats.Msg // each event's own message
+	events []int       // their places in the batch
+	size   int
+}
+
+// fits says whether msg can join the group.
+func (g *eventGroup) fits(msg *nats.Msg) bool {
+	return len(g.msgs) == 0 || g.msgs[0].Subject == msg.Subject && len(g.msgs) < stream.MaxGroupEvents &&
+		g.size+len(msg.Data)+binary.MaxVarintLen64 <= stream.MaxGroupBytes
+}
+
+func (g *eventGroup) add(i int, msg *nats.Msg) {
+	g.msgs = append(g.msgs, msg)
+	g.events = append(g.events, i)
+	g.size += len(msg.Data) + binary.MaxVarintLen64
+}
+
+// publish publishes the group, if any, and empties it: a lone event as its
+// own message, several as a group. An error that ends the call is
+// returned; a publish that failed is each event's result.
+func (g *eventGroup) publish(ctx context.Context, published *batchPublish, results []*postbackv1.PublishResult, budget *int) error {
+	if len(g.msgs) == 0 {
+		return nil
+	}
+	msg := g.msgs[0]
+	if len(g.msgs) > 1 {
+		body := make([]byte, 0, g.size)
+		for _, m := range g.msgs {
+			body = stream.AppendGroupEvent(body, m.Data)
+		}
+		msg = nats.NewMsg(msg.Subject)
+		msg.Header = g.msgs[0].Header // the call's trace context, which every event of it carries
+		msg.Data = body
+		msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(g.msgs)))
+	}
+	err := published.publishFor(ctx, msg, g.events)
+	events := g.events
+	*g = eventGroup{}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	for _, i := range events {
+		results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), budget)}
+	}
+	return nil
 }
 
 // ListEventTypes returns the catalogues.

@@ -13,10 +13,11 @@ package gateway
 // backlog took to arrive (docs/benchmarks.md, eleventh round).
 //
 // So the batches' publishes go through one window, shared by every
-// PublishBatch call of this gateway: at most intakeWindow of their events
-// are published and not yet acknowledged at any moment. An event published
+// PublishBatch call of this gateway: at most intakeWindow of their messages
+// (an event, or a group of one account's events: pkg/stream group.go) are
+// published and not yet acknowledged at any moment. An event published
 // alone is never held by it, and waits behind at most that many of a
-// burst's events. The window costs a burst little: it is refilled as each
+// burst's messages. The window costs a burst little: it is refilled as each
 // acknowledgement arrives, and 64 in flight keep the stream writing faster
 // than the pipeline behind it renders and sends (a burst is accepted at a
 // few times the pace it is delivered, rather than at once). Windows of 32,
@@ -66,6 +67,12 @@ func (w window) publishBatch(js jetstream.JetStream, n int) *batchPublish {
 // its outcome, whatever the others' (a slow acknowledgement holds one place,
 // not the window).
 func (b *batchPublish) publish(ctx context.Context, i int, msg *nats.Msg) error {
+	return b.publishFor(ctx, msg, []int{i})
+}
+
+// publishFor is publish of a message that carries several events (an event
+// group, pkg/stream group.go): its outcome is each event's.
+func (b *batchPublish) publishFor(ctx context.Context, msg *nats.Msg, events []int) error {
 	select {
 	case b.w <- struct{}{}:
 	case <-ctx.Done():
@@ -80,7 +87,9 @@ func (b *batchPublish) publish(ctx context.Context, i int, msg *nats.Msg) error 
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			b.errs[i] = err
+			for _, i := range events {
+				b.errs[i] = err
+			}
 		}
 		<-b.w
 	})

@@ -176,6 +176,10 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger, 
 }
 
 func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
+	if count := m.Headers().Get(stream.GroupHeader); count != "" {
+		r.handleGroup(ctx, m, count)
+		return
+	}
 	span := trace.SpanFromContext(ctx)
 	ev, err := stream.DecodeEvent(m.Data())
 	if err != nil {
@@ -217,6 +221,65 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 	r.sample.Offer(ev.AccountID, ev.Type, ev.ID, ev.Time, ev.Data)
 }
 
+// handleGroup renders the events of a group (pkg/stream group.go) in order
+// and acks the message once all are rendered. A group whose framing does
+// not decode is poison whole; an event of it that does not decode or check
+// is dead-lettered alone, and the others are rendered.
+func (r *renderer) handleGroup(ctx context.Context, m jetstream.Msg, count string) {
+	span := trace.SpanFromContext(ctx)
+	raws, err := stream.GroupEvents(m.Data(), count)
+	if err != nil {
+		err = stream.Poison("%v", err)
+		span.SetStatus(codes.Error, err.Error())
+		r.dead.Reject(ctx, m, err, time.Second)
+		return
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		r.log.ErrorContext(ctx, "event group without metadata", "events", len(raws), "error", err)
+		span.SetStatus(codes.Error, "event group without metadata")
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.Events.Int(len(raws)))
+	}
+	rendered := make([]stream.Event, 0, len(raws))
+	n := 0
+	for i, raw := range raws {
+		ev, err := stream.DecodeEvent(raw)
+		if err == nil {
+			err = ev.Check()
+		}
+		if err != nil {
+			reason := fmt.Sprintf("undecodable event %d of a group of %d: %v", i, len(raws), err)
+			id := stream.DeadLetterID(meta.Stream, meta.Sequence.Stream) + "." + strconv.Itoa(i)
+			if err := r.dead.Add(ctx, m.Subject(), raw, id, reason); err != nil {
+				r.log.WarnContext(ctx, "could not dead-letter an event of a group; will retry", "error", err)
+				_ = m.NakWithDelay(time.Second)
+				return
+			}
+			continue
+		}
+		queued, err := r.renderAt(ctx, &ev, stream.GroupPlace(meta.Sequence.Stream, i), meta.NumDelivered > 1)
+		if err != nil {
+			r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
+			span.SetStatus(codes.Error, err.Error())
+			_ = m.NakWithDelay(time.Second) // the group comes back whole; what was queued is seen
+			return
+		}
+		n += queued
+		rendered = append(rendered, ev)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.Outcome.String(telemetry.OutcomeRendered), telemetry.Deliveries.Int(n))
+	}
+	_ = m.Ack()
+	for _, ev := range rendered {
+		r.sample.Offer(ev.AccountID, ev.Type, ev.ID, ev.Time, ev.Data)
+	}
+}
+
 // render queues the deliveries of one event, and returns how many it
 // queued. A delivery that rendered is queued for the sender with no record
 // (its queued job stands for it until the sender records it: see
@@ -236,6 +299,13 @@ func (r *renderer) handle(ctx context.Context, m jetstream.Msg) {
 // as documented, and its repeated PENDING entry, at a version below its
 // ending's, changes nothing in the store.
 func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, redelivered bool) (int, error) {
+	return r.renderAt(ctx, ev, strconv.FormatUint(seq, 10), redelivered)
+}
+
+// renderAt is render of an event whose place in the stream (what its
+// deliveries' ids are derived from) is place: its sequence, or its place in
+// a group (stream.GroupPlace).
+func (r *renderer) renderAt(ctx context.Context, ev *stream.Event, place string, redelivered bool) (int, error) {
 	eps, err := r.endpoints.List(ctx, ev.AccountID, ev.Type)
 	if err != nil {
 		return 0, err
@@ -262,7 +332,7 @@ func (r *renderer) render(ctx context.Context, ev *stream.Event, seq uint64, red
 		if !endpoint.Enabled(ep) && !endpoint.Holding(ep) {
 			continue // an auto-disabled endpoint's deliveries are rendered and held (the sender holds them)
 		}
-		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, strconv.FormatUint(seq, 10), ep.Id)
+		dlvID := id.Derive(id.Delivery, ev.Time, ev.ID, place, ep.Id)
 		if redelivered {
 			if done, err := r.seen(ctx, ev.AccountID, ep.Id, dlvID); err != nil {
 				return 0, err
