@@ -286,19 +286,19 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 			continue
 		}
 		results[i] = &postbackv1.PublishResult{EventId: p.event.ID}
-		msg := stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, "")
+		subject := stream.EventSubject(p.event.Type, p.event.AccountID)
 		if ev.IdempotencyKey != "" {
-			k := s.keyedEvent(ev, p.event.ID, msg)
+			k := s.keyedEvent(ev, p.event.ID, stream.NewMsg(ctx, subject, p.body, ""))
 			keyedAt[i] = k
 			batch = append(batch, k)
 			continue
 		}
-		if !group.fits(msg) {
+		if !group.fits(subject, p.body) {
 			if err := group.publish(ctx, published, results, &budget); err != nil {
 				return nil, err
 			}
 		}
-		group.add(i, msg)
+		group.add(i, subject, p.body)
 	}
 	if err := group.publish(ctx, published, results, &budget); err != nil {
 		return nil, err
@@ -332,40 +332,44 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 // eventGroup gathers consecutive events of a PublishBatch bound for one
 // subject into one EVENTS message (pkg/stream group.go).
 type eventGroup struct {
-	msgs   []*nats.Msg // each event's own message
-	events []int       // their places in the batch
-	size   int
+	subject string
+	bodies  [][]byte // each event as published alone
+	events  []int    // their places in the batch
+	size    int
 }
 
-// fits says whether msg can join the group.
-func (g *eventGroup) fits(msg *nats.Msg) bool {
-	return len(g.msgs) == 0 || g.msgs[0].Subject == msg.Subject && len(g.msgs) < stream.MaxGroupEvents &&
-		g.size+len(msg.Data)+binary.MaxVarintLen64 <= stream.MaxGroupBytes
+// fits says whether an event for subject, encoded as body, can join the
+// group.
+func (g *eventGroup) fits(subject string, body []byte) bool {
+	return len(g.bodies) == 0 || g.subject == subject && len(g.bodies) < stream.MaxGroupEvents &&
+		g.size+len(body)+binary.MaxVarintLen64 <= stream.MaxGroupBytes
 }
 
-func (g *eventGroup) add(i int, msg *nats.Msg) {
-	g.msgs = append(g.msgs, msg)
+func (g *eventGroup) add(i int, subject string, body []byte) {
+	g.subject = subject
+	g.bodies = append(g.bodies, body)
 	g.events = append(g.events, i)
-	g.size += len(msg.Data) + binary.MaxVarintLen64
+	g.size += len(body) + binary.MaxVarintLen64
 }
 
 // publish publishes the group, if any, and empties it: a lone event as its
-// own message, several as a group. An error that ends the call is
-// returned; a publish that failed is each event's result.
+// own message, several as a group, with the call's trace context (which
+// every event of it shares). An error that ends the call is returned; a
+// publish that failed is each event's result.
 func (g *eventGroup) publish(ctx context.Context, published *batchPublish, results []*postbackv1.PublishResult, budget *int) error {
-	if len(g.msgs) == 0 {
+	if len(g.bodies) == 0 {
 		return nil
 	}
-	msg := g.msgs[0]
-	if len(g.msgs) > 1 {
-		body := make([]byte, 0, g.size)
-		for _, m := range g.msgs {
-			body = stream.AppendGroupEvent(body, m.Data)
+	data := g.bodies[0]
+	if len(g.bodies) > 1 {
+		data = make([]byte, 0, g.size)
+		for _, b := range g.bodies {
+			data = stream.AppendGroupEvent(data, b)
 		}
-		msg = nats.NewMsg(msg.Subject)
-		msg.Header = g.msgs[0].Header // the call's trace context, which every event of it carries
-		msg.Data = body
-		msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(g.msgs)))
+	}
+	msg := stream.NewMsg(ctx, g.subject, data, "")
+	if len(g.bodies) > 1 {
+		msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(g.bodies)))
 	}
 	err := published.publishFor(ctx, msg, g.events)
 	events := g.events
