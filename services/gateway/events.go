@@ -371,7 +371,7 @@ func (g *eventGroup) publish(ctx context.Context, published *batchPublish, resul
 	if len(g.bodies) > 1 {
 		msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(g.bodies)))
 	}
-	err := published.publishFor(ctx, msg, g.events)
+	err := published.publish(ctx, msg, g.events...)
 	events := g.events
 	*g = eventGroup{}
 	if err == nil {

@@ -63,16 +63,12 @@ func (w window) publishBatch(js jetstream.JetStream, n int) *batchPublish {
 }
 
 // publish takes a place (waiting for one while the window is full) and
-// publishes msg as event i. The place is given back when this publish has
-// its outcome, whatever the others' (a slow acknowledgement holds one place,
-// not the window).
-func (b *batchPublish) publish(ctx context.Context, i int, msg *nats.Msg) error {
-	return b.publishFor(ctx, msg, []int{i})
-}
-
-// publishFor is publish of a message that carries several events (an event
-// group, pkg/stream group.go): its outcome is each event's.
-func (b *batchPublish) publishFor(ctx context.Context, msg *nats.Msg, events []int) error {
+// publishes msg, which carries the batch's events at places events (one
+// event, or an event group: pkg/stream group.go); its outcome is each of
+// theirs. The place is given back when this publish has its outcome,
+// whatever the others' (a slow acknowledgement holds one place, not the
+// window).
+func (b *batchPublish) publish(ctx context.Context, msg *nats.Msg, events ...int) error {
 	select {
 	case b.w <- struct{}{}:
 	case <-ctx.Done():

@@ -20,7 +20,7 @@ func TestABatchThroughANarrowWindowStoresEveryEventAndGivesEveryPlaceBack(t *tes
 	for i := range n {
 		msg := nats.NewMsg(stream.EventSubject("action_clearing", "acc_window"))
 		msg.Data = fmt.Appendf(nil, `{"n":%d}`, i)
-		if err := b.publish(context.Background(), i, msg); err != nil {
+		if err := b.publish(context.Background(), msg, i); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 		if len(w) > cap(w) {
@@ -55,7 +55,7 @@ func TestAFailedPublishIsItsEventsErrorAndGivesItsPlaceBack(t *testing.T) {
 	b := w.publishBatch(js, n)
 	for i := range n {
 		// No stream takes this subject: each publish fails (no responders).
-		if err := b.publish(context.Background(), i, nats.NewMsg("nowhere.window")); err != nil {
+		if err := b.publish(context.Background(), nats.NewMsg("nowhere.window"), i); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestACallWaitingForAPlaceEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b := w.publishBatch(js, 1)
-	err := b.publish(ctx, 0, nats.NewMsg(stream.EventSubject("action_clearing", "acc_window")))
+	err := b.publish(ctx, nats.NewMsg(stream.EventSubject("action_clearing", "acc_window")), 0)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("publish with the window full and its context ended = %v, want context.Canceled", err)
 	}
