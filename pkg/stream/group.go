@@ -7,14 +7,18 @@ package stream
 // write, a delivery, an ack and a removal each), and a PublishBatch of one
 // account's events stored one message per event. The gateway puts the
 // consecutive events of a PublishBatch that share a subject into groups of
-// up to MaxGroupEvents events or MaxGroupBytes bytes; a lone event, a keyed
-// one (its idempotency marker is stored with it in an atomic batch) and
-// every unary Publish stay one message each, as before.
+// up to MaxGroupEvents events or MaxGroupBytes bytes, and so does it for
+// unary Publishes of one subject that come while an earlier one is being
+// stored (services/gateway unary.go); a lone event and a keyed one (its
+// idempotency marker is stored with it in an atomic batch) stay one
+// message each.
 //
 // Format: the header GroupHeader holds the event count; the body is, per
 // event, uvarint length then the event as EncodeEvent writes it. The
-// message's trace context is its PublishBatch call's, which every event of
-// it shares anyway.
+// message's trace context is its first event's. A PublishBatch's events
+// share it (one call); a group of unary calls' events also carries each
+// event's own in EventTracesHeader, so that each goes on in its caller's
+// trace.
 //
 // The renderer renders a group's events in order and acks the message once
 // all have their deliveries durable, like a single event; a redelivered
@@ -27,9 +31,14 @@ package stream
 // events it has validated, so neither was written by it.
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // GroupHeader carries the event count of an event group.
@@ -74,4 +83,47 @@ func GroupEvents(body []byte, count string) ([][]byte, error) {
 // sequence alone) and from every other group event's.
 func GroupPlace(seq uint64, i int) string {
 	return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(i)
+}
+
+// EventTracesHeader carries the trace context of each event of a group
+// whose events come from different calls: their W3C traceparents,
+// space-separated, in the group's order, "-" for an event without one.
+const EventTracesHeader = "Postback-Event-Traces"
+
+// traceContext writes and reads one traceparent (a group's per-event
+// contexts carry no baggage).
+var traceContext = propagation.TraceContext{}
+
+// SetEventTraces sets msg's EventTracesHeader from each event's context,
+// in the group's order; nothing when none of them carries a trace.
+func SetEventTraces(msg *nats.Msg, ctxs []context.Context) {
+	parts := make([]string, len(ctxs))
+	traced := false
+	for i, ctx := range ctxs {
+		c := propagation.MapCarrier{}
+		traceContext.Inject(ctx, c)
+		parts[i] = "-"
+		if tp := c["traceparent"]; tp != "" {
+			parts[i], traced = tp, true
+		}
+	}
+	if traced {
+		msg.Header.Set(EventTracesHeader, strings.Join(parts, " "))
+	}
+}
+
+// EventTraces returns the traceparents of a group of count events from its
+// EventTracesHeader ("-" for an event without one), or nil when the header
+// is absent or does not name count events (the message's own trace context
+// then stands for every event).
+func EventTraces(h nats.Header, count int) []string {
+	v := h.Get(EventTracesHeader)
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, " ")
+	if len(parts) != count {
+		return nil
+	}
+	return parts
 }

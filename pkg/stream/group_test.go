@@ -1,9 +1,14 @@
 package stream
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestAnEventGroupCarriesItsEventsInOrder(t *testing.T) {
@@ -65,5 +70,42 @@ func TestEveryEventOfAGroupHasAPlaceOfItsOwn(t *testing.T) {
 			}
 			seen[p] = true
 		}
+	}
+}
+
+func TestAGroupCarriesEachEventsOwnTraceOnlyWhenOneHasAny(t *testing.T) {
+	traced := func(b byte) context.Context {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{b}, SpanID: trace.SpanID{b}, TraceFlags: trace.FlagsSampled})
+		return trace.ContextWithSpanContext(context.Background(), sc)
+	}
+	bare := context.Background()
+	for _, tc := range []struct {
+		name string
+		ctxs []context.Context
+		want []string // nil: no header
+	}{
+		{"every event traced", []context.Context{traced(1), traced(2)}, []string{
+			"00-01000000000000000000000000000000-0100000000000000-01", "00-02000000000000000000000000000000-0200000000000000-01"}},
+		{"one event without a trace", []context.Context{traced(1), bare, traced(3)}, []string{
+			"00-01000000000000000000000000000000-0100000000000000-01", "-", "00-03000000000000000000000000000000-0300000000000000-01"}},
+		{"no event traced", []context.Context{bare, bare}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := nats.NewMsg("events.action_clearing.0")
+			SetEventTraces(msg, tc.ctxs)
+			if tc.want == nil {
+				if v := msg.Header.Get(EventTracesHeader); v != "" {
+					t.Fatalf("header %q, want none", v)
+				}
+				return
+			}
+			got := EventTraces(msg.Header, len(tc.ctxs))
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("traces %q, want %q", got, tc.want)
+			}
+			if got := EventTraces(msg.Header, len(tc.ctxs)+1); got != nil {
+				t.Errorf("read as a group of %d: %q, want nil (the count does not match)", len(tc.ctxs)+1, got)
+			}
+		})
 	}
 }

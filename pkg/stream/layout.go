@@ -13,9 +13,11 @@
 //	            takes the partitions in turn (WorkAll), so one account's burst
 //	            waits in its own partition's line; its "renderer" consumer
 //	            reads events.<event_type>, the subjects of earlier versions.
-//	            A message is one event, or a group of up to 32 consecutive
-//	            events of one PublishBatch with one subject (group.go: the
-//	            stream's cost follows its messages, not their bytes).
+//	            A message is one event, or a group of up to 32 events of one
+//	            subject: consecutive ones of a PublishBatch, or unary
+//	            Publishes that came while one of their subject was being
+//	            stored (group.go: the stream's cost follows its messages,
+//	            not their bytes).
 //	            The stream stores its messages one at a time in arrival
 //	            order, so the gateway holds PublishBatch to a window of
 //	            unacknowledged messages (services/gateway intake.go): another

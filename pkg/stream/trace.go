@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -151,6 +152,24 @@ func (t *Tracer) Traced(consumer string, h Handler) Handler {
 		}
 		h(ctx, m)
 	}
+}
+
+// StartEvent starts the CONSUMER span of one event of a group whose events
+// carry their own trace contexts (EventTraces): named as the message's
+// process span, a child of traceparent (the event's caller), and linked to
+// ctx's span (the message's). Without a valid traceparent the span is a
+// child of ctx's, as for any event of the message.
+func (t *Tracer) StartEvent(ctx context.Context, subject, traceparent string) (context.Context, trace.Span) {
+	link := trace.LinkFromContext(ctx)
+	if ectx := traceContext.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent}); trace.SpanContextFromContext(ectx).IsValid() {
+		ctx = ectx
+	}
+	d := destinationOf(subject)
+	ctx, span := t.t.Start(ctx, d.process, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(link))
+	if span.IsRecording() {
+		span.SetAttributes(natsSystem, opProcess, opNameProcess, semconv.MessagingDestinationName(subject), d.attr)
+	}
+	return ctx, span
 }
 
 // EndSpan ends span, marking it failed when err is set.

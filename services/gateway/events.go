@@ -229,9 +229,9 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	msg := stream.NewMsg(ctx, stream.EventSubject(p.event.Type, p.event.AccountID), p.body, "")
+	subject := stream.EventSubject(p.event.Type, p.event.AccountID)
 	if req.IdempotencyKey != "" {
-		k := s.keyedEvent(req, p.event.ID, msg)
+		k := s.keyedEvent(req, p.event.ID, stream.NewMsg(ctx, subject, p.body, ""))
 		s.keyed.publish(k)
 		select {
 		case r := <-k.done:
@@ -243,7 +243,7 @@ func (s *Server) Publish(ctx context.Context, req *postbackv1.PublishRequest) (*
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if _, err := stream.Publish(ctx, s.js.Conn(), msg); err != nil {
+	if err := s.unary.publish(ctx, subject, p.body); err != nil { // with the calls beside it (unary.go)
 		return nil, publishError(err)
 	}
 	return &postbackv1.PublishResponse{EventId: p.event.ID}, nil

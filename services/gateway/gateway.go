@@ -89,6 +89,7 @@ type Server struct {
 	endpoints  *endpoints.Store
 	deliveries *inflight.Deliveries
 	keyed      *keyedLog // publishes events with idempotency keys (idempotency.go)
+	unary      *unaryLog // publishes unary calls' other events (unary.go)
 	intake     window    // bounds PublishBatch's publishes in flight (intake.go)
 	attempts   *inflight.Attempts
 	history    history.Store
@@ -139,7 +140,7 @@ func NewServer(ctx context.Context, js jetstream.JetStream, k *secret.Keyring, d
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{js: js, health: hs, accounts: acc, recent: rec, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
+	return &Server{js: js, health: hs, accounts: acc, recent: rec, endpoints: eps, deliveries: dls, keyed: newKeyedLog(js, stream.DefaultOptions().EventDedupe), unary: newUnaryLog(js.Conn()), attempts: inflight.NewAttempts(js), attemptsAge: stream.DefaultAttemptsAge, history: h,
 		keyring: k, dispatcher: d, log: log, limits: DefaultLimits(), intake: newWindow(intakeWindow), rendered: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), now: time.Now}, nil
 }
 

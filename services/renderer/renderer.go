@@ -246,6 +246,7 @@ func (r *renderer) handleGroup(ctx context.Context, m jetstream.Msg, count strin
 	}
 	rendered := make([]stream.Event, 0, len(raws))
 	n := 0
+	traces := stream.EventTraces(m.Headers(), len(raws)) // a group of unary calls: each event's own trace
 	for i, raw := range raws {
 		ev, err := stream.DecodeEvent(raw)
 		if err == nil {
@@ -261,7 +262,7 @@ func (r *renderer) handleGroup(ctx context.Context, m jetstream.Msg, count strin
 			}
 			continue
 		}
-		queued, err := r.renderAt(ctx, &ev, stream.GroupPlace(meta.Sequence.Stream, i), meta.NumDelivered > 1)
+		queued, err := r.renderEvent(ctx, m.Subject(), traces, i, &ev, stream.GroupPlace(meta.Sequence.Stream, i), meta.NumDelivered > 1)
 		if err != nil {
 			r.log.WarnContext(ctx, "render failed; will retry", "event_id", ev.ID, "account_id", ev.AccountID, "error", err)
 			span.SetStatus(codes.Error, err.Error())
@@ -278,6 +279,23 @@ func (r *renderer) handleGroup(ctx context.Context, m jetstream.Msg, count strin
 	for _, ev := range rendered {
 		r.sample.Offer(ev.AccountID, ev.Type, ev.ID, ev.Time, ev.Data)
 	}
+}
+
+// renderEvent is renderAt of event i of a group. When the group's events
+// carry their own trace contexts (traces), an event after the first (the
+// first's is the message's) is rendered in a span of its own caller's
+// trace, linked to the message's.
+func (r *renderer) renderEvent(ctx context.Context, subject string, traces []string, i int, ev *stream.Event, place string, redelivered bool) (int, error) {
+	if i == 0 || traces == nil {
+		return r.renderAt(ctx, ev, place, redelivered)
+	}
+	ctx, span := r.tracer.StartEvent(ctx, subject, traces[i])
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.EventID.String(ev.ID), telemetry.AccountID.String(ev.AccountID), telemetry.EventType.String(ev.Type))
+	}
+	n, err := r.renderAt(ctx, ev, place, redelivered)
+	stream.EndSpan(span, err)
+	return n, err
 }
 
 // render queues the deliveries of one event, and returns how many it

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -542,5 +543,105 @@ func TestAFreshStandaloneExportsTheAlertedCountersAtZero(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		m = scrape(t, h)
+	}
+}
+
+// Concurrent unary Publishes of one account share event groups (the
+// gateway's unary.go); each still has its own trace, through the renderer
+// to its postback's request.
+func TestConcurrentPublishesSharingAGroupEachKeepTheirOwnTrace(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	h := start(t, "", edits(func(c *Config) { c.SpanExporter = exp }))
+	rc := newReceiver(t)
+	ctx := context.Background()
+	if _, err := h.endpoints.CreateEndpoint(ctx, &postbackv1.CreateEndpointRequest{Endpoint: &postbackv1.Endpoint{
+		AccountId: "brand-1", EventType: "action_clearing", Url: rc.URL + "/hook?c={CampaignId}", Method: postbackv1.HttpMethod_HTTP_METHOD_POST,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// Rounds of 40 calls at once, until one of them shares a group (the
+	// first call of a subject goes alone; those during its publish wait).
+	const perRound = 40
+	var published []string
+	grouped := func() bool {
+		for _, s := range exp.GetSpans() {
+			if v, ok := attr(s, telemetry.Events); ok && v.AsInt64() > 1 {
+				return true
+			}
+		}
+		return false
+	}
+	for round := 0; round < 5 && !grouped(); round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range perRound {
+			wg.Go(func() {
+				res, err := h.events.Publish(ctx, &postbackv1.PublishRequest{AccountId: "brand-1", EventType: "action_clearing", Data: sampleData(t, "action_clearing")})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				published = append(published, res.EventId)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		eventually(t, 20*time.Second, "every postback of the round", func() bool { return len(rc.requests()) == len(published) })
+	}
+	if !grouped() {
+		t.Fatalf("%d concurrent Publishes in rounds of %d: no event group formed", len(published), perRound)
+	}
+	// Every call's trace: its server span, and a POST under the chain of
+	// a lone event's.
+	want := []string{
+		"POST",
+		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
+		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
+		"process events.{event_type}.{partition}",
+		"publish events.{event_type}.{partition}",
+		"postback.v1.EventService/Publish",
+	}
+	var spans tracetest.SpanStubs
+	eventually(t, 10*time.Second, "a POST span for every postback", func() bool {
+		spans = exp.GetSpans()
+		n := 0
+		for _, s := range spans {
+			if s.Name == "POST" {
+				n++
+			}
+		}
+		return n == len(published)
+	})
+	byID := map[trace.SpanID]tracetest.SpanStub{}
+	servers := map[trace.TraceID]bool{}
+	for _, s := range spans {
+		byID[s.SpanContext.SpanID()] = s
+		if s.Name == "postback.v1.EventService/Publish" && s.SpanKind == trace.SpanKindServer {
+			servers[s.SpanContext.TraceID()] = true
+		}
+	}
+	reached := map[trace.TraceID]bool{}
+	for _, s := range spans {
+		if s.Name != "POST" {
+			continue
+		}
+		if got := chain(byID, s); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("a postback's chain:\n got %q\nwant %q", got, want)
+			continue
+		}
+		if reached[s.SpanContext.TraceID()] {
+			t.Errorf("two postbacks in trace %s; want one per call", s.SpanContext.TraceID())
+		}
+		reached[s.SpanContext.TraceID()] = true
+	}
+	if len(servers) != len(published) || len(reached) != len(published) {
+		t.Errorf("%d calls: %d traces with a Publish server span, %d reaching a postback; want every call's", len(published), len(servers), len(reached))
+	}
+	for id := range servers {
+		if !reached[id] {
+			t.Errorf("the trace of call %s ends before its postback", id)
+		}
 	}
 }
