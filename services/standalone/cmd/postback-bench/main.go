@@ -201,15 +201,7 @@ func run(ctx context.Context, o options) error {
 		if pacingAlone {
 			break
 		}
-		var d *deployment
-		switch strings.TrimSpace(shape) {
-		case "standalone":
-			d, err = startStandalone(ctx, o.bin, work, o.profile != "")
-		case "multi-process":
-			d, err = startCluster(ctx, o.bin, o.redis, work, o.profile != "")
-		default:
-			return fmt.Errorf("unknown shape %q", shape)
-		}
+		d, err := startShape(ctx, strings.TrimSpace(shape), o.bin, o.redis, work, o.profile != "")
 		if err != nil {
 			return err
 		}

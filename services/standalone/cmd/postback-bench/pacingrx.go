@@ -133,18 +133,7 @@ func (b *bench) receiverPacing(ctx context.Context, o options, shape, work strin
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return PacingResult{}, err
 	}
-	var (
-		d   *deployment
-		err error
-	)
-	switch shape {
-	case "standalone":
-		d, err = startStandalone(ctx, o.bin, dir, false, env...)
-	case "multi-process":
-		d, err = startCluster(ctx, o.bin, o.redis, dir, false, env...)
-	default:
-		return PacingResult{}, fmt.Errorf("unknown shape %q", shape)
-	}
+	d, err := startShape(ctx, shape, o.bin, o.redis, dir, false, env...)
 	if err != nil {
 		return PacingResult{}, err
 	}

@@ -28,10 +28,11 @@ import (
 
 // proc is a child process whose CPU time and memory the bench reads from /proc.
 type proc struct {
-	name  string
-	cmd   *exec.Cmd
-	pprof string // base URL of its /debug/pprof/ handlers ("": not profiled)
-	log   string // the file of its stdout and stderr
+	name   string
+	cmd    *exec.Cmd
+	pprof  string        // base URL of its /debug/pprof/ handlers ("": not profiled)
+	log    string        // the file of its stdout and stderr
+	exited chan struct{} // closed once it has exited (and been waited for)
 }
 
 func startProc(name, bin string, args, env []string, logDir string) (*proc, error) {
@@ -47,22 +48,26 @@ func startProc(name, bin string, args, env []string, logDir string) (*proc, erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return &proc{name: name, cmd: cmd, log: logPath}, nil
+	p := &proc{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.exited) }()
+	return p, nil
 }
 
 func (p *proc) stop() {
-	if p.cmd.Process == nil {
-		return
-	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _, _ = p.cmd.Process.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 	}
+}
+
+// logTail is the last lines of the process's log, for an error message.
+func (p *proc) logTail() string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], "\n")
 }
 
 // cpu is the process's user+system CPU time so far.
@@ -114,9 +119,17 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func waitReady(ctx context.Context, httpAddr string) error {
+// waitReady waits for p's /readyz on httpAddr to answer 200; it fails at
+// once when p exits first (a port picked by freeAddr can be taken by
+// someone else before p binds it), and after 60 s, with p's last log lines.
+func waitReady(ctx context.Context, p *proc, httpAddr string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited before it was ready on %s; its log ends:\n%s", p.name, httpAddr, p.logTail())
+		default:
+		}
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
@@ -130,7 +143,7 @@ func waitReady(ctx context.Context, httpAddr string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready within 60s", httpAddr)
+	return fmt.Errorf("%s not ready on %s within 60s; its log ends:\n%s", p.name, httpAddr, p.logTail())
 }
 
 func waitTCP(addr string) error {
@@ -182,6 +195,37 @@ func commonEnv() []string {
 	return []string{"POSTBACK_ALLOW_CIDRS=127.0.0.1/32", "POSTBACK_TOKENS=" + token + "=*", "POSTBACK_LOG_LEVEL=warn"}
 }
 
+// startShape starts a deployment of shape ("standalone" or
+// "multi-process") in dir. A start that fails (most often a free port
+// taken by another socket before the process bound it) is tried again, up
+// to twice, in a fresh directory with fresh ports.
+func startShape(ctx context.Context, shape, bin, redisBin, dir string, pprof bool, extraEnv ...string) (*deployment, error) {
+	var err error
+	for try := 1; try <= 3; try++ {
+		work := dir
+		if try > 1 {
+			progress("warning: %s did not start (%v); trying again with other ports", shape, err)
+			work = filepath.Join(dir, fmt.Sprintf("retry-%d", try))
+			if err := os.MkdirAll(work, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		var d *deployment
+		switch shape {
+		case "standalone":
+			d, err = startStandalone(ctx, bin, work, pprof, extraEnv...)
+		case "multi-process":
+			d, err = startCluster(ctx, bin, redisBin, work, pprof, extraEnv...)
+		default:
+			return nil, fmt.Errorf("unknown shape %q", shape)
+		}
+		if err == nil || ctx.Err() != nil {
+			return d, err
+		}
+	}
+	return nil, err
+}
+
 // startStandalone runs bin/postback-standalone: embedded NATS, in-process
 // limiter; with pprof, /debug/pprof/ on its HTTP address.
 func startStandalone(ctx context.Context, bin, work string, pprof bool, extraEnv ...string) (*deployment, error) {
@@ -200,7 +244,7 @@ func startStandalone(ctx context.Context, bin, work string, pprof bool, extraEnv
 		p.pprof = "http://" + httpAddr + "/debug/pprof"
 	}
 	d := &deployment{shape: "standalone", grpcAddr: grpcAddr, procs: []*proc{p}}
-	if err := waitReady(ctx, httpAddr); err != nil {
+	if err := waitReady(ctx, p, httpAddr); err != nil {
 		d.stop()
 		return nil, err
 	}
@@ -326,8 +370,8 @@ func startCluster(ctx context.Context, bin, redisBin, work string, pprof bool, e
 		d.procs = append(d.procs, p)
 		ready = append(ready, httpAddr)
 	}
-	for _, a := range ready {
-		if err := waitReady(ctx, a); err != nil {
+	for i, a := range ready {
+		if err := waitReady(ctx, d.procs[len(d.procs)-len(ready)+i], a); err != nil {
 			d.stop()
 			return nil, err
 		}
