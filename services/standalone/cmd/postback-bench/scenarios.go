@@ -151,9 +151,13 @@ type Result struct {
 	// HistoryLagS is, for a burst, how long after its last delivery the
 	// history writer had stored all of it (historylag.go).
 	HistoryLagS float64 `json:"history_lag_s,omitempty"`
-	Run         int     `json:"run,omitempty"`
-	Spread      *Spread `json:"spread,omitempty"`
-	Note        string  `json:"note,omitempty"`
+	// EventMessages is, for a burst, about how many EVENTS messages its
+	// events were stored in (event groups: pkg/stream group.go); 0 when
+	// not known.
+	EventMessages uint64  `json:"event_messages,omitempty"`
+	Run           int     `json:"run,omitempty"`
+	Spread        *Spread `json:"spread,omitempty"`
+	Note          string  `json:"note,omitempty"`
 }
 
 func (b *bench) runShape(ctx context.Context, d *deployment, raw RawResult) ([]Result, error) {
@@ -404,6 +408,7 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 		done := b.profile(name)
 		defer done()
 	}
+	seq0 := b.eventsSeq(ctx)
 	began := time.Now()
 	var wg sync.WaitGroup
 	for range workers {
@@ -440,8 +445,13 @@ func (b *bench) burst(ctx context.Context, name string, batch bool) (Result, err
 	if errs.Load() > 0 {
 		return Result{}, fmt.Errorf("%d publish calls failed, first: %v", errs.Load(), firstErr.Load())
 	}
+	seq1 := b.eventsSeq(ctx)
 	wait(ctx, t, b.events, 90*time.Second)
 	r := b.finish(name, t, b.events, b.events, began, accepted)
+	if seq0 > 0 && seq1 > seq0 {
+		r.EventMessages = seq1 - seq0
+		progress("%s: %d events stored in about %d EVENTS messages (%.1f events a message)", name, b.events, r.EventMessages, float64(b.events)/float64(r.EventMessages))
+	}
 	if r.Lost > 0 {
 		progress("%s: %d postbacks did not arrive; JetStream now: %s; the account's deliveries: %s", name, r.Lost, b.whereabouts(ctx), b.unfinished(ctx, account))
 	}

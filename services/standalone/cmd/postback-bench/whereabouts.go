@@ -16,6 +16,26 @@ import (
 // then either still queued (a consumer's pending), held (ack pending),
 // waiting on a schedule (SCHEDULES), or dead-lettered: the line says which
 // to look at. "" when the server cannot be reached.
+// eventsSeq is EVENTS' last sequence (0 when not known): between two
+// reads, about how many messages were stored in it (a keeper a second
+// beside the events).
+func (b *bench) eventsSeq(ctx context.Context) uint64 {
+	js, closeNATS, err := b.jetStream("postback-bench-events")
+	if err != nil {
+		return 0
+	}
+	defer closeNATS()
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		return 0
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.LastSeq
+}
+
 func (b *bench) whereabouts(ctx context.Context) string {
 	js, closeNATS, err := b.jetStream("postback-bench-whereabouts")
 	if err != nil {
