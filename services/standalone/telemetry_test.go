@@ -39,6 +39,17 @@ func attrString(s tracetest.SpanStub, key attribute.Key) string {
 	return v.Emit()
 }
 
+// firstSendChain is the chain of a postback's first request, from the
+// Publish that took its event in.
+var firstSendChain = []string{
+	"POST",
+	"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
+	"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
+	"process events.{event_type}.{partition}",
+	"publish events.{event_type}.{partition}",
+	"postback.v1.EventService/Publish",
+}
+
 // chain is the names of a span and its ancestors, leaf first.
 func chain(byID map[trace.SpanID]tracetest.SpanStub, s tracetest.SpanStub) []string {
 	var out []string
@@ -175,14 +186,7 @@ func TestOnePostbackIsOneTraceFromPublishToItsLastAttempt(t *testing.T) {
 	}
 
 	// The parent chains, leaf first.
-	first := []string{
-		"POST",
-		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
-		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
-		"process events.{event_type}.{partition}",
-		"publish events.{event_type}.{partition}",
-		"postback.v1.EventService/Publish",
-	}
+	first := firstSendChain
 	if got := chain(byID, http0); fmt.Sprint(got) != fmt.Sprint(first) {
 		t.Errorf("attempt 0's chain:\n got %q\nwant %q", got, first)
 	}
@@ -595,14 +599,7 @@ func TestConcurrentPublishesSharingAGroupEachKeepTheirOwnTrace(t *testing.T) {
 	}
 	// Every call's trace: its server span, and a POST under the chain of
 	// a lone event's.
-	want := []string{
-		"POST",
-		"process deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
-		"publish deliveries.{partition}.{account_id}.{endpoint_id}.{delivery_id}",
-		"process events.{event_type}.{partition}",
-		"publish events.{event_type}.{partition}",
-		"postback.v1.EventService/Publish",
-	}
+	want := firstSendChain
 	var spans tracetest.SpanStubs
 	eventually(t, 10*time.Second, "a POST span for every postback", func() bool {
 		spans = exp.GetSpans()
