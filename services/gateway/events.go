@@ -360,18 +360,7 @@ func (g *eventGroup) publish(ctx context.Context, published *batchPublish, resul
 	if len(g.bodies) == 0 {
 		return nil
 	}
-	data := g.bodies[0]
-	if len(g.bodies) > 1 {
-		data = make([]byte, 0, g.size)
-		for _, b := range g.bodies {
-			data = stream.AppendGroupEvent(data, b)
-		}
-	}
-	msg := stream.NewMsg(ctx, g.subject, data, "")
-	if len(g.bodies) > 1 {
-		msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(g.bodies)))
-	}
-	err := published.publish(ctx, msg, g.events...)
+	err := published.publish(ctx, groupMessage(ctx, g.subject, g.bodies, g.size), g.events...)
 	events := g.events
 	*g = eventGroup{}
 	if err == nil {
@@ -384,6 +373,22 @@ func (g *eventGroup) publish(ctx context.Context, published *batchPublish, resul
 		results[i] = &postbackv1.PublishResult{Error: batchStatus(publishError(err), budget)}
 	}
 	return nil
+}
+
+// groupMessage is the EVENTS message of events bound for subject, encoded
+// as bodies (size: about their bytes in a group), with ctx's trace
+// context: a lone event as its own message, several as a group.
+func groupMessage(ctx context.Context, subject string, bodies [][]byte, size int) *nats.Msg {
+	if len(bodies) == 1 {
+		return stream.NewMsg(ctx, subject, bodies[0], "")
+	}
+	data := make([]byte, 0, size)
+	for _, b := range bodies {
+		data = stream.AppendGroupEvent(data, b)
+	}
+	msg := stream.NewMsg(ctx, subject, data, "")
+	msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(bodies)))
+	return msg
 }
 
 // ListEventTypes returns the catalogues.

@@ -40,7 +40,6 @@ import (
 	"context"
 	"encoding/binary"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -141,17 +140,14 @@ func (l *unaryLog) drain(subject string, line *unaryLine) {
 // groupMsg is the message of a group of waiting events (a lone one as its
 // own message), with each event's trace context.
 func groupMsg(subject string, group []*unaryEvent, size int) *nats.Msg {
-	if len(group) == 1 {
-		return stream.NewMsg(group[0].ctx, subject, group[0].body, "")
-	}
-	data := make([]byte, 0, size)
+	bodies := make([][]byte, len(group))
 	ctxs := make([]context.Context, len(group))
 	for i, e := range group {
-		data = stream.AppendGroupEvent(data, e.body)
-		ctxs[i] = e.ctx
+		bodies[i], ctxs[i] = e.body, e.ctx
 	}
-	msg := stream.NewMsg(group[0].ctx, subject, data, "")
-	msg.Header.Set(stream.GroupHeader, strconv.Itoa(len(group)))
-	stream.SetEventTraces(msg, ctxs)
+	msg := groupMessage(group[0].ctx, subject, bodies, size)
+	if len(group) > 1 {
+		stream.SetEventTraces(msg, ctxs)
+	}
 	return msg
 }
