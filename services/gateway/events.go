@@ -330,7 +330,8 @@ func (s *Server) PublishBatch(ctx context.Context, req *postbackv1.PublishBatchR
 }
 
 // eventGroup gathers consecutive events of a PublishBatch bound for one
-// subject into one EVENTS message (pkg/stream group.go).
+// subject into one EVENTS message (pkg/stream group.go); a line of unary
+// calls takes its groups with the same bounds (unary.go).
 type eventGroup struct {
 	subject string
 	bodies  [][]byte // each event as published alone

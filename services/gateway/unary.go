@@ -38,7 +38,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/binary"
 	"slices"
 	"sync"
 
@@ -112,14 +111,14 @@ func (l *unaryLog) publish(ctx context.Context, subject string, body []byte) err
 func (l *unaryLog) drain(subject string, line *unaryLine) {
 	for {
 		l.mu.Lock()
-		n, size := 0, 0
-		for n < len(line.waiting) && n < stream.MaxGroupEvents {
-			add := len(line.waiting[n].body) + binary.MaxVarintLen64
-			if n > 0 && size+add > stream.MaxGroupBytes {
+		var g eventGroup // a PublishBatch's bounds on a group
+		for i, e := range line.waiting {
+			if !g.fits(subject, e.body) {
 				break
 			}
-			n, size = n+1, size+add
+			g.add(i, subject, e.body)
 		}
+		n := len(g.bodies)
 		if n == 0 {
 			delete(l.lines, subject)
 			l.mu.Unlock()
@@ -130,7 +129,7 @@ func (l *unaryLog) drain(subject string, line *unaryLine) {
 		l.mu.Unlock()
 		// No call's context: the group is every caller's. The plain
 		// publish timeout bounds it.
-		_, err := stream.Publish(context.Background(), l.nc, groupMsg(subject, group, size))
+		_, err := stream.Publish(context.Background(), l.nc, groupMsg(subject, group, g.size))
 		for _, e := range group {
 			e.done <- err
 		}
