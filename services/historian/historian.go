@@ -19,16 +19,19 @@
 //     either way its changes are stored
 //     at most Batch at a time and the message is acked once all are.
 //   - Held changes: a PENDING change (queued, or waiting for its limits)
-//     is held in the writer for up to Hold (1 s), until a later change of
-//     its delivery comes, and both go to the store in one write,
-//     which keeps the later: most postbacks end within a second of being
-//     queued, and each used to cost the store an insert and then an update
-//     of every index it touched. A held change's message stays unacked
-//     (and readable by id in the stream) meanwhile, so a crash loses
-//     nothing; a clean stop stores what it holds first. So ListDeliveries
-//     shows a queued delivery up to Hold later than before (GetDelivery
-//     finds it at once, from the stream); a finished one is as prompt as
-//     ever. At most maxHeld changes are held: past that the oldest go.
+//     is held in the writer until Hold (1 s) after it was made (its
+//     version's time; at most Hold after it was fetched), until a later
+//     change of its delivery comes, and both go to the store in one write,
+//     which keeps the later: a change that is followed within a second
+//     would otherwise cost the store an insert and then an update of every
+//     index it touched. (The renderer logs a queued delivery only once it
+//     has waited two seconds, so its entries come already due.) A held
+//     change's message stays unacked (and readable by id in the stream)
+//     meanwhile, so a crash loses nothing; a clean stop stores what it
+//     holds first. So ListDeliveries shows a deferred delivery up to Hold
+//     later (GetDelivery finds it at once, from the stream); a finished one
+//     is as prompt as ever. At most maxHeld changes are held: past that
+//     the oldest go.
 //   - A message that is not a history entry is dead-lettered, never retried
 //     forever, and never holds up the batch it came in. A change the store
 //     refuses for what it holds (history.ErrRefused: a value a column
@@ -293,7 +296,7 @@ func (w *writer) flush(ctx context.Context, all bool) error {
 	var due, keep []heldChange
 	for i, h := range w.held {
 		if all || w.cfg.Hold < 0 || i < over || w.moved[h.entry.Delivery.GetId()] || now.Sub(h.at) >= w.cfg.Hold ||
-			h.entry.Delivery.GetStatus() != delivery.Pending {
+			now.Sub(time.UnixMicro(h.entry.Version)) >= w.cfg.Hold || h.entry.Delivery.GetStatus() != delivery.Pending {
 			due = append(due, h)
 		} else {
 			keep = append(keep, h)

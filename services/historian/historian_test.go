@@ -137,7 +137,12 @@ func (s *setup) deliver(t *testing.T, n int, tag string) []string {
 // queue writes a delivery's record as the renderer queues it: PENDING.
 func (s *setup) queue(t *testing.T, id string) *inflight.Record {
 	t.Helper()
-	now := time.Now()
+	return s.queueAt(t, id, time.Now())
+}
+
+// queueAt is queue of a delivery queued at now.
+func (s *setup) queueAt(t *testing.T, id string, now time.Time) *inflight.Record {
+	t.Helper()
 	r := &inflight.Record{Delivery: &postbackv1.Delivery{Id: id, AccountId: "brand-1", EndpointId: "ep_1", EventId: "evt_" + id,
 		EventType: "conversion", Status: postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING,
 		CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now)},
@@ -395,5 +400,32 @@ func TestAQueuedChangeWaitsForItsOutcomeAndIsStoredWithIt(t *testing.T) {
 	}
 	if n := s.store.writes["dlv_hwaits"]; n != 1 {
 		t.Errorf("the delivery still PENDING reached the store in %d writes, want 1", n)
+	}
+}
+
+// The hold waits for a change that usually follows within a second of the
+// one held. A PENDING change made longer ago than the hold (the renderer
+// logs a queued delivery only once it has waited) is stored at once; a
+// fresh one, fetched with it, is held.
+func TestAPendingChangeMadeLongerAgoThanTheHoldIsStoredAtOnce(t *testing.T) {
+	s := newSetup(t, 0)
+	stop := s.runWith(t, func(c *Config) { c.Hold, c.AckWait = time.Hour, 4*time.Hour })
+	defer stop()
+	s.queueAt(t, "dlv_hold_old", time.Now().Add(-2*time.Hour))
+	s.queue(t, "dlv_hold_new")
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, err := s.store.Get(ctx, "dlv_hold_old"); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the PENDING change made 2 h ago was not stored within 10 s (hold: 1 h)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a few more fetches
+	if _, err := s.store.Get(ctx, "dlv_hold_new"); !errors.Is(err, history.ErrNotFound) {
+		t.Fatalf("the fresh PENDING change: %v; want it held (not stored)", err)
 	}
 }
