@@ -1,8 +1,9 @@
 package inflight
 
-// QueuedLog logs the deliveries the renderer queues for their first send to
-// the HISTORY stream in batches, so the history lists a delivery PENDING
-// from the moment it is queued without a stored message per delivery. The
+// QueuedLog logs deliveries queued for their first send to the HISTORY
+// stream in batches, so the history lists a delivery PENDING while it waits
+// without a stored message per delivery (the renderer logs only those still
+// queued a while later: services/renderer queued.go). The
 // sender's final entries of deliveries ended by their first send
 // (Deliveries.Conclude) go through the same kind of log once the sender
 // asks for it (Deliveries.BatchConcludes).
@@ -115,8 +116,9 @@ func newEntryLog(ctx context.Context, nc *nats.Conn, prefix string, final bool, 
 	return l
 }
 
-// Log adds the PENDING entry of a delivery just queued for its first send
-// (job, encoded as body). The channel receives nil once the entry is
+// Log adds the PENDING entry of a delivery queued for its first send (job,
+// encoded as body); its version is the job's create time, whenever it is
+// logged. The channel receives nil once the entry is
 // stored in the stream, or the error that kept it out.
 func (q *QueuedLog) Log(job *delivery.Job, body []byte) (<-chan error, error) {
 	r := queuedRecord(job, body)

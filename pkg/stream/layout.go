@@ -461,6 +461,25 @@ func SenderPartitionConsumer(partition int) string {
 	return SenderConsumer + "-p" + strconv.Itoa(partition)
 }
 
+// SenderAckFloor is the stream sequence up to which the sender has acked
+// every first send of a partition (the partition token of
+// DeliverySubject): a job at or below it has left DELIVERIES. It is 0
+// while the partition's consumer does not exist (no sender has started).
+func SenderAckFloor(ctx context.Context, js jetstream.JetStream, partition string) (uint64, error) {
+	p, err := strconv.Atoi(partition)
+	if err != nil || p < 0 || p >= DefaultPartitions {
+		return 0, fmt.Errorf("sender ack floor: %q is not a partition", partition)
+	}
+	c, err := js.Consumer(ctx, DeliveriesStream, SenderPartitionConsumer(p))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sender ack floor of partition %s: %w", partition, err)
+	}
+	return c.CachedInfo().AckFloor.Stream, nil
+}
+
 // SenderConsumers creates (or finds) the sender's consumers of first sends,
 // one per partition, so that a burst queued for one endpoint waits only in
 // its own partition's line (WorkAll serves the partitions in turn). Work

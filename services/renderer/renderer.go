@@ -60,6 +60,11 @@ type Config struct {
 	// DefaultShare): a burst for one account is taken in at that pace, and
 	// leaves the CPU to the other accounts' postbacks.
 	Share int
+	// QueuedAfter is how long a delivery queued for its first send may
+	// wait before its PENDING entry goes to the history (default
+	// DefaultQueuedAfter; negative: at once). Most are sent sooner, and the
+	// sender's entry is then all the history needs (queued.go).
+	QueuedAfter time.Duration
 	// TracerProvider and MeterProvider receive the renderer's spans and
 	// metrics (nil: the global providers).
 	TracerProvider trace.TracerProvider
@@ -86,6 +91,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	after := cfg.QueuedAfter
+	if after == 0 {
+		after = DefaultQueuedAfter
+	}
+	r.later = newLaterLog(r.queued, func(ctx context.Context, partition string) (uint64, error) {
+		return stream.SenderAckFloor(ctx, js, partition)
+	}, after, log)
+	go r.later.run(ctx, logging)
 	r.tracer = stream.NewTracer(cfg.TracerProvider)
 	r.jobKey = cfg.JobKey
 	r.deliveries.Grace = cfg.Layout.Grace
@@ -109,8 +122,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers, "share", share)
 	go stream.Keep(ctx, js, stream.EventsStream)
-	return stream.WorkShared(ctx, consumers, stream.Pool{Workers: workers, Share: share},
+	err = stream.WorkShared(ctx, consumers, stream.Pool{Workers: workers, Share: share},
 		r.tracer.Traced(stream.RendererConsumer, r.dead.Guard(r.handle)))
+	// The events in hand are done: what they queued and is still waiting
+	// goes to the history now, not lost with the process.
+	fctx, cancel := context.WithTimeout(logging, 5*time.Second)
+	defer cancel()
+	r.later.look(fctx, true)
+	return err
 }
 
 // DefaultShare is the renderer's default Share: two events in hand per
@@ -124,6 +143,7 @@ type renderer struct {
 	endpoints  *endpoints.Cache
 	deliveries *inflight.Deliveries
 	queued     *inflight.QueuedLog // the history's PENDING entries, batched
+	later      *laterLog           // queued deliveries until they are logged PENDING or gone (queued.go)
 	log        *slog.Logger
 	tracer     *stream.Tracer
 	dead       *stream.DeadLetters
@@ -171,7 +191,8 @@ func newRenderer(ctx context.Context, js jetstream.JetStream, log *slog.Logger, 
 		sample = recent.NewSampler(rs, log)
 		go sample.Run(ctx)
 	}
-	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: inflight.NewQueuedLog(logging, js.Conn()), log: log, tracer: stream.NewTracer(nil),
+	queued := inflight.NewQueuedLog(logging, js.Conn())
+	return &renderer{js: js, endpoints: cache, deliveries: dls, queued: queued, later: newLaterLog(queued, nil, -1, log), log: log, tracer: stream.NewTracer(nil),
 		limits: render.DefaultLimits().WithMaxPayload(js.Conn().MaxPayload()), compiled: map[string]compiled{}, sample: sample}, nil
 }
 
@@ -331,10 +352,13 @@ func (r *renderer) renderAt(ctx context.Context, ev *stream.Event, place string,
 	// pending is one pipelined publish: a queued job with its PRODUCER
 	// span, or the record of a delivery that failed to render (no span).
 	type pending struct {
-		f      jetstream.PubAckFuture
-		logged <-chan error // instead of f: a queued entry in r.queued's batch
-		span   trace.Span
-		record bool
+		f         jetstream.PubAckFuture
+		logged    <-chan error // instead of f: a queued entry in r.queued's batch
+		span      trace.Span
+		record    bool
+		job       *delivery.Job // a queued job's, handed to r.later once stored
+		body      []byte
+		partition string
 	}
 	var (
 		pubs   []pending
@@ -379,15 +403,11 @@ func (r *renderer) renderAt(ctx context.Context, ev *stream.Event, place string,
 			span.End()
 			return 0, fmt.Errorf("publish delivery %s: %w", dlvID, err)
 		}
-		pubs = append(pubs, pending{f: f, span: span})
+		pubs = append(pubs, pending{f: f, span: span, job: job, body: body, partition: stream.Partition(ep.Id)})
 		queued++
-		logged, err := r.queued.Log(job, body)
-		if err != nil {
-			return 0, err
-		}
-		pubs = append(pubs, pending{logged: logged, span: noop.Span{}})
 	}
-	for i, p := range pubs {
+	for i := 0; i < len(pubs); i++ { // an entry logged at once is appended and awaited too
+		p := pubs[i]
 		if p.logged != nil {
 			select {
 			case err := <-p.logged:
@@ -402,8 +422,18 @@ func (r *renderer) renderAt(ctx context.Context, ev *stream.Event, place string,
 			continue
 		}
 		select {
-		case <-p.f.Ok():
+		case ack := <-p.f.Ok():
 			p.span.End()
+			if p.job != nil {
+				logged, err := r.later.add(p.partition, ack.Sequence, p.job, p.body)
+				if err != nil {
+					ended = i + 1
+					return 0, err
+				}
+				if logged != nil { // logged at once: stored before the event is acked
+					pubs = append(pubs, pending{logged: logged, span: noop.Span{}})
+				}
+			}
 		case err := <-p.f.Err():
 			if !p.record || !stream.IsExists(err) {
 				stream.EndSpan(p.span, err)

@@ -52,7 +52,8 @@
 // write is its final history entry (inflight.Deliveries.Conclude), since the
 // renderer queues the job with no record (the queued job stands for the
 // PENDING record until then). The whole pipeline stores three messages for
-// it (event, job, final entry) plus its share of a batch of queued entries.
+// it (event, job, final entry); a queued entry too only if it waited long
+// (services/renderer queued.go).
 // Only a delivery that must be retried or waits gets a record. (A redelivery
 // of the same message after the ack wait is not stopped by a claim either:
 // the claim names the message.)
