@@ -166,6 +166,22 @@ func (s *setup) succeed(t *testing.T, r *inflight.Record) {
 	}
 }
 
+// waitPending waits until id is in the store, PENDING; what names it in
+// the failure.
+func (s *setup) waitPending(t *testing.T, id string, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if r, err := s.store.Get(context.Background(), id); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not stored within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitStored waits until every id is SUCCEEDED in the store with its one attempt.
 func (s *setup) waitStored(t *testing.T, ids []string) {
 	t.Helper()
@@ -380,17 +396,7 @@ func TestAQueuedChangeWaitsForItsOutcomeAndIsStoredWithIt(t *testing.T) {
 	}
 	s.queue(t, "dlv_hwaits")
 	s.waitStored(t, ids)
-	ctx := context.Background()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if r, err := s.store.Get(ctx, "dlv_hwaits"); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the delivery still PENDING was not stored within 20 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitPending(t, "dlv_hwaits", 20*time.Second, "the delivery still PENDING")
 	s.store.mu.Lock()
 	defer s.store.mu.Unlock()
 	for _, id := range ids {
@@ -413,19 +419,9 @@ func TestAPendingChangeMadeLongerAgoThanTheHoldIsStoredAtOnce(t *testing.T) {
 	defer stop()
 	s.queueAt(t, "dlv_hold_old", time.Now().Add(-2*time.Hour))
 	s.queue(t, "dlv_hold_new")
-	ctx := context.Background()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if r, err := s.store.Get(ctx, "dlv_hold_old"); err == nil && r.Delivery.Status == postbackv1.DeliveryStatus_DELIVERY_STATUS_PENDING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the PENDING change made 2 h ago was not stored within 10 s (hold: 1 h)")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	s.waitPending(t, "dlv_hold_old", 10*time.Second, "the PENDING change made 2 h ago (hold: 1 h)")
 	time.Sleep(500 * time.Millisecond) // a few more fetches
-	if _, err := s.store.Get(ctx, "dlv_hold_new"); !errors.Is(err, history.ErrNotFound) {
+	if _, err := s.store.Get(context.Background(), "dlv_hold_new"); !errors.Is(err, history.ErrNotFound) {
 		t.Fatalf("the fresh PENDING change: %v; want it held (not stored)", err)
 	}
 }
