@@ -95,7 +95,10 @@
 //	            down makes changes wait here, never a send; a change still
 //	            waiting is read by id (Deliveries.Pending). Also
 //	            history.queued.<n>: a batch of the renderer's PENDING entries
-//	            (queuedlog.go), never read by id; history.done.<n>: a batch
+//	            of deliveries still queued 2 s after they were (pkg/inflight
+//	            queuedlog.go, services/renderer queued.go: the sender's ack
+//	            floor, SenderAckFloor, tells the others), never read by id;
+//	            history.done.<n>: a batch
 //	            of the sender's final entries of deliveries ended at their
 //	            first send, naming them in a header (Deliveries.Concluded).
 //
