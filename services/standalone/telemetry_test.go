@@ -600,21 +600,29 @@ func TestConcurrentPublishesSharingAGroupEachKeepTheirOwnTrace(t *testing.T) {
 	// Every call's trace: its server span, and a POST under the chain of
 	// a lone event's.
 	want := firstSendChain
+	// A POST span ends before the spans above it (the sender's process
+	// span ends once the outcome is recorded and the job acked): wait
+	// until every POST's chain is exported, then judge that snapshot.
 	var spans tracetest.SpanStubs
-	eventually(t, 10*time.Second, "a POST span for every postback", func() bool {
+	var byID map[trace.SpanID]tracetest.SpanStub
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		spans = exp.GetSpans()
-		n := 0
+		byID = map[trace.SpanID]tracetest.SpanStub{}
 		for _, s := range spans {
-			if s.Name == "POST" {
-				n++
+			byID[s.SpanContext.SpanID()] = s
+		}
+		whole := 0
+		for _, s := range spans {
+			if s.Name == "POST" && len(chain(byID, s)) == len(want) {
+				whole++
 			}
 		}
-		return n == len(published)
-	})
-	byID := map[trace.SpanID]tracetest.SpanStub{}
+		if whole == len(published) || time.Now().After(deadline) {
+			break
+		}
+	}
 	servers := map[trace.TraceID]bool{}
 	for _, s := range spans {
-		byID[s.SpanContext.SpanID()] = s
 		if s.Name == "postback.v1.EventService/Publish" && s.SpanKind == trace.SpanKindServer {
 			servers[s.SpanContext.TraceID()] = true
 		}
