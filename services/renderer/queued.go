@@ -109,7 +109,7 @@ func (l *laterLog) run(ctx context.Context, stop context.Context) {
 	if l.after <= 0 {
 		return
 	}
-	t := time.NewTicker(l.after / 4)
+	t := time.NewTicker(max(l.after/4, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {

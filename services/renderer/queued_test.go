@@ -202,3 +202,39 @@ func TestTheQueuedDeliveriesWaitingToBeLogged(t *testing.T) {
 		})
 	}
 }
+
+// The looks run every quarter of the wait, at least every millisecond: a
+// wait of a few nanoseconds (a ticker of zero would panic) still logs.
+func TestATinyWaitStillLooks(t *testing.T) {
+	q := &syncQueued{logged: make(chan string, 1)}
+	l := newLaterLog(q, func(context.Context, string) (uint64, error) { return 0, nil }, 2*time.Nanosecond, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.run(ctx, context.Background())
+	j := &delivery.Job{DeliveryID: "dlv_1", Created: time.Unix(99, 0)}
+	b, err := j.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.add("3", 7, j, b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-q.logged:
+		if id != "dlv_1" {
+			t.Fatalf("logged %s, want dlv_1", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not logged within 5 s")
+	}
+}
+
+// syncQueued is a queued log that hands each logged id to a channel.
+type syncQueued struct{ logged chan string }
+
+func (q *syncQueued) Log(job *delivery.Job, _ []byte) (<-chan error, error) {
+	q.logged <- job.DeliveryID
+	ch := make(chan error, 1)
+	ch <- nil
+	return ch, nil
+}
