@@ -71,26 +71,27 @@ func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
 
 // WorkMessages is how many messages the stream named name holds apart
 // from its keeper (and, in EVENTS, the idempotency keys' markers): the
-// work waiting in it.
+// work waiting in it. Each of its work subjects is counted in one read
+// (the per-subject counts of a filtered stream info), so a keeper
+// published meanwhile is never taken for work, as it could be when the
+// stream's total and its keeper were read apart.
 func WorkMessages(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return 0, err
 	}
-	other := []string{KeepSubject(name)}
-	if name == EventsStream {
-		other = append(other, MarkerSubject("*", "*"))
-	}
-	var msgs, not uint64
-	for _, filter := range other {
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	var n uint64
+	for _, subject := range s.CachedInfo().Config.Subjects {
+		if subject == KeepSubject(name) || (name == EventsStream && subject == "idem.>") {
+			continue
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 		if err != nil {
 			return 0, err
 		}
-		msgs = info.State.Msgs
-		for _, n := range info.State.Subjects {
-			not += n
+		for _, c := range info.State.Subjects {
+			n += c
 		}
 	}
-	return msgs - min(msgs, not), nil
+	return n, nil
 }
