@@ -103,9 +103,12 @@ func (l *laterLog) add(partition string, seq uint64, job *delivery.Job, body []b
 	return nil, nil
 }
 
-// run looks at the waiting deliveries every After/4 until ctx ends, then
-// once more at all of them (within stop's time).
-func (l *laterLog) run(ctx context.Context, stop context.Context) {
+// run looks at the waiting deliveries every After/4 until ctx ends. A look
+// waits for its logs under logging, which outlives ctx, so a look under
+// way when ctx ends neither drops nor repeats what it took; the last look,
+// at everything still waiting, is the renderer's, once its events in hand
+// are done (Run).
+func (l *laterLog) run(ctx, logging context.Context) {
 	if l.after <= 0 {
 		return
 	}
@@ -114,10 +117,9 @@ func (l *laterLog) run(ctx context.Context, stop context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			l.look(stop, true)
 			return
 		case <-t.C:
-			l.look(ctx, false)
+			l.look(logging, false)
 		}
 	}
 }
