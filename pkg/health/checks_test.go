@@ -64,3 +64,22 @@ func TestNATSCheckFailsWithoutAConnection(t *testing.T) {
 		t.Fatal("a nil connection is ready")
 	}
 }
+
+// An expected check fails, saying why, until the check of that name is
+// added; then it is that check that counts.
+func TestAnExpectedCheckFailsUntilItIsAdded(t *testing.T) {
+	p := New()
+	p.Add("nats", func(context.Context) error { return nil })
+	p.Expect("grpc", "the gateway is not serving gRPC yet")
+	failed := p.Ready(context.Background())
+	if err := failed["grpc"]; err == nil || err.Error() != "the gateway is not serving gRPC yet" {
+		t.Fatalf("expected check before it is added: %v, want the reason", err)
+	}
+	if len(failed) != 1 {
+		t.Fatalf("failed = %v, want only grpc", failed)
+	}
+	p.Add("grpc", func(context.Context) error { return nil })
+	if failed := p.Ready(context.Background()); len(failed) != 0 {
+		t.Fatalf("after the check is added: %v, want ready", failed)
+	}
+}

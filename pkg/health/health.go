@@ -5,6 +5,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,6 +32,15 @@ func (p *Probes) Add(name string, c Check) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.checks[name] = c
+}
+
+// Expect registers name as a check that fails, saying reason, until a
+// check of that name is added. A caller that serves /readyz before the
+// part that adds a check has started (the gateway adds "grpc" once its
+// listener is bound) expects it first, so that /readyz cannot pass in
+// between.
+func (p *Probes) Expect(name, reason string) {
+	p.Add(name, func(context.Context) error { return errors.New(reason) })
 }
 
 // Ready runs every check and returns the failures by name.

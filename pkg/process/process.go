@@ -49,13 +49,13 @@ type Process struct {
 // Main runs fn inside a set-up process until SIGINT or SIGTERM. It exits 2
 // on bad configuration, saying so in one line on stderr before it starts
 // anything, and 1 when set-up or fn fails.
-func Main(name, version string, fn func(ctx context.Context, p *Process) error) {
+func Main(name, version string, fn func(ctx context.Context, p *Process) error, opts ...Option) {
 	TuneGC()
 	cfg := LoadConfig(name)
 	log := telemetry.Logger(cfg.Logger()).With("service", strings.TrimPrefix(name, "postback-"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, &Process{Name: name, Version: version, Config: cfg, Log: log}, fn); err != nil {
+	if err := run(ctx, &Process{Name: name, Version: version, Config: cfg, Log: log}, fn, opts...); err != nil {
 		log.Error(name+" stopped", "error", err)
 		stop()
 		os.Exit(1)
@@ -97,7 +97,25 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
-func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Process) error) error {
+// Option adjusts how Main sets a process up.
+type Option func(*options)
+
+type options struct {
+	probes []func(*health.Probes)
+}
+
+// WithProbes has Main call f on the process's probes before its HTTP
+// listener serves /readyz: a service registers there the checks it adds
+// only once it runs (gateway.ExpectServing).
+func WithProbes(f func(*health.Probes)) Option {
+	return func(o *options) { o.probes = append(o.probes, f) }
+}
+
+func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Process) error, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if p.Config.NATSURL == "" {
 		return errors.New("POSTBACK_NATS_URL is required (postback-standalone embeds a server; this binary does not)")
 	}
@@ -124,6 +142,9 @@ func run(ctx context.Context, p *Process, fn func(ctx context.Context, p *Proces
 	p.Probes = health.New()
 	p.Probes.Add("nats", health.NATS(p.NATS))
 	p.Probes.Add("streams", func(ctx context.Context) error { return stream.Present(ctx, p.JetStream) })
+	for _, f := range o.probes {
+		f(p.Probes)
+	}
 	mux := tel.Mux()
 	p.Mux = mux
 	if p.Config.PProf {

@@ -2,8 +2,18 @@ package process
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/postback-dev/postback/pkg/config"
+	"github.com/postback-dev/postback/pkg/health"
+	"github.com/postback-dev/postback/pkg/stream/streamtest"
 )
 
 // A bad or missing setting is one line on stderr, "name: what is wrong",
@@ -45,6 +55,71 @@ func TestBadConfigurationIsOneLineAndExitCode2(t *testing.T) {
 			}
 			if c.code == -1 && stderr.Len() != 0 {
 				t.Errorf("stderr: %q", stderr.String())
+			}
+		})
+	}
+}
+
+// A check a service adds only once it runs (the gateway's "grpc") is
+// expected before /readyz is served: /readyz fails while the service
+// starts, instead of passing on the checks that were there first.
+func TestReadyzWaitsForTheChecksAServiceAddsOnceItRuns(t *testing.T) {
+	js := streamtest.JetStream(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := l.Addr().String()
+	l.Close()
+	cfg := config.Defaults()
+	cfg.NATSURL = js.Conn().ConnectedUrl()
+	cfg.HTTPAddr = httpAddr
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		status int
+	}{
+		{"expected: not ready while the service starts", []Option{WithProbes(func(p *health.Probes) { p.Expect("grpc", "not serving yet") })}, http.StatusServiceUnavailable},
+		{"not expected: ready on the first checks alone", nil, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			starting := make(chan struct{})
+			done := make(chan error, 1)
+			p := &Process{Name: "postback-test", Version: "test", Config: cfg, Log: slog.New(slog.DiscardHandler)}
+			go func() {
+				done <- run(ctx, p, func(ctx context.Context, p *Process) error {
+					close(starting) // the service has not added its check yet
+					<-ctx.Done()
+					return nil
+				}, tc.opts...)
+			}()
+			<-starting
+			var code int
+			var body string
+			deadline := time.Now().Add(10 * time.Second)
+			for code, body = readyz(); code == 0 && time.Now().Before(deadline); code, body = readyz() {
+				time.Sleep(10 * time.Millisecond) // the listener is not bound yet
+			}
+			if code != tc.status {
+				t.Fatalf("/readyz while the service starts = %d %q, want %d", code, body, tc.status)
+			}
+			if tc.status != http.StatusOK && !strings.Contains(body, "grpc: not serving yet") {
+				t.Fatalf("/readyz says %q, want the expected check's reason", body)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -160,6 +160,19 @@ func (s *Server) Register(g *grpc.Server, hs *health.Server) {
 // burst keeps 64 calls in flight).
 const streamWorkers = 64
 
+// ReadinessCheck is the name of the check Run adds to Config.Readiness:
+// it passes only while the gateway serves gRPC.
+const ReadinessCheck = "grpc"
+
+const notServing = "the gateway is not serving gRPC"
+
+// ExpectServing registers the gateway's readiness check as failing until
+// Run adds it. A process that serves /readyz before it runs the gateway
+// calls it first: without it, /readyz passed in the moment between the
+// HTTP listener and Run, and a caller that trusted it found no gRPC
+// listener.
+func ExpectServing(p *pkghealth.Probes) { p.Expect(ReadinessCheck, notServing+" yet") }
+
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Auth == nil {
 		return errors.New("gateway: Config.Auth is required (auth.New(nil, log) accepts every call as an operator)")
@@ -172,9 +185,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// served, nor while it drains.
 	var serving atomic.Bool
 	if cfg.Readiness != nil {
-		cfg.Readiness.Add("grpc", func(context.Context) error {
+		cfg.Readiness.Add(ReadinessCheck, func(context.Context) error {
 			if !serving.Load() {
-				return errors.New("the gateway is not serving gRPC")
+				return errors.New(notServing)
 			}
 			return nil
 		})

@@ -292,6 +292,11 @@ func run(ctx context.Context, cfg Config) error {
 	if cfg.PProf {
 		health.MountPProf(mux)
 	}
+	if chosen["gateway"] {
+		// /readyz waits for the gateway's listener, not only for the
+		// dependencies it checks before the gateway has started.
+		gateway.ExpectServing(probes)
+	}
 	ready.Add(2) // the HTTP listener and the gateway's (or no gateway)
 	run("http", func(ctx context.Context) error {
 		return health.Serve(ctx, cfg.HTTPAddr, probes.Handler(mux), func(a net.Addr) { addrs.HTTP = a; ready.Done() })

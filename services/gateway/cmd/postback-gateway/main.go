@@ -17,7 +17,7 @@ import (
 var version = "dev"
 
 func main() {
-	process.Main("postback-gateway", version, run)
+	process.Main("postback-gateway", version, run, process.WithProbes(gateway.ExpectServing))
 }
 
 // authenticator is the API's authentication: POSTBACK_TOKENS, or, only with
