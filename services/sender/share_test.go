@@ -196,29 +196,29 @@ func TestAPlaceGivenBackTwiceIsGivenBackOnce(t *testing.T) {
 	s, _ := testShares()
 	s.maxWait = 10 * time.Second
 	ctx := context.Background()
-	held, _ := s.take(ctx, "ep-1", 1, 0)
-	held.done(time.Millisecond) // now known as fast: a new request waits for the place
-	held, _ = s.take(ctx, "ep-1", 1, 0)
+	first, _ := s.take(ctx, "ep-1", 2, 0)
+	first.done(time.Millisecond) // now known as fast: a new request waits for a place
+	held := takeAll(t, s, "ep-1", 2, 2, 0)
 	granted := make(chan place, 2)
 	for range 2 {
 		go func() {
-			p, ok := s.take(ctx, "ep-1", 1, 0)
+			p, ok := s.take(ctx, "ep-1", 2, 0)
 			if ok {
 				granted <- p
 			}
 		}()
 	}
 	waitForWaiters(t, s, "ep-1", 2)
-	held.done(time.Millisecond)
-	held.done(0) // a second give-back must not hand out a second place
+	held[0].done(time.Millisecond)
+	held[0].done(0) // a second give-back must not hand out a second place
 	<-granted
 	select {
 	case <-granted:
 		t.Fatal("one place given back twice let two requests in")
 	case <-time.After(100 * time.Millisecond):
 	}
-	if n := s.inFlight("ep-1"); n != 1 {
-		t.Fatalf("%d in flight with one place", n)
+	if n := s.inFlight("ep-1"); n != 2 {
+		t.Fatalf("%d in flight with two places", n)
 	}
 }
 
@@ -298,6 +298,43 @@ func TestJobsDeferredBehindAFastEndpointsBurstAreBookedAtThePaceOfItsRequestsInF
 	for i := 1; i <= 5; i++ {
 		if at, want := s.later("ep-1", 32), start.Add(time.Duration(i)*2*time.Millisecond); !at.Equal(want) {
 			t.Fatalf("booking %d at +%s, want +%s", i, at.Sub(start), want.Sub(start))
+		}
+	}
+}
+
+// An endpoint whose requests have not ended yet looks fast (its request
+// time is the age of its oldest request), so its backlog's jobs would all
+// wait in the workers for its places. No more of them wait than it has
+// places: the rest are deferred at once, and the other endpoints keep the
+// workers.
+func TestNoMoreJobsWaitForAnEndpointThanItHasPlaces(t *testing.T) {
+	s, clock := testShares()
+	s.maxWait = 10 * time.Second // only the line's length may refuse a wait here
+	ctx := context.Background()
+	held := takeAll(t, s, "ep-new", 4, 4, 16) // its first four requests, none ended
+	clock.add(5 * time.Millisecond)
+	got := make(chan bool, 4)
+	for i := range 4 {
+		go func() {
+			p, ok := s.take(ctx, "ep-new", 4, 16)
+			got <- ok
+			p.done(time.Millisecond)
+		}()
+		waitForWaiters(t, s, "ep-new", i+1)
+	}
+	if _, ok := s.take(ctx, "ep-new", 4, 16); ok {
+		t.Fatal("a fifth job waited for an endpoint with 4 places and 4 jobs waiting")
+	}
+	waitForWaiters(t, s, "ep-new", 4) // the refused one left no waiter behind
+	if _, ok := s.take(ctx, "ep-other", 4, 16); !ok {
+		t.Fatal("another endpoint was refused a place")
+	}
+	for _, p := range held {
+		p.done(9 * time.Second)
+	}
+	for i := range 4 {
+		if !<-got {
+			t.Fatalf("waiting job %d was deferred", i+1)
 		}
 	}
 }
