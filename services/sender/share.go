@@ -15,20 +15,19 @@ package sender
 //     burst is not slowed down for nothing: the share is there for
 //     servers that are slow;
 //   - a job whose endpoint is full waits in the worker for the next place
-//     only when that wait is expected to be short (maxWait), and no more
-//     jobs of the endpoint wait than it has places that free up: the expected
+//     only when that wait is expected to be short (maxWait): the expected
 //     wait is the endpoint's request time (an average of its recent
 //     requests, or the age of its oldest request in flight if that is
 //     longer) times the jobs ahead of it over its places (its share, or
 //     its requests in flight when it holds more: each that ends hands its
 //     place to the next job waiting). A fast endpoint's burst so queues
-//     for a moment in the workers; a slow one's does not. The bound on
-//     the line is for the endpoint whose requests have not ended yet: its
-//     request time is then the age of its oldest request, a few
-//     milliseconds when its backlog arrives, and without the bound its
-//     jobs filled every worker, each waiting out maxWait for a place its
-//     server held for 9 s, while every other endpoint's jobs waited for a
-//     worker (docs/benchmarks.md, seventeenth round);
+//     for a moment in the workers; a slow one's does not. Until one of
+//     an endpoint's requests has ended, no more of its jobs wait than it
+//     has places: its request time is then only the age of its oldest
+//     request, a few milliseconds when its backlog arrives, and without
+//     the bound its jobs filled every worker, each waiting out maxWait
+//     for a place its server held for 9 s, while every other endpoint's
+//     jobs waited for a worker (docs/benchmarks.md, seventeenth round);
 //   - any other job is deferred: handed to a JetStream message schedule that
 //     fires it when its turn is expected, booked one request time over the
 //     places after the endpoint's last booking (a job that would be booked
@@ -147,12 +146,11 @@ func (s *shares) take(ctx context.Context, endpointID string, limit, widest int)
 		}
 		if !free() {
 			places := sh.freeing(limit)
-			if len(sh.waiting) >= places {
-				// A line longer than the places that free up would wait
-				// for more than one round of the endpoint's requests: while
-				// none has ended yet, their age says they are fast, and a
-				// new endpoint's backlog would hold every worker until the
-				// waits ran out.
+			if sh.average == 0 && len(sh.waiting) >= places {
+				// None of its requests has ended yet: their age says they
+				// are fast, and a new endpoint's backlog would hold every
+				// worker until the waits ran out. No longer a line than
+				// one round of its requests until one has ended.
 				s.mu.Unlock()
 				return place{}, false
 			}
