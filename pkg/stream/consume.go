@@ -131,7 +131,11 @@ func WorkShared(ctx context.Context, consumers []jetstream.Consumer, pool Pool, 
 		go func() {
 			defer wg.Done()
 			for t := range msgs {
-				handler(Extract(context.WithoutCancel(ctx), t.m), t.m)
+				hctx := Extract(context.WithoutCancel(ctx), t.m)
+				if share.share > 0 {
+					hctx = context.WithValue(hctx, turnKey{}, &turnMark{share, t.consumer})
+				}
+				handler(hctx, t.m)
 				held.done(t.m)
 				share.done(t.consumer)
 			}

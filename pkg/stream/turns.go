@@ -28,6 +28,14 @@ package stream
 // backlog, not by its handlers running: a light flow may have a few
 // handlers running at a moment without losing its place.)
 //
+// The renderer's handlers use the CPU or wait for NATS. The sender's may
+// also wait for seconds on a brand's server; counted as running, a slow
+// server's requests in flight would hold its partition to its share and
+// stall every other endpoint of the partition. So a handler says when it
+// waits on something that takes no CPU (Waiting): it stops counting until
+// it resumes, and resuming never waits for the rule (what it does then,
+// record the answer and ack, is not held back behind new messages).
+//
 // Failure policy: the rule only delays handing a message to a worker; the
 // message stays held (and signalled in progress) meanwhile, so nothing is
 // lost or handed out twice. Clock: now is injected (tests use a fake one).
@@ -128,6 +136,48 @@ func (t *turns) done(i int) {
 		close(t.changed)
 		t.changed = make(chan struct{})
 	}
+}
+
+// resume counts a handler of consumer i that stopped waiting (Waiting)
+// as running again. It does not wait for the rule: the handler was
+// admitted once, and what it does after its wait (record the answer, ack)
+// must not be held back behind the consumer's new messages.
+func (t *turns) resume(i int) {
+	t.mu.Lock()
+	t.running[i]++
+	t.mu.Unlock()
+}
+
+// Waiting tells the pool running ctx's handler (WorkShared) that the
+// handler is about to wait for something outside the process that takes
+// no CPU (a brand's server, a rate limit's slot): until it calls resume,
+// it does not count toward its consumer's share, so a consumer whose
+// handlers mostly wait on slow servers is not held to its share of the
+// pool by them, and the share bounds only the handlers that compete for
+// the CPU. resume must be called once; a handler not run by a shared pool
+// gets a resume that does nothing.
+func Waiting(ctx context.Context) (resume func()) {
+	m, _ := ctx.Value(turnKey{}).(*turnMark)
+	if m == nil || m.t.share == 0 {
+		return func() {}
+	}
+	m.t.done(m.i)
+	resumed := false
+	return func() {
+		if !resumed {
+			resumed = true
+			m.t.resume(m.i)
+		}
+	}
+}
+
+// turnKey is the context key of a handler's turnMark.
+type turnKey struct{}
+
+// turnMark is which pool and consumer a handler runs for.
+type turnMark struct {
+	t *turns
+	i int
 }
 
 // lightBeside reports whether a consumer other than i is light: active

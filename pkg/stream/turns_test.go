@@ -111,3 +111,42 @@ func TestNoShareMeansNoBound(t *testing.T) {
 		}
 	}
 }
+
+// A handler waiting on something outside the process (a brand's server, a
+// slot) does not count toward its consumer's share until it resumes: a
+// consumer whose handlers wait on slow servers still takes its next
+// message beside a light one; once they resume, it is held to its share
+// again. A resume called twice counts once.
+func TestAWaitingHandlerDoesNotCountTowardItsShare(t *testing.T) {
+	const share = 2
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := newTurns(Pool{Workers: 256, Share: share, Window: time.Second}, 2, clock.now)
+	if !admitNow(tr, 1, 0) { // the light consumer
+		t.Fatal("the light consumer was not admitted")
+	}
+	var resumes []func()
+	for i := range share {
+		clock.t = clock.t.Add(time.Millisecond)
+		if !admitNow(tr, 0, 500) {
+			t.Fatalf("handler %d of the backlogged consumer was not admitted within its share", i+1)
+		}
+		ctx := context.WithValue(context.Background(), turnKey{}, &turnMark{tr, 0})
+		resumes = append(resumes, Waiting(ctx)) // its request is out to a slow server
+	}
+	if !admitNow(tr, 0, 500) {
+		t.Fatalf("held to its share by handlers that wait (running %v)", tr.running)
+	}
+	tr.done(0) // that one ends
+	for _, resume := range resumes {
+		resume()
+		resume()
+	}
+	if tr.running[0] != share {
+		t.Fatalf("running %d after the waits resumed, want %d", tr.running[0], share)
+	}
+	if admitNow(tr, 0, 500) {
+		t.Fatal("admitted past its share once its handlers resumed")
+	}
+	// Outside a shared pool, Waiting does nothing.
+	Waiting(context.Background())()
+}

@@ -64,6 +64,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,14 @@ type Config struct {
 	// requests are in flight at once (default Workers/8; an endpoint's own
 	// max_in_flight overrides it, held to Workers/2). See share.go.
 	InFlightPerEndpoint int
+	// Share is how many of one partition's jobs are handled at once,
+	// not counting those waiting on a brand's server or for a slot, while
+	// another partition's jobs are flowing (stream.Pool's Share; default
+	// DefaultShare): a burst of jobs to defer (an endpoint allowing 1/s
+	// given 5,000) is taken in at that pace, and leaves the CPU to the
+	// other endpoints' postbacks. A request out to a server holds a worker,
+	// not a share (stream.Waiting).
+	Share int
 	// MaxInlineWait is the longest limiter wait held in a worker (default
 	// 500ms; it must exceed earlyFire).
 	MaxInlineWait time.Duration
@@ -169,11 +178,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint)
+	log.Info("sender consuming", "workers", workers, "in_flight_per_endpoint", s.cfg.InFlightPerEndpoint, "share", s.cfg.Share)
 	go stream.Keep(ctx, js, stream.DeliveriesStream, stream.SchedulesStream)
 	errc := make(chan error, 2)
 	go func() {
-		errc <- stream.WorkAll(ctx, fresh, workers, s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))
+		errc <- stream.WorkShared(ctx, fresh, stream.Pool{Workers: workers, Share: s.cfg.Share},
+			s.tracer.Traced(stream.SenderConsumer, s.handler(freshDead)))
 	}()
 	go func() {
 		errc <- stream.Work(ctx, retries, workers/4+1, s.tracer.Traced(stream.SenderRetryConsumer, s.handler(retriesDead)))
@@ -294,12 +304,19 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	if cfg.InFlightPerEndpoint <= 0 {
 		cfg.InFlightPerEndpoint = max(1, cfg.Workers/8)
 	}
+	if cfg.Share <= 0 {
+		cfg.Share = DefaultShare()
+	}
 	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: inflight.NewAttempts(js), cfg: cfg, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares(),
 		pacer: newPacer(cfg.Limiter, cfg.MaxRetryAfter, cfg.MeterProvider, log)}
 	s.limiterOK.Store(true)
 	return s, nil
 }
+
+// DefaultShare is the sender's default Share: two jobs in hand per CPU,
+// as the renderer's events (renderer.DefaultShare).
+func DefaultShare() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // handler is the sender's handler for one of its consumers, whose dead
 // letters go to dead.
@@ -416,7 +433,9 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 	// A place among the endpoint's requests in flight first (share.go): a
 	// job deferred for want of one keeps the limiter's slots for others.
 	places, widest := s.shareOf(ep)
+	resume := stream.Waiting(ctx) // a wait for a place, if any, takes no CPU
 	pl, ok := s.shares.take(ctx, ep.Id, places, widest)
+	resume()
 	if !ok {
 		return s.slotted(ctx, s.busy(ctx, rec, job, s.shares.later(ep.Id, places)))
 	}
@@ -435,7 +454,10 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 		}
 	}
 	for !lim.Unlimited() {
-		if err := sleepUntil(ctx, job.Slot); err != nil {
+		resume := stream.Waiting(ctx)
+		err := sleepUntil(ctx, job.Slot)
+		resume()
+		if err != nil {
 			return err
 		}
 		if time.Since(job.Slot) <= lateTolerance {
@@ -466,7 +488,9 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 	if job.Sent == 0 && !job.Published.IsZero() {
 		s.metrics.FirstAttempt(ctx, time.Since(job.Published))
 	}
+	resume = stream.Waiting(ctx) // the brand's server holds this worker, not the partition's share
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
+	resume()
 	pl.done(res.Attempt.GetDuration().AsDuration())
 	pl = place{} // given back: the deferred done does nothing
 	s.metrics.Attempt(ctx, int(res.Attempt.StatusCode), res.Attempt.GetDuration().AsDuration())
@@ -723,7 +747,10 @@ func (s *sender) startOnTime(ctx context.Context, endpointID string, lim limiter
 		if err != nil || at.IsZero() {
 			return time.Time{}, err
 		}
-		if err := sleepUntil(ctx, at); err != nil {
+		resume := stream.Waiting(ctx)
+		err = sleepUntil(ctx, at)
+		resume()
+		if err != nil {
 			return time.Time{}, err
 		}
 		if time.Since(at) <= startLate {
