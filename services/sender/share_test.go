@@ -59,6 +59,23 @@ func waitForWaiters(t *testing.T, s *shares, endpointID string, n int) {
 	}
 }
 
+// queueWaiters starts n jobs that each wait for a place of the endpoint,
+// one after another, and returns whether each was given one (a place it
+// then gives back after a 1 ms request).
+func queueWaiters(t *testing.T, s *shares, endpointID string, n, limit, widest int) <-chan bool {
+	t.Helper()
+	got := make(chan bool, n)
+	for i := range n {
+		go func() {
+			p, ok := s.take(context.Background(), endpointID, limit, widest)
+			got <- ok
+			p.done(time.Millisecond)
+		}()
+		waitForWaiters(t, s, endpointID, i+1)
+	}
+	return got
+}
+
 func TestAnEndpointsPlacesAreTakenUpToItsShareAndNoFurther(t *testing.T) {
 	s, clock := testShares()
 	ctx := context.Background()
@@ -265,15 +282,7 @@ func TestJobsWaitForTheRequestsAFastEndpointHasInFlightWhenItsShareNarrows(t *te
 	// the 10 s a worker may wait here (over 32 places it would be 15.6 s,
 	// and every job after the 64th would be deferred).
 	clock.add(5 * time.Second)
-	got := make(chan bool, 100)
-	for i := range 100 {
-		go func() {
-			p, ok := s.take(ctx, "ep-1", 32, 128)
-			got <- ok
-			p.done(time.Millisecond)
-		}()
-		waitForWaiters(t, s, "ep-1", i+1)
-	}
+	got := queueWaiters(t, s, "ep-1", 100, 32, 128)
 	for _, p := range held {
 		p.done(5 * time.Second)
 	}
@@ -313,15 +322,7 @@ func TestNoMoreJobsWaitForAnEndpointThanItHasPlaces(t *testing.T) {
 	ctx := context.Background()
 	held := takeAll(t, s, "ep-new", 4, 4, 16) // its first four requests, none ended
 	clock.add(5 * time.Millisecond)
-	got := make(chan bool, 4)
-	for i := range 4 {
-		go func() {
-			p, ok := s.take(ctx, "ep-new", 4, 16)
-			got <- ok
-			p.done(time.Millisecond)
-		}()
-		waitForWaiters(t, s, "ep-new", i+1)
-	}
+	got := queueWaiters(t, s, "ep-new", 4, 4, 16)
 	if _, ok := s.take(ctx, "ep-new", 4, 16); ok {
 		t.Fatal("a fifth job waited for an endpoint with 4 places and 4 jobs waiting")
 	}
