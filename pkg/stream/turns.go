@@ -42,6 +42,7 @@ package stream
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -59,6 +60,13 @@ type Pool struct {
 	// as active (0: DefaultShareWindow).
 	Window time.Duration
 }
+
+// DefaultShare is the Share the renderer and the sender use by default:
+// two handlers in hand per CPU. A handler alternates between the CPU and
+// waiting for NATS, so this keeps the cores busy with a burst and no more
+// than a few of its handlers ahead of another partition's message in the
+// run queue.
+func DefaultShare() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // DefaultShareWindow is how long a consumer counts as active after its
 // last message: a flow of one message a second or more keeps its place.

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -57,7 +56,7 @@ type Config struct {
 	Workers int
 	// Share is how many events of one partition are rendered at once while
 	// another partition's events are flowing (stream.Pool's Share; default
-	// DefaultShare): a burst for one account is taken in at that pace, and
+	// stream.DefaultShare): a burst for one account is taken in at that pace, and
 	// leaves the CPU to the other accounts' postbacks.
 	Share int
 	// QueuedAfter is how long a delivery queued for its first send may
@@ -118,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	share := cfg.Share
 	if share <= 0 {
-		share = DefaultShare()
+		share = stream.DefaultShare()
 	}
 	log.Info("renderer consuming", "stream", stream.EventsStream, "workers", workers, "share", share)
 	go stream.Keep(ctx, js, stream.EventsStream)
@@ -131,12 +130,6 @@ func Run(ctx context.Context, cfg Config) error {
 	r.later.look(fctx, true)
 	return err
 }
-
-// DefaultShare is the renderer's default Share: two events in hand per
-// CPU. A rendering worker alternates between the CPU and waiting for NATS,
-// so this keeps the cores busy with a burst and no more than a few of its
-// handlers ahead of another account's event in the run queue.
-func DefaultShare() int { return 2 * runtime.GOMAXPROCS(0) }
 
 type renderer struct {
 	js         jetstream.JetStream

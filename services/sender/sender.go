@@ -64,7 +64,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -110,7 +109,7 @@ type Config struct {
 	// Share is how many of one partition's jobs are handled at once,
 	// not counting those waiting on a brand's server or for a slot, while
 	// another partition's jobs are flowing (stream.Pool's Share; default
-	// DefaultShare): a burst of jobs to defer (an endpoint allowing 1/s
+	// stream.DefaultShare): a burst of jobs to defer (an endpoint allowing 1/s
 	// given 5,000) is taken in at that pace, and leaves the CPU to the
 	// other endpoints' postbacks. A request out to a server holds a worker,
 	// not a share (stream.Waiting).
@@ -305,7 +304,7 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 		cfg.InFlightPerEndpoint = max(1, cfg.Workers/8)
 	}
 	if cfg.Share <= 0 {
-		cfg.Share = DefaultShare()
+		cfg.Share = stream.DefaultShare()
 	}
 	s := &sender{js: js, endpoints: eps, cache: cache, deliveries: dls, attempts: inflight.NewAttempts(js), cfg: cfg, log: log,
 		tracer: stream.NewTracer(cfg.TracerProvider), metrics: telemetry.NewMetrics(cfg.MeterProvider), shares: newShares(),
@@ -313,10 +312,6 @@ func newSender(ctx context.Context, js jetstream.JetStream, cfg Config, log *slo
 	s.limiterOK.Store(true)
 	return s, nil
 }
-
-// DefaultShare is the sender's default Share: two jobs in hand per CPU,
-// as the renderer's events (renderer.DefaultShare).
-func DefaultShare() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // handler is the sender's handler for one of its consumers, whose dead
 // letters go to dead.
@@ -433,9 +428,7 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 	// A place among the endpoint's requests in flight first (share.go): a
 	// job deferred for want of one keeps the limiter's slots for others.
 	places, widest := s.shareOf(ep)
-	resume := stream.Waiting(ctx) // a wait for a place, if any, takes no CPU
 	pl, ok := s.shares.take(ctx, ep.Id, places, widest)
-	resume()
 	if !ok {
 		return s.slotted(ctx, s.busy(ctx, rec, job, s.shares.later(ep.Id, places)))
 	}
@@ -488,7 +481,7 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 	if job.Sent == 0 && !job.Published.IsZero() {
 		s.metrics.FirstAttempt(ctx, time.Since(job.Published))
 	}
-	resume = stream.Waiting(ctx) // the brand's server holds this worker, not the partition's share
+	resume := stream.Waiting(ctx) // the brand's server holds this worker, not the partition's share
 	res := s.cfg.Dispatcher.Send(ctx, opened, job)
 	resume()
 	pl.done(res.Attempt.GetDuration().AsDuration())

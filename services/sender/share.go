@@ -48,6 +48,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/postback-dev/postback/pkg/stream"
 )
 
 // Defaults of the shares.
@@ -172,6 +174,8 @@ func (s *shares) wait(ctx context.Context, sh *share, endpointID string, expecte
 	w := &waiter{granted: make(chan uint64, 1)}
 	sh.waiting = append(sh.waiting, w)
 	s.mu.Unlock()
+	resume := stream.Waiting(ctx) // the wait takes no CPU: it holds a worker, not the partition's share
+	defer resume()
 
 	timer := time.NewTimer(s.maxWait)
 	defer timer.Stop()
