@@ -447,10 +447,7 @@ func (s *sender) process(ctx context.Context, job *delivery.Job, raw []byte, cla
 		}
 	}
 	for !lim.Unlimited() {
-		resume := stream.Waiting(ctx)
-		err := sleepUntil(ctx, job.Slot)
-		resume()
-		if err != nil {
+		if err := sleepUntil(ctx, job.Slot); err != nil {
 			return err
 		}
 		if time.Since(job.Slot) <= lateTolerance {
@@ -740,10 +737,7 @@ func (s *sender) startOnTime(ctx context.Context, endpointID string, lim limiter
 		if err != nil || at.IsZero() {
 			return time.Time{}, err
 		}
-		resume := stream.Waiting(ctx)
-		err = sleepUntil(ctx, at)
-		resume()
-		if err != nil {
+		if err := sleepUntil(ctx, at); err != nil {
 			return time.Time{}, err
 		}
 		if time.Since(at) <= startLate {
@@ -864,11 +858,14 @@ func (s *sender) shareOf(ep *postbackv1.Endpoint) (places, widest int) {
 	return max(1, min(s.cfg.InFlightPerEndpoint, half)), half
 }
 
+// sleepUntil waits for a slot at t. The wait takes no CPU: it holds a
+// worker, not the partition's share (stream.Waiting).
 func sleepUntil(ctx context.Context, t time.Time) error {
 	wait := time.Until(t)
 	if wait <= 0 {
 		return nil
 	}
+	defer stream.Waiting(ctx)()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
