@@ -32,6 +32,16 @@
 //     later (GetDelivery finds it at once, from the stream); a finished one
 //     is as prompt as ever. At most maxHeld changes are held: past that
 //     the oldest go.
+//   - Deferred while the send path is busy (pace.go): while jobs are queued
+//     on DELIVERIES at BusyRate (2,000) a second or more, as in a burst,
+//     the writer holds every change, fetched and unacked, until the rate
+//     falls or Defer (3 s, at most a third of the ack wait) has passed since
+//     it fetched the oldest, or it holds maxHeld. The store's writes are
+//     the writer's main cost, and on a shared machine they took the CPU the
+//     burst's sending needed; held, they go after it in larger writes. So in
+//     a burst ListDeliveries trails sending by up to Defer (GetDelivery reads
+//     the stream, as for any held change); a crash loses nothing (the
+//     changes are unacked). A failed look at the stream counts as not busy.
 //   - A message that is not a history entry is dead-lettered, never retried
 //     forever, and never holds up the batch it came in. A change the store
 //     refuses for what it holds (history.ErrRefused: a value a column
@@ -94,6 +104,15 @@ type Config struct {
 	// third of it while the store takes, or refuses, a write, so a slow
 	// store does not get them twice.
 	AckWait time.Duration
+	// Defer is how long the writer may hold every change while the send
+	// path is busy, jobs being queued at BusyRate a second or more (default
+	// DefaultDefer; negative: never; at most a third of the ack wait). A
+	// burst's history is then stored after it, in larger writes, and the
+	// CPU goes to sending meanwhile.
+	Defer time.Duration
+	// BusyRate is the rate of queued jobs (DELIVERIES messages a second)
+	// at which the send path counts as busy (default 2,000).
+	BusyRate int
 	// ExpireEvery is how often whole days past the retention are dropped
 	// (default 1 h); the retention is Layout.Retention.
 	ExpireEvery time.Duration
@@ -101,6 +120,9 @@ type Config struct {
 	// MeterProvider receives the writer's metrics (nil: the global one).
 	MeterProvider metric.MeterProvider
 }
+
+// DefaultDefer is the writer's default Defer.
+const DefaultDefer = 3 * time.Second
 
 // DefaultHold is the writer's default Hold: most postbacks end within it
 // of being queued, even in a burst.
@@ -125,6 +147,13 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.AckWait = stream.AckWait
 	}
 	cfg.Hold = min(cfg.Hold, cfg.AckWait/3)
+	if cfg.Defer == 0 {
+		cfg.Defer = DefaultDefer
+	}
+	cfg.Defer = min(cfg.Defer, cfg.AckWait/3)
+	if cfg.BusyRate <= 0 {
+		cfg.BusyRate = 2000
+	}
 	if cfg.ExpireEvery <= 0 {
 		cfg.ExpireEvery = time.Hour
 	}
@@ -140,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("historian: %w", err)
 	}
-	w := &writer{cfg: cfg, log: log, c: c}
+	w := &writer{cfg: cfg, log: log, c: c, pace: &sendPace{js: js, rate: cfg.BusyRate}}
 	if w.dead, err = stream.NewDeadLetters(js, stream.HistoryConsumer, log, cfg.MeterProvider); err != nil {
 		return fmt.Errorf("historian: %w", err)
 	}
@@ -180,6 +209,7 @@ type writer struct {
 	dead   *stream.DeadLetters
 	health *healthKeeper // endpoint health, auto-disable, operational events (health.go)
 
+	pace  *sendPace       // how fast jobs are queued (Defer)
 	held  []heldChange    // fetched, not yet stored, in the order they came
 	moved map[string]bool // deliveries with a held change past PENDING: stored at once, their PENDING ones with it
 
@@ -292,6 +322,9 @@ func (w *writer) flush(ctx context.Context, all bool) error {
 		return nil
 	}
 	now := time.Now()
+	if !all && w.cfg.Defer > 0 && len(w.held) < maxHeld && now.Sub(w.held[0].at) < w.cfg.Defer && w.pace.busy(ctx, now) {
+		return nil
+	}
 	over := len(w.held) - maxHeld
 	var due, keep []heldChange
 	for i, h := range w.held {

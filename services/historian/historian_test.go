@@ -425,3 +425,73 @@ func TestAPendingChangeMadeLongerAgoThanTheHoldIsStoredAtOnce(t *testing.T) {
 		t.Fatalf("the fresh PENDING change: %v; want it held (not stored)", err)
 	}
 }
+
+// queueJobs queues jobs on DELIVERIES, about one every 2 ms (500 a
+// second), as the renderer does in a burst, until the returned stop is
+// called.
+func (s *setup) queueJobs(t *testing.T) (stop func()) {
+	t.Helper()
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			_, _ = s.js.PublishAsync(stream.DeliverySubject("brand-1", "ep_busy", fmt.Sprintf("dlv_job%06d", i)), []byte("job"))
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); <-finished }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// While jobs are queued faster than BusyRate, the writer holds every
+// change, up to Defer after it fetched it; once the send path is quiet, or
+// at Defer, what it holds is stored. A writer that sees no such rate stores
+// as it always does.
+func TestWhileJobsAreQueuedFastChangesWaitUntilTheSendPathIsQuietOrDefer(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		deferFor    time.Duration
+		queue       bool          // jobs queued at 500 a second
+		quietAfter  time.Duration // when queuing stops (0: never)
+		heldAtFirst bool          // the change is not stored half a second after it was made
+	}{
+		{"no jobs queued: stored at once", 20 * time.Second, false, 0, false},
+		{"jobs queued fast: held until they stop", 20 * time.Second, true, 1500 * time.Millisecond, true},
+		{"jobs queued fast without end: held until Defer", 1500 * time.Millisecond, true, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, 0)
+			stop := s.runWith(t, func(c *Config) { c.Defer, c.BusyRate, c.AckWait = tc.deferFor, 50, time.Minute })
+			defer stop()
+			// A first change, stored at once: the writer's first look at
+			// the send path only counts the jobs queued so far.
+			s.waitStored(t, s.deliver(t, 1, "warm"))
+			var quiet func()
+			if tc.queue {
+				quiet = s.queueJobs(t)
+				time.Sleep(200 * time.Millisecond)
+			}
+			ids := s.deliver(t, 1, "burst")
+			time.Sleep(500 * time.Millisecond)
+			_, err := s.store.Get(context.Background(), ids[0])
+			if held := errors.Is(err, history.ErrNotFound); held != tc.heldAtFirst {
+				t.Fatalf("half a second after the change: held = %v (%v), want %v", held, err, tc.heldAtFirst)
+			}
+			if tc.quietAfter > 0 {
+				time.Sleep(tc.quietAfter - 500*time.Millisecond)
+				quiet()
+			}
+			// waitStored allows 20 s: within it, whatever Defer (here 20 s
+			// at most) only a quiet send path explains the row.
+			s.waitStored(t, ids)
+		})
+	}
+}
