@@ -22,11 +22,15 @@ var version = "dev"
 // memoryLimit is standalone's soft memory limit unless GOMEMLIMIT is set.
 // Most of standalone's heap is the embedded nats-server's message-block
 // buffers (4-8 MB each, pooled and cached for seconds), so under a burst
-// the heap target of GOGC=100 alone lets the process grow past 300 MB;
-// with this limit the collector runs earlier instead (measured: peak RSS
-// ~350 -> ~285 MB through the benchmark's bursts for ~5% more CPU; see
-// docs/benchmarks.md). Raise GOMEMLIMIT for larger backlogs.
-const memoryLimit = 256 << 20
+// the heap target of GOGC alone lets the process grow without bound; with
+// this limit the collector runs earlier instead. It was 256 MiB, which
+// no longer held the benchmark's bursts near 300 MB (470 MB peak RSS with
+// the history store) and cost a seventh of the process's CPU in
+// collections; at 512 MiB bursts run about 9% faster for a peak of about
+// 720 MB, and the delivery-log benchmark stays at 176-234 MB (docs/
+// benchmarks.md, nineteenth round). Set GOMEMLIMIT lower on a small box,
+// higher for larger backlogs.
+const memoryLimit = 512 << 20
 
 func main() {
 	process.TuneGC()
