@@ -382,10 +382,7 @@ var targets = []target{
 			TracerProvider: w.tel["retry"].TracerProvider, MeterProvider: w.tel["retry"].MeterProvider})
 	}},
 	{"historian", func(ctx context.Context, w *wiring) error {
-		// No deferral in a burst: in one process under a soft memory limit,
-		// the held changes cost more (heap, collections) than the writes
-		// they put off; measured in docs/benchmarks.md, nineteenth round.
-		return historian.Run(ctx, historian.Config{NATS: w.conns["historian"], Layout: w.layout, Store: w.store, Defer: -1,
+		return historian.Run(ctx, historian.Config{NATS: w.conns["historian"], Layout: w.layout, Store: w.store,
 			Logger: w.log.With("service", "historian"), MeterProvider: w.tel["historian"].MeterProvider})
 	}},
 }
