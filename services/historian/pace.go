@@ -22,13 +22,21 @@ type sendPace struct {
 	isBusy bool      // what the last look found
 }
 
-// paceEvery is the least time between two looks.
-const paceEvery = 100 * time.Millisecond
+// paceEvery is the least time between two looks; paceTimeout is the most
+// a look may take (a broker that does not answer holds the writer up no
+// longer: the look counts as not busy).
+const (
+	paceEvery   = 100 * time.Millisecond
+	paceTimeout = time.Second
+)
 
+// busy says whether the send path is busy at now (see sendPace).
 func (p *sendPace) busy(ctx context.Context, now time.Time) bool {
 	if now.Sub(p.at) < paceEvery {
 		return p.isBusy
 	}
+	ctx, cancel := context.WithTimeout(ctx, paceTimeout)
+	defer cancel()
 	info, err := p.js.Stream(ctx, stream.DeliveriesStream)
 	var seq uint64
 	if err == nil {
