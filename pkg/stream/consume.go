@@ -132,12 +132,18 @@ func WorkShared(ctx context.Context, consumers []jetstream.Consumer, pool Pool, 
 			defer wg.Done()
 			for t := range msgs {
 				hctx := Extract(context.WithoutCancel(ctx), t.m)
+				var mark *turnMark // only a shared pool's handlers may wait (Waiting)
 				if share.share > 0 {
-					hctx = context.WithValue(hctx, turnKey{}, &turnMark{share, t.consumer})
+					mark = &turnMark{t: share, i: t.consumer}
+					hctx = context.WithValue(hctx, turnKey{}, mark)
 				}
 				handler(hctx, t.m)
 				held.done(t.m)
-				share.done(t.consumer)
+				if mark != nil {
+					mark.end()
+				} else {
+					share.done(t.consumer)
+				}
 			}
 		}()
 	}

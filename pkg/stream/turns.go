@@ -162,18 +162,21 @@ func (t *turns) resume(i int) {
 // it does not count toward its consumer's share, so a consumer whose
 // handlers mostly wait on slow servers is not held to its share of the
 // pool by them, and the share bounds only the handlers that compete for
-// the CPU. resume must be called once; a handler not run by a shared pool
-// gets a resume that does nothing.
+// the CPU. resume is called from the handler's goroutine; a second call,
+// a wait inside a wait, and a handler not run by a shared pool get a
+// resume that does nothing. A handler that ends without resuming (a
+// panic) is counted out once (turnMark.end).
 func Waiting(ctx context.Context) (resume func()) {
 	m, _ := ctx.Value(turnKey{}).(*turnMark)
-	if m == nil || m.t.share == 0 {
+	if m == nil || m.t.share == 0 || m.waiting { // not shared, or already waiting
 		return func() {}
 	}
+	m.waiting = true
 	m.t.done(m.i)
 	resumed := false
 	return func() {
 		if !resumed {
-			resumed = true
+			resumed, m.waiting = true, false
 			m.t.resume(m.i)
 		}
 	}
@@ -182,10 +185,22 @@ func Waiting(ctx context.Context) (resume func()) {
 // turnKey is the context key of a handler's turnMark.
 type turnKey struct{}
 
-// turnMark is which pool and consumer a handler runs for.
+// turnMark is which pool and consumer a handler runs for, and whether it
+// is waiting (Waiting). It is used from the handler's goroutine only.
 type turnMark struct {
-	t *turns
-	i int
+	t       *turns
+	i       int
+	waiting bool
+}
+
+// end counts the handler's end. A handler that ends while waiting (it
+// panicked, or returned without resuming) stopped counting when it began
+// to wait: counted again, it would give its consumer one more place in
+// the share for good.
+func (m *turnMark) end() {
+	if !m.waiting {
+		m.t.done(m.i)
+	}
 }
 
 // lightBeside reports whether a consumer other than i is light: active

@@ -130,7 +130,7 @@ func TestAWaitingHandlerDoesNotCountTowardItsShare(t *testing.T) {
 		if !admitNow(tr, 0, 500) {
 			t.Fatalf("handler %d of the backlogged consumer was not admitted within its share", i+1)
 		}
-		ctx := context.WithValue(context.Background(), turnKey{}, &turnMark{tr, 0})
+		ctx := context.WithValue(context.Background(), turnKey{}, &turnMark{t: tr, i: 0})
 		resumes = append(resumes, Waiting(ctx)) // its request is out to a slow server
 	}
 	if !admitNow(tr, 0, 500) {
@@ -149,4 +149,23 @@ func TestAWaitingHandlerDoesNotCountTowardItsShare(t *testing.T) {
 	}
 	// Outside a shared pool, Waiting does nothing.
 	Waiting(context.Background())()
+}
+
+// A handler that ends while it waits (it panicked with its request out)
+// stopped counting when it began to wait; its end does not count it out a
+// second time, which would give its consumer one more place for good.
+func TestAHandlerThatEndsWhileWaitingIsCountedOutOnce(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	tr := newTurns(Pool{Workers: 256, Share: 2, Window: time.Second}, 2, clock.now)
+	if !admitNow(tr, 0, 500) {
+		t.Fatal("not admitted")
+	}
+	m := &turnMark{t: tr, i: 0}
+	ctx := context.WithValue(context.Background(), turnKey{}, m)
+	Waiting(ctx)
+	Waiting(ctx)() // a wait inside the wait changes nothing
+	m.end()
+	if tr.running[0] != 0 {
+		t.Fatalf("running %d after the handler ended while waiting, want 0", tr.running[0])
+	}
 }
