@@ -23,7 +23,12 @@ package stream
 // keep.<STREAM> (no consumer's filter matches it), with a subject roll-up
 // so that it replaces the previous keeper. The newest block then almost
 // always holds a message no ack removes, and acks only ever empty older
-// blocks, which are simply removed.
+// blocks, which are simply removed. A block that fills up rolls the stream
+// to a new one without a keeper, which churns again until the next keeper
+// lands, so while a stream is busy (its sequence, read from the keepers'
+// own acknowledgements, moves at keepBusyRate or more) its keeper goes
+// every KeepBusyEvery instead: no extra request, and a quiet stream costs
+// one publish a second as before.
 //
 // Failure policy: a keeper is an optimisation, never work. A publish that
 // fails (a full stream, a broker away) is skipped until the next tick; a
@@ -39,27 +44,72 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// KeepEvery is how often a work stream's keeper message is published
-// again, so that the newest block holds one: a stream rolls to a new
-// block by size at most every few seconds under load (8 MB blocks), so
-// the churn left is a second's worth after each roll.
+// KeepEvery is how often a quiet work stream's keeper message is published
+// again, so that the newest block holds one.
 const KeepEvery = time.Second
+
+// KeepBusyEvery is how often a busy stream's keeper is published again. A
+// stream rolls to a new block by size (4 MB) every few seconds under
+// steady load, and until the next keeper lands in the new block each ack
+// empties it again: with a keeper a second, EVENTS at 1,000 events a second
+// still started ~90 blocks a second (a few hundred after each roll), whose
+// pooled write buffers tripled standalone's live heap (docs/benchmarks.md,
+// twentieth round). A keeper every 100 ms leaves a tenth of that.
+const KeepBusyEvery = 100 * time.Millisecond
+
+// keepBusyRate is the rate (messages a second, seen between two keepers)
+// at which a stream counts as busy: below it, a second's churn after a roll
+// is a few dozen blocks, not worth ten publishes a second. Other services'
+// keepers on the same stream (at most ten a second each) stay below it.
+const keepBusyRate = 100
 
 // KeepSubject is the subject of a work stream's keeper message.
 func KeepSubject(stream string) string { return "keep." + stream }
 
-// Keep publishes the keeper message of each of streams now and every
-// KeepEvery until ctx ends. Run it in its own goroutine.
+// nextKeep is how long to wait before the stream's next keeper, given
+// that the stream took gap messages (the sequence numbers between our last
+// two keepers, theirs included) in elapsed.
+func nextKeep(gap uint64, elapsed time.Duration) time.Duration {
+	if elapsed > 0 && float64(gap)/elapsed.Seconds() >= keepBusyRate {
+		return KeepBusyEvery
+	}
+	return KeepEvery
+}
+
+// Keep publishes the keeper message of each of streams now and then again
+// every KeepEvery, or every KeepBusyEvery while the stream is busy (its
+// sequence moves at keepBusyRate a second or more between two keepers),
+// until ctx ends. Run it in its own goroutine.
 func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
-	t := time.NewTicker(KeepEvery)
+	type kept struct {
+		due, at time.Time // when the next keeper goes; when the last went
+		seq     uint64    // the last keeper's sequence (0: none yet)
+	}
+	state := make([]kept, len(streams))
+	t := time.NewTicker(KeepBusyEvery)
 	defer t.Stop()
 	for {
-		for _, name := range streams {
+		now := time.Now()
+		for i, name := range streams {
+			k := &state[i]
+			if now.Add(KeepBusyEvery / 2).Before(k.due) { // ticks run a little early or late
+
+				continue
+			}
 			m := nats.NewMsg(KeepSubject(name))
 			m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 			pctx, cancel := context.WithTimeout(ctx, KeepEvery)
-			_, _ = Publish(pctx, js.Conn(), m) // skipped on failure: see the failure policy
+			ack, err := Publish(pctx, js.Conn(), m)
 			cancel()
+			if err != nil || ack.Sequence == 0 { // skipped: see the failure policy
+				k.due, k.seq = now.Add(KeepEvery), 0
+				continue
+			}
+			next := KeepEvery
+			if k.seq > 0 && ack.Sequence > k.seq {
+				next = nextKeep(ack.Sequence-k.seq, now.Sub(k.at))
+			}
+			*k = kept{due: now.Add(next), at: now, seq: ack.Sequence}
 		}
 		select {
 		case <-ctx.Done():

@@ -104,6 +104,61 @@ func TestAKeeperStopsAStreamThatKeepsUpFromRollingABlockPerMessage(t *testing.T)
 	}
 }
 
+// A busy stream fills its newest block and rolls to a new one, which has
+// no keeper until the next one is published: meanwhile every ack empties
+// it again. With a keeper every KeepEvery (a second) that was most of a
+// busy stream's life when blocks fill in under a second; while the stream
+// is busy its keeper goes every KeepBusyEvery, so a roll is followed by a
+// tenth of a second's churn at most.
+func TestABusyStreamThatRollsToANewBlockGetsItsKeeperBackWithinATenthOfASecond(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := broker.Start(broker.Options{Port: -1, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	js := brokertest.Connect(t, srv.ClientURL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := stream.Ensure(ctx, js, stream.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	go stream.Keep(ctx, js, stream.EventsStream)
+	cs, err := stream.RendererConsumers(ctx, js, time.Minute, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := stream.EventSubject("action_clearing", "brand-1")
+	p, _ := strconv.Atoi(stream.Partition("brand-1"))
+	c := cs[1+p]
+	// 1,200 events of 16 KB (4.7 blocks' worth), each taken and acked
+	// before the next, about 400 a second: a 4 MB block fills every two
+	// thirds of a second or so.
+	body := make([]byte, 16<<10)
+	const n = 1200
+	for range n {
+		if _, err := js.Publish(ctx, subject, body); err != nil {
+			t.Fatal(err)
+		}
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	started := newestBlock(t, dir, stream.EventsStream)
+	t.Logf("%d events of 16 KB taken one at a time: %d blocks started", n, started)
+	// Measured: 124-174 blocks; with a keeper a second, 370-378.
+	if started > n/4 {
+		t.Errorf("EVENTS started %d blocks for %d events: the keeper did not follow its rolls", started, n)
+	}
+}
+
 func TestAKeeperMessageIsNoWork(t *testing.T) {
 	js := brokertest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -149,11 +149,12 @@
 //	            by the gateway (EventService.ListRecentEvents).
 //	keep.<STREAM>  (EVENTS, DELIVERIES, SCHEDULES, HISTORY)
 //	            One keeper message per work stream, on a subject no
-//	            consumer reads, published again every second (with a
-//	            subject roll-up, so there is one) by the services that
-//	            consume the stream, so that acks never empty the stream's
-//	            newest file block: emptying it made the file store roll a
-//	            new block for nearly every message (keep.go).
+//	            consumer reads, published again every second, every 100 ms
+//	            while the stream is busy (with a subject roll-up, so there
+//	            is one) by the services that consume the stream, so that
+//	            acks never empty the stream's newest file block: emptying
+//	            it made the file store roll a new block for nearly every
+//	            message (keep.go).
 //
 // Every consumer is a durable pull consumer with explicit ack; a message is
 // acked only after its effect is durable.
