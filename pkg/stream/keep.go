@@ -53,7 +53,7 @@ const KeepEvery = time.Second
 // steady load, and until the next keeper lands in the new block each ack
 // empties it again: with a keeper a second, EVENTS at 1,000 events a second
 // still started ~90 blocks a second (a few hundred after each roll), whose
-// pooled write buffers tripled standalone's live heap (docs/benchmarks.md,
+// pooled write buffers made standalone's live heap 155 MB instead of 45 (docs/benchmarks.md,
 // twentieth round). A keeper every 100 ms leaves a tenth of that.
 const KeepBusyEvery = 100 * time.Millisecond
 
@@ -89,11 +89,9 @@ func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
 	t := time.NewTicker(KeepBusyEvery)
 	defer t.Stop()
 	for {
-		now := time.Now()
 		for i, name := range streams {
-			k := &state[i]
+			k, now := &state[i], time.Now()
 			if now.Add(KeepBusyEvery / 2).Before(k.due) { // ticks run a little early or late
-
 				continue
 			}
 			m := nats.NewMsg(KeepSubject(name))
