@@ -82,8 +82,8 @@ func nextKeep(gap uint64, elapsed time.Duration) time.Duration {
 // until ctx ends. Run it in its own goroutine.
 func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
 	type kept struct {
-		due, at time.Time // when the next keeper goes; when the last went
-		seq     uint64    // the last keeper's sequence (0: none yet)
+		due  time.Time // when the next keeper goes
+		rate SeqRate   // the stream's sequence at our keepers
 	}
 	state := make([]kept, len(streams))
 	t := time.NewTicker(KeepBusyEvery)
@@ -100,14 +100,15 @@ func Keep(ctx context.Context, js jetstream.JetStream, streams ...string) {
 			ack, err := Publish(pctx, js.Conn(), m)
 			cancel()
 			if err != nil || ack.Sequence == 0 { // skipped: see the failure policy
-				k.due, k.seq = now.Add(KeepEvery), 0
+				k.due = now.Add(KeepEvery)
+				k.rate.Forget()
 				continue
 			}
 			next := KeepEvery
-			if k.seq > 0 && ack.Sequence > k.seq {
-				next = nextKeep(ack.Sequence-k.seq, now.Sub(k.at))
+			if gap, elapsed, ok := k.rate.Observe(ack.Sequence, now); ok {
+				next = nextKeep(gap, elapsed)
 			}
-			*k = kept{due: now.Add(next), at: now, seq: ack.Sequence}
+			k.due = now.Add(next)
 		}
 		select {
 		case <-ctx.Done():

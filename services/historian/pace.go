@@ -17,9 +17,9 @@ type sendPace struct {
 	js   jetstream.JetStream
 	rate int
 
-	seq    uint64    // DELIVERIES' last sequence at the last look
-	at     time.Time // when
-	isBusy bool      // what the last look found
+	seen   stream.SeqRate // DELIVERIES' last sequence at the looks
+	at     time.Time      // when the last look was
+	isBusy bool           // what it found
 }
 
 // paceEvery is the least time between two looks; paceTimeout is the most
@@ -38,15 +38,13 @@ func (p *sendPace) busy(ctx context.Context, now time.Time) bool {
 	ctx, cancel := context.WithTimeout(ctx, paceTimeout)
 	defer cancel()
 	info, err := p.js.Stream(ctx, stream.DeliveriesStream)
-	var seq uint64
-	if err == nil {
-		seq = info.CachedInfo().State.LastSeq
-	}
-	if err != nil || p.at.IsZero() || seq < p.seq {
-		p.seq, p.at, p.isBusy = seq, now, false
+	p.at, p.isBusy = now, false
+	if err != nil {
+		p.seen.Forget()
 		return false
 	}
-	p.isBusy = float64(seq-p.seq) >= float64(p.rate)*now.Sub(p.at).Seconds()
-	p.seq, p.at = seq, now
+	if gap, elapsed, ok := p.seen.Observe(info.CachedInfo().State.LastSeq, now); ok {
+		p.isBusy = float64(gap) >= float64(p.rate)*elapsed.Seconds()
+	}
 	return p.isBusy
 }
